@@ -1,0 +1,166 @@
+//! `pdpp-host bench`: the demo connector through the host, against the
+//! reference model (a Node.js subprocess speaking JSONL over stdin/stdout).
+//!
+//! Both sides do the same work per run: START in, the same 1,000 contact
+//! RECORDs (with STATE every 100 and PROGRESS), DONE out, and the host turns
+//! every message into a typed [`p::Message`].
+
+use crate::cli::{load_manifest, load_plugin};
+use crate::protocol::{self as p, StreamScope};
+use crate::runtime::{self, Observer, RunRequest};
+use crate::sandbox::Sandbox;
+use anyhow::{Context, bail};
+use serde_json::json;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// The demo connector component.
+    #[arg(long, default_value = "target/wasm32-wasip2/release/demo.wasm")]
+    pub plugin: PathBuf,
+    #[arg(long, default_value = "manifests/demo.json")]
+    pub manifest: PathBuf,
+    /// The Node.js baseline connector.
+    #[arg(long, default_value = "bench/node-demo-connector.mjs")]
+    pub node_script: PathBuf,
+    /// Runs per measurement.
+    #[arg(long, default_value_t = 30)]
+    pub runs: usize,
+    /// RECORDs per run.
+    #[arg(long, default_value_t = 1000)]
+    pub records: u64,
+}
+
+struct Count(Arc<AtomicU64>);
+impl Observer for Count {
+    fn message(&mut self, msg: &p::Message) {
+        if matches!(msg, p::Message::Record(_)) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let manifest = Arc::new(load_manifest(&args.plugin, Some(&args.manifest))?);
+    let sandbox = Sandbox::new()?;
+    let t = Instant::now();
+    let plugin = load_plugin(&sandbox, &args.plugin)?;
+    let compile = t.elapsed();
+
+    let mut inst = Vec::new();
+    for _ in 0..args.runs.max(1) {
+        inst.push(sandbox.instantiate_only(&plugin).await?);
+    }
+
+    let mut wasm = Vec::new();
+    for _ in 0..args.runs.max(1) {
+        let seen = Arc::new(AtomicU64::new(0));
+        let mut req = RunRequest::new(manifest.clone());
+        req.streams = Some(vec![StreamScope::named("contacts")]);
+        req.settings = json!({"contacts": args.records, "events": 0});
+        let t = Instant::now();
+        let out =
+            runtime::execute(&sandbox, &plugin, req, None, Box::new(Count(seen.clone()))).await?;
+        wasm.push(t.elapsed());
+        if !out.succeeded() || seen.load(Ordering::Relaxed) != args.records {
+            bail!(
+                "wasm run did not deliver {} records: {:?}",
+                args.records,
+                out.reason
+            );
+        }
+    }
+
+    let mut node = Vec::new();
+    for i in 0..args.runs.max(1) {
+        let t = Instant::now();
+        let n = node_run(&args, i).await?;
+        node.push(t.elapsed());
+        if n != args.records {
+            bail!("node run delivered {n} records, expected {}", args.records);
+        }
+    }
+
+    let (inst, wasm, node) = (median(inst), median(wasm), median(node));
+    println!(
+        "machine: {} cores; runs per row: {}; records per run: {}",
+        num_cpus(),
+        args.runs,
+        args.records
+    );
+    println!(
+        "compile demo.wasm (once)            {:>9.2} ms",
+        ms(compile)
+    );
+    println!("instantiate only (median)           {:>9.3} ms", ms(inst));
+    println!(
+        "wasm: instantiate+START+records+DONE {:>8.3} ms (median)",
+        ms(wasm)
+    );
+    println!(
+        "node: spawn+START+records+DONE      {:>9.3} ms (median)",
+        ms(node)
+    );
+    println!(
+        "ratio node / wasm                   {:>9.1}x",
+        node.as_secs_f64() / wasm.as_secs_f64()
+    );
+    Ok(())
+}
+
+fn num_cpus() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+/// One reference-model run: spawn, START on stdin, parse every stdout line.
+async fn node_run(args: &BenchArgs, i: usize) -> anyhow::Result<u64> {
+    let mut child = tokio::process::Command::new("node")
+        .arg(&args.node_script)
+        .arg(args.records.to_string())
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("cannot start node (is Node.js installed?)")?;
+    let start = p::Message::Start(p::Start {
+        run_id: format!("bench_{i}"),
+        collection_mode: p::CollectionMode::Incremental,
+        scope: p::Scope {
+            streams: vec![StreamScope::named("contacts")],
+        },
+        state: Some(Default::default()),
+        bindings: Default::default(),
+    });
+    let mut stdin = child.stdin.take().expect("piped");
+    let mut line = start.to_json_line();
+    line.push('\n');
+    stdin.write_all(line.as_bytes()).await?;
+    let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
+    let mut records = 0;
+    while let Some(l) = lines.next_line().await? {
+        match serde_json::from_str::<p::Message>(&l)? {
+            p::Message::Record(_) => records += 1,
+            p::Message::Done(_) => break,
+            _ => {}
+        }
+    }
+    drop(stdin);
+    child.wait().await?;
+    Ok(records)
+}

@@ -1,0 +1,347 @@
+//! The `pdpp-host` command line.
+
+use crate::manifest::Manifest;
+use crate::protocol::{self as p, CollectionMode, StateMap, StreamScope};
+use crate::runtime::{self, InteractionHandler, Observer, RunRequest, StateInput};
+use crate::sandbox::{LogLevel, Plugin, RunLimits, Sandbox};
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand, ValueEnum};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use zeroize::Zeroizing;
+
+#[derive(Parser)]
+#[command(
+    name = "pdpp-host",
+    version,
+    about = "Run PDPP connectors as sandboxed WebAssembly components"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Run one connector and print every message as Collection Profile JSONL.
+    Run(RunArgs),
+    /// Check manifests.
+    Manifest {
+        #[command(subcommand)]
+        command: ManifestCommand,
+    },
+    /// Measure runs through the host against a Node.js subprocess baseline.
+    Bench(crate::bench::BenchArgs),
+}
+
+#[derive(Subcommand)]
+pub enum ManifestCommand {
+    /// Validate a manifest file; exit status 0 when it is usable.
+    Validate { file: PathBuf },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum Mode {
+    Incremental,
+    FullRefresh,
+}
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// The connector component (.wasm).
+    pub plugin: PathBuf,
+    /// The manifest; defaults to `<plugin>.json` next to the plugin.
+    #[arg(long)]
+    pub manifest: Option<PathBuf>,
+    /// Collect only these streams (repeatable); default: every stream.
+    #[arg(long = "stream", value_name = "NAME")]
+    pub streams: Vec<String>,
+    /// State file: read before the run, replaced with the committed state after a successful run.
+    #[arg(long)]
+    pub state: Option<PathBuf>,
+    /// A single-use run: no prior state is given and none is committed.
+    #[arg(long, conflicts_with = "state")]
+    pub single_use: bool,
+    #[arg(long, value_enum, default_value = "incremental")]
+    pub mode: Mode,
+    /// Answer INTERACTIONs at this terminal. Without it, a connector that needs
+    /// input fails fast.
+    #[arg(long)]
+    pub interactive: bool,
+    /// Non-secret connection settings, as a JSON object.
+    #[arg(long, default_value = "{}")]
+    pub settings: String,
+    /// A JSON file of credential fields (`{"field": "value"}`) for this run.
+    #[arg(long)]
+    pub secrets: Option<PathBuf>,
+    /// Guest CPU budget in seconds.
+    #[arg(long)]
+    pub cpu_seconds: Option<u64>,
+    /// Wall-clock budget in seconds.
+    #[arg(long)]
+    pub wall_seconds: Option<u64>,
+    /// Guest memory cap in MiB.
+    #[arg(long)]
+    pub memory_mib: Option<usize>,
+}
+
+/// Exit statuses of `pdpp-host run`.
+pub mod exit {
+    pub const SUCCEEDED: i32 = 0;
+    pub const FAILED: i32 = 1;
+    pub const USAGE: i32 = 2;
+    pub const CANCELLED: i32 = 3;
+}
+
+pub async fn main(cli: Cli) -> i32 {
+    let result = match cli.command {
+        Command::Run(args) => run(args).await,
+        Command::Manifest {
+            command: ManifestCommand::Validate { file },
+        } => match Manifest::from_file(&file) {
+            Ok(m) => {
+                println!(
+                    "{}: valid manifest for connector {} ({} streams)",
+                    file.display(),
+                    m.connector_id,
+                    m.streams.len()
+                );
+                Ok(exit::SUCCEEDED)
+            }
+            Err(e) => {
+                eprintln!("{}: {e}", file.display());
+                Ok(exit::FAILED)
+            }
+        },
+        Command::Bench(args) => crate::bench::run(args).await.map(|_| exit::SUCCEEDED),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("pdpp-host: {e:#}");
+            exit::USAGE
+        }
+    }
+}
+
+/// The manifest for a plugin: explicit, or the sidecar `<name>.json`.
+pub fn load_manifest(plugin: &Path, explicit: Option<&Path>) -> anyhow::Result<Manifest> {
+    let path = match explicit {
+        Some(p) => p.to_path_buf(),
+        None => {
+            let sidecar = plugin.with_extension("json");
+            if !sidecar.exists() {
+                bail!(
+                    "no manifest for {}: pass --manifest FILE or put {} next to it",
+                    plugin.display(),
+                    sidecar.display()
+                );
+            }
+            sidecar
+        }
+    };
+    Ok(Manifest::from_file(&path)?)
+}
+
+pub fn load_plugin(sandbox: &Sandbox, path: &Path) -> anyhow::Result<Plugin> {
+    let bytes =
+        std::fs::read(path).with_context(|| format!("cannot read plugin {}", path.display()))?;
+    Ok(sandbox
+        .compile(&bytes)
+        .with_context(|| format!("cannot load plugin {}", path.display()))?)
+}
+
+fn read_state(path: &Path) -> anyhow::Result<StateMap> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a JSON object of cursors", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(StateMap::new()),
+        Err(e) => Err(e).with_context(|| format!("cannot read state {}", path.display())),
+    }
+}
+
+/// Replace the state file in one step, so a crash leaves the old or the new state.
+fn write_state(path: &Path, state: &StateMap) -> anyhow::Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    let text = serde_json::to_string_pretty(state)?;
+    std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot replace {}", path.display()))?;
+    Ok(())
+}
+
+fn read_secrets(path: &Path) -> anyhow::Result<BTreeMap<String, Zeroizing<String>>> {
+    let text = Zeroizing::new(
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?,
+    );
+    let map: BTreeMap<String, String> = serde_json::from_str(&text)
+        .map_err(|_| anyhow::anyhow!("{} must be a JSON object of strings", path.display()))?;
+    Ok(map
+        .into_iter()
+        .map(|(k, v)| (k, Zeroizing::new(v)))
+        .collect())
+}
+
+/// Prints the transcript: messages to stdout as JSONL, guest logs to stderr.
+struct Transcript {
+    out: std::io::BufWriter<std::io::Stdout>,
+}
+
+impl Observer for Transcript {
+    fn message(&mut self, msg: &p::Message) {
+        let _ = writeln!(self.out, "{}", msg.to_json_line());
+        if matches!(msg, p::Message::Interaction(_) | p::Message::Done(_)) {
+            let _ = self.out.flush();
+        }
+    }
+
+    fn log(&mut self, level: LogLevel, message: &str, fields: &[(String, String)]) {
+        let fields: String = fields.iter().map(|(k, v)| format!(" {k}={v}")).collect();
+        eprintln!("[connector {}] {message}{fields}", level.as_str());
+    }
+}
+
+/// Asks the person at the terminal.
+struct TerminalPrompt {
+    lines: tokio::sync::Mutex<tokio::io::Lines<BufReader<tokio::io::Stdin>>>,
+}
+
+#[async_trait::async_trait]
+impl InteractionHandler for TerminalPrompt {
+    async fn answer(&self, req: &p::Interaction) -> p::InteractionAnswer {
+        let mut lines = self.lines.lock().await;
+        eprintln!(
+            "\nThe connector asks ({}): {}",
+            req.kind.as_str(),
+            req.message
+        );
+        eprintln!("(an empty answer cancels)");
+        let fields: Vec<String> = req
+            .schema
+            .as_ref()
+            .and_then(|s| s.get("properties"))
+            .and_then(Value::as_object)
+            .map(|props| props.keys().cloned().collect())
+            .unwrap_or_default();
+        let prompts = if fields.is_empty() {
+            vec![String::from("answer")]
+        } else {
+            fields.clone()
+        };
+        let mut answer = serde_json::Map::new();
+        for name in prompts {
+            eprint!("{name}: ");
+            let _ = std::io::stderr().flush();
+            match lines.next_line().await {
+                Ok(Some(line)) if !line.trim().is_empty() => {
+                    answer.insert(name, Value::String(line.trim().to_owned()));
+                }
+                _ => return p::InteractionAnswer::cancelled(),
+            }
+        }
+        if fields.is_empty() {
+            p::InteractionAnswer::success(answer.remove("answer").unwrap_or(Value::Null))
+        } else {
+            p::InteractionAnswer::success(Value::Object(answer))
+        }
+    }
+}
+
+async fn run(args: RunArgs) -> anyhow::Result<i32> {
+    let manifest = Arc::new(load_manifest(&args.plugin, args.manifest.as_deref())?);
+    let settings: Value =
+        serde_json::from_str(&args.settings).context("--settings must be a JSON object")?;
+    if !settings.is_object() {
+        bail!("--settings must be a JSON object");
+    }
+    let sandbox = Sandbox::new()?;
+    let plugin = load_plugin(&sandbox, &args.plugin)?;
+
+    let state = match (&args.state, args.single_use) {
+        (_, true) => StateInput::SingleUse,
+        (Some(path), false) => StateInput::Persisted(read_state(path)?),
+        (None, false) => StateInput::Persisted(StateMap::new()),
+    };
+    let mut limits = RunLimits::default();
+    if let Some(s) = args.cpu_seconds {
+        limits.cpu = Duration::from_secs(s);
+    }
+    if let Some(s) = args.wall_seconds {
+        limits.wall_clock = Duration::from_secs(s);
+    }
+    if let Some(m) = args.memory_mib {
+        limits.memory_bytes = m << 20;
+    }
+    let mut req = RunRequest::new(manifest);
+    req.mode = match args.mode {
+        Mode::Incremental => CollectionMode::Incremental,
+        Mode::FullRefresh => CollectionMode::FullRefresh,
+    };
+    if !args.streams.is_empty() {
+        req.streams = Some(args.streams.iter().map(StreamScope::named).collect());
+    }
+    req.state = state;
+    req.settings = settings;
+    req.limits = limits;
+    if let Some(path) = &args.secrets {
+        req.secrets = read_secrets(path)?;
+    }
+    let handler: Option<Arc<dyn InteractionHandler>> = args.interactive.then(|| {
+        Arc::new(TerminalPrompt {
+            lines: tokio::sync::Mutex::new(BufReader::new(tokio::io::stdin()).lines()),
+        }) as Arc<dyn InteractionHandler>
+    });
+    let observer = Box::new(Transcript {
+        out: std::io::BufWriter::new(std::io::stdout()),
+    });
+
+    let outcome = match runtime::execute(&sandbox, &plugin, req, handler, observer).await {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("pdpp-host: run refused before start: {e}");
+            return Ok(exit::USAGE);
+        }
+    };
+    if let (Some(path), Some(commit)) = (&args.state, &outcome.commit) {
+        write_state(path, commit)?;
+    }
+    let u = &outcome.usage;
+    eprintln!(
+        "pdpp-host: run {} {}{} — {} records, cpu {:.1} ms, wall {:.1} ms, peak memory {} KiB{}",
+        outcome.run_id,
+        serde_json::to_value(outcome.status)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default(),
+        outcome
+            .reason
+            .as_ref()
+            .map(|r| format!(" ({r})"))
+            .unwrap_or_default(),
+        outcome.records_emitted,
+        u.cpu.as_secs_f64() * 1e3,
+        u.wall.as_secs_f64() * 1e3,
+        u.peak_memory_bytes / 1024,
+        if outcome.commit.is_some() && args.state.is_some() {
+            ", state committed"
+        } else {
+            ""
+        },
+    );
+    if !u.stderr.tail.is_empty() && !outcome.succeeded() {
+        eprintln!(
+            "pdpp-host: connector stderr (last {} bytes):\n{}",
+            u.stderr.tail.len(),
+            u.stderr.tail
+        );
+    }
+    Ok(match outcome.status {
+        p::DoneStatus::Succeeded => exit::SUCCEEDED,
+        p::DoneStatus::Failed => exit::FAILED,
+        p::DoneStatus::Cancelled => exit::CANCELLED,
+    })
+}

@@ -1,0 +1,13 @@
+//! pdpp-host: runs PDPP Collection Profile connectors as sandboxed
+//! WebAssembly components.
+//!
+//! Data flows one way: [`runtime`] builds START and owns a run, [`sandbox`]
+//! executes the guest and converts what it emits into [`protocol`] messages,
+//! and the runtime validates them and decides what may be committed.
+
+pub mod bench;
+pub mod cli;
+pub mod manifest;
+pub mod protocol;
+pub mod runtime;
+pub mod sandbox;

@@ -1,0 +1,116 @@
+//! Per-run resource limits and the typed breaches they produce.
+
+use std::fmt;
+use std::time::Duration;
+use wasmtime::ResourceLimiter;
+
+/// What one run may consume.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunLimits {
+    /// Guest execution time, not counting waits for the owner.
+    pub cpu: Duration,
+    /// Wall-clock time from instantiation to DONE, waits included.
+    pub wall_clock: Duration,
+    /// Linear memory of the guest, in bytes.
+    pub memory_bytes: usize,
+    /// Bytes kept of each of stdout and stderr (the tail).
+    pub output_capture_bytes: usize,
+    /// Largest single message (e.g. one record's data) in bytes.
+    pub message_bytes: usize,
+}
+
+impl Default for RunLimits {
+    fn default() -> Self {
+        RunLimits {
+            cpu: Duration::from_secs(300),
+            wall_clock: Duration::from_secs(4 * 3600),
+            memory_bytes: 256 << 20,
+            output_capture_bytes: 16 << 10,
+            message_bytes: 4 << 20,
+        }
+    }
+}
+
+/// A limit the guest ran into. The run stops at once and nothing it staged
+/// is committed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Breach {
+    Cpu,
+    WallClock,
+    Memory,
+}
+
+impl Breach {
+    /// The typed failure reason recorded for the run.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Breach::Cpu => "cpu_limit",
+            Breach::WallClock => "wall_clock_limit",
+            Breach::Memory => "memory_limit",
+        }
+    }
+}
+
+impl fmt::Display for Breach {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Breach::Cpu => write!(f, "the connector used up its CPU time"),
+            Breach::WallClock => write!(f, "the run exceeded its wall-clock deadline"),
+            Breach::Memory => write!(f, "the connector tried to grow its memory past the limit"),
+        }
+    }
+}
+
+impl std::error::Error for Breach {}
+
+/// Enforces the memory cap and remembers the peak.
+pub struct Limiter {
+    max_memory: usize,
+    pub peak_memory: usize,
+    pub breached: bool,
+}
+
+impl Limiter {
+    pub fn new(max_memory: usize) -> Self {
+        Limiter {
+            max_memory,
+            peak_memory: 0,
+            breached: false,
+        }
+    }
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        if desired > self.max_memory {
+            self.breached = true;
+            return Err(wasmtime::Error::new(Breach::Memory));
+        }
+        self.peak_memory = self.peak_memory.max(desired);
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 1_000_000)
+    }
+
+    fn instances(&self) -> usize {
+        64
+    }
+    fn tables(&self) -> usize {
+        64
+    }
+    fn memories(&self) -> usize {
+        16
+    }
+}

@@ -1,0 +1,439 @@
+//! The wasmtime sandbox: one engine, compiled plugins, and one store per run.
+//!
+//! This module owns everything that touches wasmtime. A [`Sandbox`] holds the
+//! engine (component model, epoch interruption) and a linker with the WASI
+//! p2 interfaces and the `pdpp:connector` imports. [`Sandbox::compile`] turns
+//! a `.wasm` into a [`Plugin`] (compiled once, imports resolved once through
+//! an `InstancePre`); [`Sandbox::run`] gives each run a fresh store whose
+//! WASI context has no environment, no arguments, no preopened directories,
+//! no sockets and no name lookup, and whose stdout and stderr are captured
+//! into bounded tails.
+//!
+//! The sandbox knows no provider and no protocol rule: it converts the
+//! guest's WIT values into [`crate::protocol`] messages and hands them to a
+//! [`RunHooks`] implementation (the runtime), which validates them.
+
+mod capture;
+mod host;
+mod limits;
+
+pub use capture::{Capture, CapturedText};
+pub use limits::{Breach, RunLimits};
+
+use crate::protocol as p;
+use host::{ConnectorPre, RunClock, RunState};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::{Config, Engine, Store, UpdateDeadline};
+use wasmtime_wasi::WasiCtxBuilder;
+use zeroize::Zeroizing;
+
+/// How often the engine's epoch advances; the granularity of CPU and
+/// wall-clock enforcement.
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// A protocol violation found while the guest runs. It stops the guest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    /// The rule, e.g. `record_stream_in_scope`.
+    pub rule: &'static str,
+    /// What happened, naming streams and fields but never payload values.
+    pub message: String,
+}
+
+impl Violation {
+    pub fn new(rule: &'static str, message: impl Into<String>) -> Self {
+        Violation {
+            rule,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "protocol violation ({}): {}", self.rule, self.message)
+    }
+}
+
+impl std::error::Error for Violation {}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum LogLevel {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+impl LogLevel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Trace => "trace",
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warn => "warn",
+            LogLevel::Error => "error",
+        }
+    }
+}
+
+/// What an INTERACTION came to.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Asked {
+    /// Nobody can answer: the run has no `interactive` binding. Names it.
+    NotInteractive(String),
+    Answer(p::InteractionAnswer),
+}
+
+/// The runtime's side of a run, called from the guest's imports.
+#[async_trait::async_trait]
+pub trait RunHooks: Send {
+    /// One message, in order. An error stops the guest.
+    fn message(&mut self, msg: p::Message) -> Result<(), Violation>;
+    /// A blocking INTERACTION. An error is a violation and stops the guest.
+    async fn interact(&mut self, req: p::Interaction) -> Result<Asked, Violation>;
+    /// A structured log line from the guest.
+    fn log(&mut self, level: LogLevel, message: String, fields: Vec<(String, String)>);
+    /// The guest read the plaintext of a field the manifest lets it reveal.
+    fn secret_revealed(&mut self, field: &str);
+    /// Give the concrete type back after the run.
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send>;
+}
+
+/// The credential fields one run may see: the fields its manifest declares
+/// and the values its own connection has for them.
+#[derive(Clone, Default)]
+pub struct SecretSet {
+    /// Declared field → may it be revealed to the guest.
+    declared: BTreeMap<String, bool>,
+    values: BTreeMap<String, Zeroizing<String>>,
+    nonce: String,
+}
+
+impl fmt::Debug for SecretSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SecretSet")
+            .field("declared", &self.declared)
+            .field("values", &self.values.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl SecretSet {
+    /// `declared` are (field, revealable) pairs from the manifest; values for
+    /// undeclared fields are dropped here, so they can never reach the guest.
+    pub fn new(
+        declared: impl IntoIterator<Item = (String, bool)>,
+        values: impl IntoIterator<Item = (String, Zeroizing<String>)>,
+    ) -> Self {
+        let declared: BTreeMap<String, bool> = declared.into_iter().collect();
+        let values = values
+            .into_iter()
+            .filter(|(k, _)| declared.contains_key(k))
+            .collect();
+        let mut nonce = [0u8; 8];
+        getrandom::fill(&mut nonce).expect("system randomness");
+        let nonce = nonce.iter().map(|b| format!("{b:02x}")).collect();
+        SecretSet {
+            declared,
+            values,
+            nonce,
+        }
+    }
+
+    pub fn available(&self) -> Vec<String> {
+        self.values.keys().cloned().collect()
+    }
+
+    fn check(&self, field: &str) -> Result<(), host::pdpp::connector::secrets::SecretError> {
+        use host::pdpp::connector::secrets::SecretError as E;
+        if !self.declared.contains_key(field) {
+            return Err(E::NotDeclared(field.to_owned()));
+        }
+        if !self.values.contains_key(field) {
+            return Err(E::Missing(field.to_owned()));
+        }
+        Ok(())
+    }
+
+    fn reveal(&self, field: &str) -> Result<String, host::pdpp::connector::secrets::SecretError> {
+        self.check(field)?;
+        if self.declared.get(field) != Some(&true) {
+            return Err(
+                host::pdpp::connector::secrets::SecretError::RevealNotPermitted(field.to_owned()),
+            );
+        }
+        Ok(self.values[field].to_string())
+    }
+
+    /// The token that stands for a field in outgoing requests.
+    pub fn placeholder(&self, field: &str) -> String {
+        format!("{{{{pdpp-secret:{}:{field}}}}}", self.nonce)
+    }
+
+    /// Replace every secret value in `text` with `[REDACTED:<field>]`.
+    pub fn redact(&self, text: &str) -> String {
+        let mut out = text.to_owned();
+        for (field, value) in &self.values {
+            if !value.is_empty() && out.contains(value.as_str()) {
+                out = out.replace(value.as_str(), &format!("[REDACTED:{field}]"));
+            }
+        }
+        out
+    }
+}
+
+/// Why a `.wasm` cannot be a plugin.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("not a WebAssembly component: {0}")]
+    NotAComponent(String),
+    #[error("the component does not fit the pdpp:connector world: {0}")]
+    WrongWorld(String),
+}
+
+/// A compiled connector, ready to instantiate.
+#[derive(Clone)]
+pub struct Plugin {
+    pre: ConnectorPre<RunState>,
+}
+
+impl fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Plugin")
+    }
+}
+
+/// One run's inputs to the sandbox.
+pub struct GuestRun {
+    pub start: p::Start,
+    pub settings: Value,
+    pub secrets: SecretSet,
+    pub limits: RunLimits,
+}
+
+/// How the guest's `run` ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum GuestExit {
+    /// It returned DONE.
+    Done(p::Done),
+    /// The runtime rejected a message; the guest was stopped.
+    Violation(Violation),
+    /// A limit stopped it.
+    Limit(Breach),
+    /// It trapped (a panic, `unreachable`, a failed instantiation…) without DONE.
+    Trap(String),
+}
+
+/// What the run consumed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Guest time, not counting waits for the owner.
+    pub cpu: Duration,
+    pub wall: Duration,
+    pub peak_memory_bytes: u64,
+    pub stdout: CapturedText,
+    pub stderr: CapturedText,
+}
+
+/// The engine and linker shared by every plugin and run.
+pub struct Sandbox {
+    engine: Engine,
+    linker: Linker<RunState>,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Sandbox {
+    pub fn new() -> anyhow::Result<Self> {
+        let mut cfg = Config::new();
+        cfg.wasm_component_model(true);
+        cfg.epoch_interruption(true);
+        let engine = Engine::new(&cfg)?;
+
+        let mut linker = Linker::<RunState>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        host::Connector::add_to_linker::<RunState, host::Marker>(&mut linker, |s| s)?;
+
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        let stop = ticker_stop.clone();
+        let ticking = engine.clone();
+        std::thread::Builder::new()
+            .name("pdpp-epoch".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    ticking.increment_epoch();
+                }
+            })?;
+        Ok(Sandbox {
+            engine,
+            linker,
+            ticker_stop,
+        })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Compile a component and resolve its imports against the host.
+    pub fn compile(&self, wasm: &[u8]) -> Result<Plugin, LoadError> {
+        let component =
+            Component::new(&self.engine, wasm).map_err(|e| LoadError::NotAComponent(root(&e)))?;
+        self.prepare(&component)
+    }
+
+    fn prepare(&self, component: &Component) -> Result<Plugin, LoadError> {
+        let pre = self
+            .linker
+            .instantiate_pre(component)
+            .map_err(|e| LoadError::WrongWorld(root(&e)))?;
+        let pre = ConnectorPre::new(pre).map_err(|e| LoadError::WrongWorld(root(&e)))?;
+        Ok(Plugin { pre })
+    }
+
+    /// A fresh store for one run: nothing ambient, limits armed.
+    fn store(
+        &self,
+        hooks: Box<dyn RunHooks>,
+        secrets: SecretSet,
+        limits: &RunLimits,
+    ) -> Store<RunState> {
+        let stdout = Capture::new(limits.output_capture_bytes);
+        let stderr = Capture::new(limits.output_capture_bytes);
+        let mut wasi = WasiCtxBuilder::new();
+        // Nothing ambient, spelled out rather than left to defaults.
+        wasi.envs(&[] as &[(&str, &str)])
+            .args(&[] as &[&str])
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .socket_addr_check(|_, _| Box::pin(async { false }))
+            .stdout(stdout.clone())
+            .stderr(stderr.clone());
+        let started = Instant::now();
+        let state = RunState {
+            wasi: wasi.build(),
+            table: ResourceTable::new(),
+            limiter: limits::Limiter::new(limits.memory_bytes),
+            hooks,
+            secrets,
+            clock: RunClock {
+                started,
+                wall_deadline: started + limits.wall_clock,
+                cpu_budget: limits.cpu,
+                blocked: Duration::ZERO,
+            },
+            message_bytes: limits.message_bytes,
+            stdout,
+            stderr,
+            violation: None,
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|ctx| match ctx.data().clock.check() {
+            Some(breach) => Err(wasmtime::Error::new(breach)),
+            None => Ok(UpdateDeadline::Yield(1)),
+        });
+        store
+    }
+
+    /// Instantiate a plugin in a fresh store and drop it: the fixed cost of a run.
+    pub async fn instantiate_only(&self, plugin: &Plugin) -> anyhow::Result<Duration> {
+        let t = Instant::now();
+        let mut store = self.store(
+            Box::new(NullHooks),
+            SecretSet::default(),
+            &RunLimits::default(),
+        );
+        plugin.pre.instantiate_async(&mut store).await?;
+        Ok(t.elapsed())
+    }
+
+    /// Run the guest once in a fresh store.
+    pub async fn run(
+        &self,
+        plugin: &Plugin,
+        run: GuestRun,
+        hooks: Box<dyn RunHooks>,
+    ) -> (GuestExit, Usage, Box<dyn RunHooks>) {
+        let mut store = self.store(hooks, run.secrets, &run.limits);
+        let started = store.data().clock.started;
+        let start = host::start(&run.start, &run.settings);
+        let result = async {
+            let instance = plugin.pre.instantiate_async(&mut store).await?;
+            instance.call_run(&mut store, &start).await
+        }
+        .await;
+
+        let state = store.into_data();
+        let exit = match result {
+            Ok(done) => GuestExit::Done(host::done(done)),
+            Err(e) => classify(&e, &state),
+        };
+        let usage = Usage {
+            cpu: state.clock.guest_time().min(started.elapsed()),
+            wall: started.elapsed(),
+            peak_memory_bytes: state.limiter.peak_memory as u64,
+            stdout: state.stdout.snapshot(),
+            stderr: state.stderr.snapshot(),
+        };
+        (exit, usage, state.hooks)
+    }
+}
+
+fn classify(e: &wasmtime::Error, state: &RunState) -> GuestExit {
+    if let Some(v) = &state.violation {
+        return GuestExit::Violation(v.clone());
+    }
+    if let Some(b) = e.downcast_ref::<Breach>() {
+        return GuestExit::Limit(*b);
+    }
+    if state.limiter.breached {
+        return GuestExit::Limit(Breach::Memory);
+    }
+    if let Some(v) = e.downcast_ref::<Violation>() {
+        return GuestExit::Violation(v.clone());
+    }
+    match e.downcast_ref::<wasmtime::Trap>() {
+        Some(trap) => GuestExit::Trap(format!("wasm trap: {trap}")),
+        None => GuestExit::Trap(root(e)),
+    }
+}
+
+/// The innermost message of an error, without a host backtrace.
+fn root(e: &wasmtime::Error) -> String {
+    e.root_cause().to_string()
+}
+
+/// Hooks for a store that never runs the guest.
+struct NullHooks;
+
+#[async_trait::async_trait]
+impl RunHooks for NullHooks {
+    fn message(&mut self, _msg: p::Message) -> Result<(), Violation> {
+        Ok(())
+    }
+    async fn interact(&mut self, _req: p::Interaction) -> Result<Asked, Violation> {
+        Ok(Asked::NotInteractive("nobody is listening".into()))
+    }
+    fn log(&mut self, _level: LogLevel, _message: String, _fields: Vec<(String, String)>) {}
+    fn secret_revealed(&mut self, _field: &str) {}
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send> {
+        self
+    }
+}
