@@ -244,6 +244,14 @@ pub fn build_start(
             if entry.time_range.is_some() {
                 extra.extend(spec.consent_time_field.iter().cloned());
             }
+            // A resource-limited scope must be able to see each record's resource.
+            if entry.resources.as_ref().is_some_and(|r| !r.is_empty()) {
+                extra.extend(
+                    spec.selection
+                        .as_ref()
+                        .and_then(|s| s.resource_field.clone()),
+                );
+            }
             for f in extra {
                 if !fields.contains(&f) {
                     fields.push(f);

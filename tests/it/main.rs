@@ -1,0 +1,10 @@
+//! End-to-end tests of the host, through the library and the real binary.
+//! One test binary; each guest is built and compiled once per process.
+
+mod support;
+
+mod demo;
+mod interaction;
+mod isolation;
+mod limits;
+mod secrets;

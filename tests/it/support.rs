@@ -1,0 +1,195 @@
+//! Shared fixtures: the guests (built once), one sandbox, and helpers.
+
+use pdpp_host::manifest::Manifest;
+use pdpp_host::protocol::{self as p, Message};
+use pdpp_host::runtime::{self, InteractionHandler, Observer, RunOutcome, RunRequest};
+use pdpp_host::sandbox::{LogLevel, Plugin, Sandbox};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex, OnceLock};
+
+pub fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+/// Build every test guest once (release, wasm32-wasip2) in a target
+/// directory of their own, so the build never waits on `cargo test`'s lock.
+fn guest_dir() -> &'static PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let target = workspace().join("target").join("test-guests");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .current_dir(workspace())
+            .args([
+                "build",
+                "--release",
+                "--target",
+                "wasm32-wasip2",
+                "-p",
+                "demo",
+                "-p",
+                "probe",
+                "--target-dir",
+            ])
+            .arg(&target)
+            .status()
+            .expect("cargo runs");
+        assert!(status.success(), "building the test guests failed");
+        target.join("wasm32-wasip2").join("release")
+    })
+}
+
+pub fn guest_path(name: &str) -> PathBuf {
+    guest_dir().join(format!("{name}.wasm"))
+}
+
+pub fn sandbox() -> &'static Sandbox {
+    static SANDBOX: OnceLock<Sandbox> = OnceLock::new();
+    SANDBOX.get_or_init(|| Sandbox::new().expect("sandbox"))
+}
+
+fn compile(name: &str) -> Plugin {
+    let bytes = std::fs::read(guest_path(name)).expect("guest wasm");
+    sandbox().compile(&bytes).expect("guest compiles")
+}
+
+pub fn demo() -> &'static Plugin {
+    static P: OnceLock<Plugin> = OnceLock::new();
+    P.get_or_init(|| compile("demo"))
+}
+
+pub fn probe() -> &'static Plugin {
+    static P: OnceLock<Plugin> = OnceLock::new();
+    P.get_or_init(|| compile("probe"))
+}
+
+pub fn demo_manifest_path() -> PathBuf {
+    workspace().join("manifests/demo.json")
+}
+
+pub fn probe_manifest_path() -> PathBuf {
+    workspace().join("tests/guests/probe/probe.json")
+}
+
+pub fn demo_manifest() -> Arc<Manifest> {
+    Arc::new(Manifest::from_file(&demo_manifest_path()).expect("demo manifest"))
+}
+
+pub fn probe_manifest() -> Arc<Manifest> {
+    Arc::new(Manifest::from_file(&probe_manifest_path()).expect("probe manifest"))
+}
+
+/// What a run showed: messages in order and guest log lines.
+#[derive(Clone, Default)]
+pub struct Transcript {
+    pub messages: Arc<Mutex<Vec<Message>>>,
+    pub logs: Arc<Mutex<Vec<String>>>,
+}
+
+impl Transcript {
+    pub fn messages(&self) -> Vec<Message> {
+        self.messages.lock().unwrap().clone()
+    }
+    pub fn records(&self) -> Vec<p::Record> {
+        self.messages()
+            .into_iter()
+            .filter_map(|m| match m {
+                Message::Record(r) => Some(r),
+                _ => None,
+            })
+            .collect()
+    }
+    pub fn states(&self, stream: &str) -> Vec<Value> {
+        self.messages()
+            .into_iter()
+            .filter_map(|m| match m {
+                Message::State(s) if s.stream == stream => Some(s.cursor),
+                _ => None,
+            })
+            .collect()
+    }
+    /// The `what` of the probe's observation RECORD with this id.
+    pub fn observation(&self, id: &str) -> Value {
+        self.records()
+            .into_iter()
+            .find(|r| r.stream == "observations" && r.key == Value::String(id.into()))
+            .and_then(|r| r.data)
+            .map(|d| d["what"].clone())
+            .unwrap_or_else(|| panic!("no observation {id}"))
+    }
+    /// Everything printed or logged, as one text, for secret scans.
+    pub fn text(&self) -> String {
+        let mut s: String = self
+            .messages()
+            .iter()
+            .map(|m| m.to_json_line() + "\n")
+            .collect();
+        s.extend(self.logs.lock().unwrap().iter().map(|l| l.clone() + "\n"));
+        s
+    }
+}
+
+impl Observer for Transcript {
+    fn message(&mut self, msg: &Message) {
+        self.messages.lock().unwrap().push(msg.clone());
+    }
+    fn log(&mut self, level: LogLevel, message: &str, fields: &[(String, String)]) {
+        self.logs
+            .lock()
+            .unwrap()
+            .push(format!("{} {message} {fields:?}", level.as_str()));
+    }
+}
+
+pub async fn run_with(
+    plugin: &Plugin,
+    req: RunRequest,
+    handler: Option<Arc<dyn InteractionHandler>>,
+) -> (RunOutcome, Transcript) {
+    let t = Transcript::default();
+    let outcome = runtime::execute(sandbox(), plugin, req, handler, Box::new(t.clone()))
+        .await
+        .expect("run starts");
+    (outcome, t)
+}
+
+/// A probe request with `settings.behavior` set.
+pub fn probe_request(behavior: &str) -> RunRequest {
+    let mut req = RunRequest::new(probe_manifest());
+    req.settings = serde_json::json!({ "behavior": behavior });
+    req
+}
+
+/// Run the `pdpp-host` binary; returns (exit code, the stdout lines that are
+/// JSON, stderr).
+pub fn cli(args: &[&str], envs: &[(&str, &str)], stdin: Option<&str>) -> (i32, Vec<Value>, String) {
+    use std::io::Write;
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pdpp-host"));
+    cmd.args(args)
+        .envs(envs.iter().copied())
+        .current_dir(workspace());
+    cmd.stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("pdpp-host starts");
+    let mut input = child.stdin.take().unwrap();
+    if let Some(text) = stdin {
+        input.write_all(text.as_bytes()).unwrap();
+    }
+    drop(input);
+    let out = child.wait_with_output().unwrap();
+    let lines = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    (
+        out.status.code().unwrap_or(-1),
+        lines,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
