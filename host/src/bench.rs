@@ -72,8 +72,15 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         req.streams = Some(vec![StreamScope::named("contacts")]);
         req.settings = json!({"contacts": args.records, "events": 0});
         let t = Instant::now();
-        let out =
-            runtime::execute(&sandbox, &plugin, req, None, Box::new(Count(seen.clone()))).await?;
+        let out = runtime::execute(
+            &sandbox,
+            &plugin,
+            req,
+            None,
+            Box::new(Count(seen.clone())),
+            None,
+        )
+        .await?;
         wasm.push(t.elapsed());
         if !out.succeeded() || seen.load(Ordering::Relaxed) != args.records {
             bail!(

@@ -299,7 +299,7 @@ async fn run(args: RunArgs) -> anyhow::Result<i32> {
         out: std::io::BufWriter::new(std::io::stdout()),
     });
 
-    let outcome = match runtime::execute(&sandbox, &plugin, req, handler, observer).await {
+    let outcome = match runtime::execute(&sandbox, &plugin, req, handler, observer, None).await {
         Ok(o) => o,
         Err(e) => {
             eprintln!("pdpp-host: run refused before start: {e}");

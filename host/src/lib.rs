@@ -11,3 +11,5 @@ pub mod manifest;
 pub mod protocol;
 pub mod runtime;
 pub mod sandbox;
+pub mod store;
+pub mod vault;

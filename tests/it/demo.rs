@@ -186,6 +186,7 @@ async fn start_scope_refuses_wildcards_unknown_streams_and_empty_scope_before_in
             req,
             None,
             Box::new(Transcript::default()),
+            None,
         )
         .await
         .unwrap_err();

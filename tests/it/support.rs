@@ -152,7 +152,7 @@ pub async fn run_with(
     handler: Option<Arc<dyn InteractionHandler>>,
 ) -> (RunOutcome, Transcript) {
     let t = Transcript::default();
-    let outcome = runtime::execute(sandbox(), plugin, req, handler, Box::new(t.clone()))
+    let outcome = runtime::execute(sandbox(), plugin, req, handler, Box::new(t.clone()), None)
         .await
         .expect("run starts");
     (outcome, t)

@@ -80,6 +80,25 @@ pub trait Observer: Send {
     }
 }
 
+/// Keeps what a run produces, durably. Each call is one transaction.
+#[async_trait::async_trait]
+pub trait RunSink: Send + Sync {
+    /// A batch of validated, redacted records and the timeline entries that
+    /// go with it. Returns how many records were written.
+    async fn batch(
+        &self,
+        records: &[p::Record],
+        events: &[crate::store::RunEvent],
+    ) -> Result<u64, String>;
+    /// An INTERACTION is pending; returns its id. The answer is never kept.
+    async fn interaction_opened(&self, request: &p::Interaction) -> Result<String, String>;
+    async fn interaction_resolved(
+        &self,
+        id: &str,
+        status: p::InteractionStatus,
+    ) -> Result<(), String>;
+}
+
 /// An observer that ignores everything.
 pub struct Quiet;
 impl Observer for Quiet {}
@@ -112,6 +131,8 @@ pub enum FailureReason {
     CpuLimit,
     WallClockLimit,
     MemoryLimit,
+    /// The host could not keep what the run produced.
+    RuntimeError,
 }
 
 impl FailureReason {
@@ -124,6 +145,7 @@ impl FailureReason {
             FailureReason::CpuLimit => "cpu_limit",
             FailureReason::WallClockLimit => "wall_clock_limit",
             FailureReason::MemoryLimit => "memory_limit",
+            FailureReason::RuntimeError => "runtime_error",
         }
     }
 }
@@ -160,6 +182,8 @@ pub struct RunOutcome {
     pub done: Option<p::Done>,
     /// RECORDs the host accepted.
     pub records_emitted: u64,
+    /// RECORDs made durable by the run's sink (0 without one).
+    pub records_written: u64,
     /// The last STATE per stream, in staging order.
     pub staged: Vec<(String, Value)>,
     /// The full state to persist; `None` when nothing may be committed.
@@ -309,6 +333,7 @@ pub async fn execute(
     req: RunRequest,
     interaction: Option<Arc<dyn InteractionHandler>>,
     observer: Box<dyn Observer>,
+    sink: Option<Arc<dyn RunSink>>,
 ) -> Result<RunOutcome, StartError> {
     let run_id = req.run_id.clone().unwrap_or_else(new_run_id);
     let start = build_start(&req, &run_id, interaction.is_some())?;
@@ -324,6 +349,7 @@ pub async fn execute(
         interaction,
         observer,
         secrets.clone(),
+        sink,
     );
     session.observe(&p::Message::Start(start.clone()));
 
@@ -334,10 +360,14 @@ pub async fn execute(
         limits: req.limits.clone(),
     };
     let (exit, usage, hooks) = sandbox.run(plugin, guest, Box::new(session)).await;
-    let session = *hooks
+    let mut session = *hooks
         .into_any()
         .downcast::<Session>()
         .expect("the runtime's own hooks come back");
+    let exit = match session.settle(&exit).await {
+        Ok(()) => exit,
+        Err(fault) => GuestExit::HostFault(fault.0),
+    };
     Ok(session.finish(run_id, exit, usage, &req.state))
 }
 
@@ -395,5 +425,6 @@ pub(crate) fn evaluate(
             Some(format!("the connector stopped before returning DONE: {t}")),
             None,
         ),
+        GuestExit::HostFault(f) => (Failed, Some(FailureReason::RuntimeError), Some(f), None),
     }
 }

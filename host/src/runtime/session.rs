@@ -1,12 +1,17 @@
 //! The runtime's view of one run while the guest executes.
 
 use super::{
-    InteractionHandler, InteractionSummary, Observer, RunOutcome, StateInput, evaluate, time,
+    InteractionHandler, InteractionSummary, Observer, RunOutcome, RunSink, StateInput, evaluate,
+    time,
 };
 use crate::manifest::Manifest;
 use crate::protocol::{self as p, StreamScope};
-use crate::sandbox::{Asked, GuestExit, LogLevel, RunHooks, SecretSet, Usage, Violation};
-use serde_json::Value;
+use crate::sandbox::{
+    Asked, GuestExit, HostFault, LogLevel, RunHooks, SecretSet, Usage, Violation,
+};
+use crate::store::RunEvent;
+use crate::vault::Redactor;
+use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,6 +27,96 @@ pub struct Session {
     records: u64,
     interactions: Vec<InteractionSummary>,
     reveals: Vec<String>,
+    sink: Option<Arc<dyn RunSink>>,
+    pending_records: Vec<p::Record>,
+    pending_events: Vec<RunEvent>,
+    written: u64,
+}
+
+/// Scrub every string (and object key) of a JSON value.
+pub(crate) fn redact_value(r: &Redactor, v: &mut Value) {
+    match v {
+        Value::String(s) => *s = r.redact(s),
+        Value::Array(items) => items.iter_mut().for_each(|i| redact_value(r, i)),
+        Value::Object(map) => {
+            let old = std::mem::take(map);
+            for (k, mut val) in old {
+                redact_value(r, &mut val);
+                map.insert(r.redact(&k), val);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Scrub the free-text parts of a message before anyone sees or keeps it.
+fn redact_message(r: &Redactor, msg: &mut p::Message) {
+    if r.is_empty() {
+        return;
+    }
+    let text = |s: &mut String| *s = r.redact(s);
+    let opt = |s: &mut Option<String>| {
+        if let Some(s) = s {
+            *s = r.redact(s)
+        }
+    };
+    let val = |v: &mut Option<Value>| {
+        if let Some(v) = v {
+            redact_value(r, v)
+        }
+    };
+    match msg {
+        p::Message::Record(rec) => {
+            val(&mut rec.data);
+            redact_value(r, &mut rec.key);
+        }
+        p::Message::State(st) => redact_value(r, &mut st.cursor),
+        p::Message::Progress(g) => text(&mut g.message),
+        p::Message::SkipResult(sk) => {
+            opt(&mut sk.reason);
+            opt(&mut sk.message);
+            val(&mut sk.diagnostics);
+        }
+        p::Message::DetailGap(g) => {
+            opt(&mut g.reason);
+            val(&mut g.detail_locator);
+            val(&mut g.list_cursor);
+            val(&mut g.last_error);
+        }
+        p::Message::Interaction(i) => {
+            text(&mut i.message);
+            val(&mut i.schema);
+        }
+        p::Message::Done(d) => {
+            if let Some(e) = &mut d.error {
+                text(&mut e.message);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The timeline entry for a message, if it gets one. Records are counted per
+/// batch instead; cursors are not copied into the timeline.
+fn event_for(msg: &p::Message) -> Option<RunEvent> {
+    Some(match msg {
+        p::Message::State(s) => RunEvent::new("run.state_staged", json!({ "stream": s.stream })),
+        p::Message::Progress(g) => {
+            RunEvent::new("run.progress_reported", serde_json::to_value(g).ok()?)
+        }
+        p::Message::SkipResult(s) => {
+            RunEvent::new("run.stream_skipped", serde_json::to_value(s).ok()?)
+        }
+        p::Message::DetailCoverage(c) => RunEvent::new(
+            "run.detail_coverage_declared",
+            json!({ "state_stream": c.state_stream, "stream": c.stream, "required": c.required_keys.len(),
+                    "hydrated": c.hydrated_keys.len(), "gaps": c.gap_keys.len() }),
+        ),
+        p::Message::DetailGap(g) => {
+            RunEvent::new("run.detail_gap_recorded", serde_json::to_value(g).ok()?)
+        }
+        _ => return None,
+    })
 }
 
 fn in_scope<'a>(
@@ -55,6 +150,7 @@ impl Session {
         interaction: Option<Arc<dyn InteractionHandler>>,
         observer: Box<dyn Observer>,
         secrets: SecretSet,
+        sink: Option<Arc<dyn RunSink>>,
     ) -> Self {
         let scope = start
             .scope
@@ -72,7 +168,24 @@ impl Session {
             records: 0,
             interactions: Vec::new(),
             reveals: Vec::new(),
+            sink,
+            pending_records: Vec::new(),
+            pending_events: Vec::new(),
+            written: 0,
         }
+    }
+
+    fn event(&mut self, kind: &str, data: Value) {
+        self.pending_events.push(RunEvent::new(kind, data));
+    }
+
+    /// After the guest stopped: drop records of a batch that broke a rule or
+    /// never ended, and write the timeline entries not written yet.
+    pub(super) async fn settle(&mut self, exit: &GuestExit) -> Result<(), HostFault> {
+        if !matches!(exit, GuestExit::Done(_)) {
+            self.pending_records.clear();
+        }
+        self.end_batch().await
     }
 
     pub(super) fn observe(&mut self, msg: &p::Message) {
@@ -304,15 +417,16 @@ impl Session {
             }
             _ => None,
         };
-        usage.stdout.tail = self.secrets.redact(&usage.stdout.tail);
-        usage.stderr.tail = self.secrets.redact(&usage.stderr.tail);
+        usage.stdout.tail = self.secrets.redactor().redact(&usage.stdout.tail);
+        usage.stderr.tail = self.secrets.redactor().redact(&usage.stderr.tail);
         let outcome = RunOutcome {
             run_id,
             status,
             reason,
-            message: message.map(|m| self.secrets.redact(&m)),
+            message: message.map(|m| self.secrets.redactor().redact(&m)),
             done,
             records_emitted: self.records,
+            records_written: self.written,
             staged: self.staged,
             commit,
             interactions: self.interactions,
@@ -372,9 +486,30 @@ fn valid_error_code(code: &str) -> bool {
 
 #[async_trait::async_trait]
 impl RunHooks for Session {
-    fn message(&mut self, msg: p::Message) -> Result<(), Violation> {
+    fn message(&mut self, mut msg: p::Message) -> Result<(), Violation> {
         self.check(&msg)?;
+        redact_message(self.secrets.redactor(), &mut msg);
+        if let Some(e) = event_for(&msg) {
+            self.pending_events.push(e);
+        }
         self.observer.message(&msg);
+        if let p::Message::Record(r) = msg {
+            self.pending_records.push(r);
+        }
+        Ok(())
+    }
+
+    async fn end_batch(&mut self) -> Result<(), HostFault> {
+        let records = std::mem::take(&mut self.pending_records);
+        if !records.is_empty() {
+            self.event("run.batch_written", json!({ "records": records.len() }));
+        }
+        let events = std::mem::take(&mut self.pending_events);
+        if let Some(sink) = &self.sink
+            && !(records.is_empty() && events.is_empty())
+        {
+            self.written += sink.batch(&records, &events).await.map_err(HostFault)?;
+        }
         Ok(())
     }
 
@@ -420,7 +555,26 @@ impl RunHooks for Session {
                 req.kind.as_str()
             )));
         };
-        self.observer.message(&p::Message::Interaction(req.clone()));
+        let mut req = req;
+        let mut shown = p::Message::Interaction(req.clone());
+        redact_message(self.secrets.redactor(), &mut shown);
+        if let p::Message::Interaction(clean) = &shown {
+            req.message = clean.message.clone();
+        }
+        self.observer.message(&shown);
+        self.event(
+            "run.interaction_required",
+            json!({ "request_id": req.request_id, "kind": req.kind, "stream": req.stream, "message": req.message }),
+        );
+        let stored = match &self.sink {
+            Some(sink) => Some(sink.interaction_opened(&req).await.map_err(|e| {
+                Violation::new(
+                    "runtime_error",
+                    format!("cannot record the interaction: {e}"),
+                )
+            })?),
+            None => None,
+        };
         let answer = match req.timeout_seconds {
             Some(secs) => {
                 tokio::time::timeout(Duration::from_secs(secs.into()), handler.answer(&req))
@@ -434,6 +588,20 @@ impl RunHooks for Session {
                 request_id: req.request_id.clone(),
                 status: answer.status,
             }));
+        if let (Some(sink), Some(id)) = (&self.sink, &stored) {
+            sink.interaction_resolved(id, answer.status)
+                .await
+                .map_err(|e| {
+                    Violation::new(
+                        "runtime_error",
+                        format!("cannot record the interaction: {e}"),
+                    )
+                })?;
+        }
+        self.event(
+            "run.interaction_completed",
+            json!({ "request_id": req.request_id, "kind": req.kind, "status": answer.status }),
+        );
         self.interactions.push(InteractionSummary {
             request_id: req.request_id,
             kind: req.kind,
@@ -443,16 +611,24 @@ impl RunHooks for Session {
     }
 
     fn log(&mut self, level: LogLevel, message: String, fields: Vec<(String, String)>) {
-        let message = self.secrets.redact(&message);
-        let fields: Vec<(String, String)> = fields
-            .into_iter()
-            .map(|(k, v)| (k, self.secrets.redact(&v)))
-            .collect();
+        let r = self.secrets.redactor();
+        let message = r.redact(&message);
+        let fields: Vec<(String, String)> =
+            fields.into_iter().map(|(k, v)| (k, r.redact(&v))).collect();
         self.observer.log(level, &message, &fields);
+        let data: serde_json::Map<String, Value> = fields
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect();
+        self.event(
+            "run.log",
+            json!({ "level": level.as_str(), "message": message, "fields": data }),
+        );
     }
 
     fn secret_revealed(&mut self, field: &str) {
         self.reveals.push(field.to_owned());
+        self.event("run.secret_revealed", json!({ "field": field }));
     }
 
     fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send> {

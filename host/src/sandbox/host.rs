@@ -314,7 +314,7 @@ impl emit::Host for RunState {
                 return Err(self.violate(v));
             }
         }
-        Ok(())
+        self.hooks.end_batch().await.map_err(wasmtime::Error::new)
     }
 }
 

@@ -63,6 +63,19 @@ impl fmt::Display for Violation {
 
 impl std::error::Error for Violation {}
 
+/// The host failed to keep what the guest sent (e.g. the database is
+/// unavailable). It stops the guest; the run fails as `runtime_error`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HostFault(pub String);
+
+impl fmt::Display for HostFault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "host failure: {}", self.0)
+    }
+}
+
+impl std::error::Error for HostFault {}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum LogLevel {
     Trace,
@@ -97,6 +110,8 @@ pub enum Asked {
 pub trait RunHooks: Send {
     /// One message, in order. An error stops the guest.
     fn message(&mut self, msg: p::Message) -> Result<(), Violation>;
+    /// The end of one `emit.send` batch: make it durable. An error stops the guest.
+    async fn end_batch(&mut self) -> Result<(), HostFault>;
     /// A blocking INTERACTION. An error is a violation and stops the guest.
     async fn interact(&mut self, req: p::Interaction) -> Result<Asked, Violation>;
     /// A structured log line from the guest.
@@ -115,6 +130,7 @@ pub struct SecretSet {
     declared: BTreeMap<String, bool>,
     values: BTreeMap<String, Zeroizing<String>>,
     nonce: String,
+    redactor: crate::vault::Redactor,
 }
 
 impl fmt::Debug for SecretSet {
@@ -134,17 +150,20 @@ impl SecretSet {
         values: impl IntoIterator<Item = (String, Zeroizing<String>)>,
     ) -> Self {
         let declared: BTreeMap<String, bool> = declared.into_iter().collect();
-        let values = values
+        let values: BTreeMap<String, Zeroizing<String>> = values
             .into_iter()
             .filter(|(k, _)| declared.contains_key(k))
             .collect();
         let mut nonce = [0u8; 8];
         getrandom::fill(&mut nonce).expect("system randomness");
         let nonce = nonce.iter().map(|b| format!("{b:02x}")).collect();
+        let redactor =
+            crate::vault::Redactor::new(values.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         SecretSet {
             declared,
             values,
             nonce,
+            redactor,
         }
     }
 
@@ -178,15 +197,20 @@ impl SecretSet {
         format!("{{{{pdpp-secret:{}:{field}}}}}", self.nonce)
     }
 
-    /// Replace every secret value in `text` with `[REDACTED:<field>]`.
-    pub fn redact(&self, text: &str) -> String {
-        let mut out = text.to_owned();
-        for (field, value) in &self.values {
-            if !value.is_empty() && out.contains(value.as_str()) {
-                out = out.replace(value.as_str(), &format!("[REDACTED:{field}]"));
-            }
+    /// Scrubs every form of this run's secret values from text.
+    pub fn redactor(&self) -> &crate::vault::Redactor {
+        &self.redactor
+    }
+
+    /// The value behind a placeholder, for host-side substitution into a
+    /// request to an allowed origin. `None` for anything else.
+    pub fn resolve_placeholder(&self, token: &str) -> Option<Zeroizing<String>> {
+        let inner = token.strip_prefix("{{pdpp-secret:")?.strip_suffix("}}")?;
+        let (nonce, field) = inner.split_once(':')?;
+        if nonce != self.nonce {
+            return None;
         }
-        out
+        self.values.get(field).cloned()
     }
 }
 
@@ -230,6 +254,8 @@ pub enum GuestExit {
     Limit(Breach),
     /// It trapped (a panic, `unreachable`, a failed instantiation…) without DONE.
     Trap(String),
+    /// The host could not keep what the guest sent.
+    HostFault(String),
 }
 
 /// What the run consumed.
@@ -409,6 +435,9 @@ fn classify(e: &wasmtime::Error, state: &RunState) -> GuestExit {
     if let Some(v) = e.downcast_ref::<Violation>() {
         return GuestExit::Violation(v.clone());
     }
+    if let Some(f) = e.downcast_ref::<HostFault>() {
+        return GuestExit::HostFault(f.0.clone());
+    }
     match e.downcast_ref::<wasmtime::Trap>() {
         Some(trap) => GuestExit::Trap(format!("wasm trap: {trap}")),
         None => GuestExit::Trap(root(e)),
@@ -426,6 +455,9 @@ struct NullHooks;
 #[async_trait::async_trait]
 impl RunHooks for NullHooks {
     fn message(&mut self, _msg: p::Message) -> Result<(), Violation> {
+        Ok(())
+    }
+    async fn end_batch(&mut self) -> Result<(), HostFault> {
         Ok(())
     }
     async fn interact(&mut self, _req: p::Interaction) -> Result<Asked, Violation> {

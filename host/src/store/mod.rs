@@ -1,0 +1,628 @@
+//! Where everything is kept: SQLite by default, PostgreSQL when given.
+//!
+//! One schema, two flavours (`migrations/sqlite`, `migrations/postgres`),
+//! applied at open. Queries are runtime queries over sqlx's `Any` driver and
+//! written once for both backends (`$n` placeholders in order of appearance,
+//! `ON CONFLICT` upserts, integers as BIGINT, times as Unix milliseconds,
+//! JSON as text). Every connection's data is addressed by connection id.
+//! Writes that belong together (a batch of records, a state commit, a key
+//! rotation) are one transaction each.
+
+mod model;
+
+pub use model::*;
+
+use crate::protocol as p;
+use crate::vault::Sealed;
+use serde_json::Value;
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::{AnyPool, Row};
+use std::path::Path;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("unsupported database URL (use sqlite://PATH or postgres://…): {0}")]
+    UnsupportedUrl(String),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("database migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("{what} {id} does not exist")]
+    NotFound { what: &'static str, id: String },
+    #[error("stored data is malformed: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The database, shared by everything in one host process.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// A random id with a prefix: `con_3f9a…` (24 hex characters).
+pub fn new_id(prefix: &str) -> String {
+    let mut b = [0u8; 12];
+    getrandom::fill(&mut b).expect("system randomness");
+    format!(
+        "{prefix}_{}",
+        b.iter().map(|x| format!("{x:02x}")).collect::<String>()
+    )
+}
+
+fn key_text(key: &Value) -> String {
+    match key {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn json_text(v: &Value) -> String {
+    v.to_string()
+}
+
+fn parse_json(s: &str) -> Result<Value> {
+    serde_json::from_str(s)
+        .map_err(|e| StoreError::Corrupt(format!("stored JSON does not parse: {e}")))
+}
+
+impl Store {
+    /// Open (creating if needed) and migrate the database at `url`.
+    pub async fn open(url: &str) -> Result<Store> {
+        install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else {
+            return Err(StoreError::UnsupportedUrl(url.to_owned()));
+        };
+        let mut opts =
+            AnyPoolOptions::new().max_connections(if backend == Backend::Sqlite { 4 } else { 8 });
+        if backend == Backend::Sqlite {
+            opts = opts.after_connect(|conn, _meta| {
+                Box::pin(async move {
+                    for pragma in [
+                        "PRAGMA journal_mode = WAL",
+                        "PRAGMA synchronous = FULL",
+                        "PRAGMA foreign_keys = ON",
+                        "PRAGMA busy_timeout = 5000",
+                    ] {
+                        sqlx::query(pragma).execute(&mut *conn).await?;
+                    }
+                    Ok(())
+                })
+            });
+        }
+        let pool = opts.connect(url).await?;
+        match backend {
+            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&pool).await?,
+            Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
+        }
+        Ok(Store { pool, backend })
+    }
+
+    /// The embedded default: one SQLite file, created if missing.
+    pub async fn open_sqlite(path: &Path) -> Result<Store> {
+        Store::open(&format!("sqlite://{}?mode=rwc", path.display())).await
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    // ---- connectors ----------------------------------------------------
+
+    pub async fn upsert_connector(
+        &self,
+        manifest: &crate::manifest::Manifest,
+        plugin_sha256: Option<&str>,
+    ) -> Result<()> {
+        let text = serde_json::to_string(manifest).expect("manifests serialize");
+        sqlx::query(
+            "INSERT INTO connectors (connector_id, version, manifest, plugin_sha256, availability, updated_at)
+             VALUES ($1, $2, $3, $4, 'available', $5)
+             ON CONFLICT (connector_id) DO UPDATE SET version = excluded.version, manifest = excluded.manifest,
+               plugin_sha256 = excluded.plugin_sha256, availability = 'available', updated_at = excluded.updated_at",
+        )
+        .bind(&manifest.connector_id)
+        .bind(&manifest.version)
+        .bind(text)
+        .bind(plugin_sha256.map(str::to_owned))
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    // ---- connections ---------------------------------------------------
+
+    pub async fn create_connection(&self, new: NewConnection) -> Result<Connection> {
+        let now = now_ms();
+        let c = Connection {
+            connection_id: new.connection_id.unwrap_or_else(|| new_id("con")),
+            connector_id: new.connector_id,
+            status: new.status,
+            display_name: new.display_name,
+            account_identity: None,
+            binding_metadata: new.binding_metadata,
+            created_at: now,
+            updated_at: now,
+        };
+        sqlx::query(
+            "INSERT INTO connections (connection_id, connector_id, status, display_name, account_identity,
+               binding_metadata, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, NULL, $5, $6, $7)",
+        )
+        .bind(&c.connection_id)
+        .bind(&c.connector_id)
+        .bind(c.status.as_str())
+        .bind(c.display_name.clone())
+        .bind(json_text(&c.binding_metadata))
+        .bind(now)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(c)
+    }
+
+    pub async fn connection(&self, connection_id: &str) -> Result<Option<Connection>> {
+        let row = sqlx::query(
+            "SELECT connection_id, connector_id, status, display_name, account_identity, binding_metadata,
+               created_at, updated_at FROM connections WHERE connection_id = $1",
+        )
+        .bind(connection_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| Connection::from_row(&r)).transpose()
+    }
+
+    pub async fn connections_of(&self, connector_id: &str) -> Result<Vec<Connection>> {
+        let rows = sqlx::query(
+            "SELECT connection_id, connector_id, status, display_name, account_identity, binding_metadata,
+               created_at, updated_at FROM connections WHERE connector_id = $1 ORDER BY created_at, connection_id",
+        )
+        .bind(connector_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(Connection::from_row).collect()
+    }
+
+    pub async fn set_connection_status(
+        &self,
+        connection_id: &str,
+        status: ConnectionStatus,
+    ) -> Result<()> {
+        let done = sqlx::query(
+            "UPDATE connections SET status = $1, updated_at = $2 WHERE connection_id = $3",
+        )
+        .bind(status.as_str())
+        .bind(now_ms())
+        .bind(connection_id)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound {
+                what: "connection",
+                id: connection_id.to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    // ---- credentials ---------------------------------------------------
+
+    /// Store (or replace, on rotation) a connection's sealed bundle.
+    pub async fn put_credential(&self, connection_id: &str, sealed: &Sealed) -> Result<()> {
+        let now = now_ms();
+        sqlx::query(
+            "INSERT INTO credentials (connection_id, kind, field_names, status, format_version, key_id, nonce,
+               ciphertext, fingerprint, captured_at, rotated_at)
+             VALUES ($1, $2, $3, 'active', $4, $5, $6, $7, $8, $9, NULL)
+             ON CONFLICT (connection_id) DO UPDATE SET kind = excluded.kind, field_names = excluded.field_names,
+               status = 'active', format_version = excluded.format_version, key_id = excluded.key_id,
+               nonce = excluded.nonce, ciphertext = excluded.ciphertext, fingerprint = excluded.fingerprint,
+               rotated_at = excluded.captured_at",
+        )
+        .bind(connection_id)
+        .bind(&sealed.kind)
+        .bind(serde_json::to_string(&sealed.field_names).expect("names serialize"))
+        .bind(sealed.format_version)
+        .bind(&sealed.key_id)
+        .bind(sealed.nonce.clone())
+        .bind(sealed.ciphertext.clone())
+        .bind(&sealed.fingerprint)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn credential(&self, connection_id: &str) -> Result<Option<StoredCredential>> {
+        let row = sqlx::query(
+            "SELECT connection_id, kind, field_names, status, format_version, key_id, nonce, ciphertext, fingerprint,
+               captured_at, rotated_at FROM credentials WHERE connection_id = $1",
+        )
+        .bind(connection_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| StoredCredential::from_row(&r)).transpose()
+    }
+
+    pub async fn all_credentials(&self) -> Result<Vec<StoredCredential>> {
+        let rows = sqlx::query(
+            "SELECT connection_id, kind, field_names, status, format_version, key_id, nonce, ciphertext, fingerprint,
+               captured_at, rotated_at FROM credentials ORDER BY connection_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(StoredCredential::from_row).collect()
+    }
+
+    pub async fn set_credential_status(
+        &self,
+        connection_id: &str,
+        status: CredentialStatus,
+    ) -> Result<()> {
+        let done = sqlx::query("UPDATE credentials SET status = $1 WHERE connection_id = $2")
+            .bind(status.as_str())
+            .bind(connection_id)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound {
+                what: "credential of connection",
+                id: connection_id.to_owned(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Replace the seal of every listed bundle in one transaction (key rotation).
+    pub async fn reseal_all(&self, resealed: &[(String, Sealed)]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for (connection_id, s) in resealed {
+            let done = sqlx::query(
+                "UPDATE credentials SET key_id = $1, nonce = $2, ciphertext = $3, fingerprint = $4, format_version = $5
+                 WHERE connection_id = $6",
+            )
+            .bind(&s.key_id)
+            .bind(s.nonce.clone())
+            .bind(s.ciphertext.clone())
+            .bind(&s.fingerprint)
+            .bind(s.format_version)
+            .bind(connection_id)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() != 1 {
+                return Err(StoreError::NotFound {
+                    what: "credential of connection",
+                    id: connection_id.clone(),
+                });
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    // ---- runs and their timeline ----------------------------------------
+
+    pub async fn create_run(
+        &self,
+        run_id: &str,
+        connection_id: &str,
+        connector_id: &str,
+        trigger: Trigger,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO runs (run_id, connection_id, connector_id, status, run_trigger, started_at)
+             VALUES ($1, $2, $3, 'running', $4, $5)",
+        )
+        .bind(run_id)
+        .bind(connection_id)
+        .bind(connector_id)
+        .bind(trigger.as_str())
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn finish_run(&self, run_id: &str, end: &RunEnd) -> Result<()> {
+        sqlx::query(
+            "UPDATE runs SET status = $1, finished_at = $2, records_emitted = $3, records_written = $4,
+               failure_reason = $5, failure_message = $6, resource_report = $7
+             WHERE run_id = $8",
+        )
+        .bind(end.status.clone())
+        .bind(now_ms())
+        .bind(end.records_emitted)
+        .bind(end.records_written)
+        .bind(end.failure_reason.clone())
+        .bind(end.failure_message.clone())
+        .bind(json_text(&end.resource_report))
+        .bind(run_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Runs a previous host process left `running`: it died, so they failed.
+    pub async fn fail_interrupted_runs(&self) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE runs SET status = 'failed', finished_at = $1, failure_reason = 'host_interrupted',
+               failure_message = 'the host stopped while the run was in progress'
+             WHERE status = 'running'",
+        )
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    pub async fn run(&self, run_id: &str) -> Result<Option<RunRow>> {
+        let row = sqlx::query(
+            "SELECT run_id, connection_id, connector_id, status, run_trigger, started_at, finished_at,
+               records_emitted, records_written, failure_reason, failure_message, resource_report
+             FROM runs WHERE run_id = $1",
+        )
+        .bind(run_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| RunRow::from_row(&r)).transpose()
+    }
+
+    pub async fn events(&self, run_id: &str) -> Result<Vec<RunEvent>> {
+        let rows = sqlx::query("SELECT kind, data FROM run_events WHERE run_id = $1 ORDER BY seq")
+            .bind(run_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(RunEvent {
+                    kind: r.try_get("kind")?,
+                    data: parse_json(&r.try_get::<String, _>("data")?)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Write one batch of records and the events that go with it, atomically.
+    /// Returns the number of records written.
+    pub async fn write_batch(
+        &self,
+        connection_id: &str,
+        run_id: &str,
+        records: &[p::Record],
+        events: &[RunEvent],
+    ) -> Result<u64> {
+        let mut tx = self.pool.begin().await?;
+        let now = now_ms();
+        for r in records {
+            let key = key_text(&r.key);
+            if r.op.as_deref() == Some("delete") {
+                sqlx::query("DELETE FROM records WHERE connection_id = $1 AND stream = $2 AND record_key = $3")
+                    .bind(connection_id)
+                    .bind(&r.stream)
+                    .bind(key)
+                    .execute(&mut *tx)
+                    .await?;
+            } else {
+                sqlx::query(
+                    "INSERT INTO records (connection_id, stream, record_key, data, emitted_at, run_id, written_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7)
+                     ON CONFLICT (connection_id, stream, record_key) DO UPDATE SET data = excluded.data,
+                       emitted_at = excluded.emitted_at, run_id = excluded.run_id, written_at = excluded.written_at",
+                )
+                .bind(connection_id)
+                .bind(&r.stream)
+                .bind(key)
+                .bind(r.data.as_ref().map(json_text).unwrap_or_else(|| "{}".into()))
+                .bind(&r.emitted_at)
+                .bind(run_id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+        append_events(&mut tx, run_id, events).await?;
+        tx.commit().await?;
+        Ok(records.len() as u64)
+    }
+
+    pub async fn append_events(&self, run_id: &str, events: &[RunEvent]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        append_events(&mut tx, run_id, events).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    pub async fn records(&self, connection_id: &str, stream: &str) -> Result<Vec<StoredRecord>> {
+        let rows = sqlx::query(
+            "SELECT stream, record_key, data, emitted_at, run_id FROM records
+             WHERE connection_id = $1 AND stream = $2 ORDER BY record_key",
+        )
+        .bind(connection_id)
+        .bind(stream)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(StoredRecord {
+                    stream: r.try_get("stream")?,
+                    key: r.try_get("record_key")?,
+                    data: parse_json(&r.try_get::<String, _>("data")?)?,
+                    emitted_at: r.try_get("emitted_at")?,
+                    run_id: r.try_get("run_id")?,
+                })
+            })
+            .collect()
+    }
+
+    pub async fn count_records(&self, connection_id: &str) -> Result<i64> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM records WHERE connection_id = $1")
+            .bind(connection_id)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("n")?)
+    }
+
+    // ---- state ----------------------------------------------------------
+
+    pub async fn state(&self, connection_id: &str, namespace: &Namespace) -> Result<p::StateMap> {
+        let rows = sqlx::query(
+            "SELECT stream, cursor FROM stream_state WHERE connection_id = $1 AND namespace = $2",
+        )
+        .bind(connection_id)
+        .bind(namespace.key())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get::<String, _>("stream")?,
+                    parse_json(&r.try_get::<String, _>("cursor")?)?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Commit checkpoints of one run in one transaction.
+    pub async fn commit_state(
+        &self,
+        connection_id: &str,
+        namespace: &Namespace,
+        run_id: &str,
+        cursors: &[(String, Value)],
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        let now = now_ms();
+        for (stream, cursor) in cursors {
+            sqlx::query(
+                "INSERT INTO stream_state (connection_id, namespace, stream, cursor, run_id, committed_at)
+                 VALUES ($1, $2, $3, $4, $5, $6)
+                 ON CONFLICT (connection_id, namespace, stream) DO UPDATE SET cursor = excluded.cursor,
+                   run_id = excluded.run_id, committed_at = excluded.committed_at",
+            )
+            .bind(connection_id)
+            .bind(namespace.key())
+            .bind(stream)
+            .bind(json_text(cursor))
+            .bind(run_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    // ---- interactions ---------------------------------------------------
+
+    pub async fn open_interaction(
+        &self,
+        run_id: &str,
+        connection_id: &str,
+        req: &p::Interaction,
+    ) -> Result<String> {
+        let id = new_id("ixn");
+        sqlx::query(
+            "INSERT INTO interactions (interaction_id, run_id, connection_id, request_id, kind, message, schema, status,
+               created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8)",
+        )
+        .bind(&id)
+        .bind(run_id)
+        .bind(connection_id)
+        .bind(&req.request_id)
+        .bind(req.kind.as_str())
+        .bind(&req.message)
+        .bind(req.schema.as_ref().map(json_text))
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    pub async fn resolve_interaction(
+        &self,
+        interaction_id: &str,
+        status: p::InteractionStatus,
+    ) -> Result<()> {
+        let status = match status {
+            p::InteractionStatus::Success => "answered",
+            p::InteractionStatus::Cancelled => "cancelled",
+            p::InteractionStatus::Timeout => "timed_out",
+        };
+        sqlx::query(
+            "UPDATE interactions SET status = $1, resolved_at = $2 WHERE interaction_id = $3",
+        )
+        .bind(status)
+        .bind(now_ms())
+        .bind(interaction_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn interactions(&self, run_id: &str) -> Result<Vec<(String, String)>> {
+        let rows = sqlx::query(
+            "SELECT kind, status FROM interactions WHERE run_id = $1 ORDER BY created_at",
+        )
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("kind")?, r.try_get("status")?)))
+            .collect()
+    }
+}
+
+async fn append_events(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    run_id: &str,
+    events: &[RunEvent],
+) -> Result<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let row = sqlx::query("SELECT COALESCE(MAX(seq), 0) AS seq FROM run_events WHERE run_id = $1")
+        .bind(run_id)
+        .fetch_one(&mut **tx)
+        .await?;
+    let mut seq: i64 = row.try_get("seq")?;
+    let now = now_ms();
+    for e in events {
+        seq += 1;
+        sqlx::query(
+            "INSERT INTO run_events (run_id, seq, at, kind, data) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(run_id)
+        .bind(seq)
+        .bind(now)
+        .bind(&e.kind)
+        .bind(json_text(&e.data))
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,244 @@
+//! The rows the store reads and writes.
+
+use super::{Result, StoreError, parse_json};
+use crate::vault::Sealed;
+use serde::Serialize;
+use serde_json::Value;
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectionStatus {
+    Draft,
+    Active,
+    Paused,
+    Revoked,
+}
+
+impl ConnectionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectionStatus::Draft => "draft",
+            ConnectionStatus::Active => "active",
+            ConnectionStatus::Paused => "paused",
+            ConnectionStatus::Revoked => "revoked",
+        }
+    }
+    fn parse(s: &str) -> Result<Self> {
+        Ok(match s {
+            "draft" => ConnectionStatus::Draft,
+            "active" => ConnectionStatus::Active,
+            "paused" => ConnectionStatus::Paused,
+            "revoked" => ConnectionStatus::Revoked,
+            other => return Err(StoreError::Corrupt(format!("connection status {other:?}"))),
+        })
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CredentialStatus {
+    Active,
+    Revoked,
+    Rejected,
+}
+
+impl CredentialStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CredentialStatus::Active => "active",
+            CredentialStatus::Revoked => "revoked",
+            CredentialStatus::Rejected => "rejected",
+        }
+    }
+    fn parse(s: &str) -> Result<Self> {
+        Ok(match s {
+            "active" => CredentialStatus::Active,
+            "revoked" => CredentialStatus::Revoked,
+            "rejected" => CredentialStatus::Rejected,
+            other => return Err(StoreError::Corrupt(format!("credential status {other:?}"))),
+        })
+    }
+}
+
+/// What started a run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trigger {
+    Manual,
+    Scheduled,
+    Setup,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Manual => "manual",
+            Trigger::Scheduled => "scheduled",
+            Trigger::Setup => "setup",
+        }
+    }
+}
+
+/// Whose state a run reads and commits.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Namespace {
+    /// Proactive runs of a connection.
+    Global,
+    /// Continuous runs under one grant.
+    Grant(String),
+}
+
+impl Namespace {
+    pub fn key(&self) -> String {
+        match self {
+            Namespace::Global => "global".into(),
+            Namespace::Grant(id) => format!("grant:{id}"),
+        }
+    }
+}
+
+pub struct NewConnection {
+    pub connection_id: Option<String>,
+    pub connector_id: String,
+    pub status: ConnectionStatus,
+    pub display_name: Option<String>,
+    /// Non-secret settings chosen at setup; START.settings of every run.
+    pub binding_metadata: Value,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Connection {
+    pub connection_id: String,
+    pub connector_id: String,
+    pub status: ConnectionStatus,
+    pub display_name: Option<String>,
+    pub account_identity: Option<Value>,
+    pub binding_metadata: Value,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl Connection {
+    pub(super) fn from_row(r: &AnyRow) -> Result<Self> {
+        Ok(Connection {
+            connection_id: r.try_get("connection_id")?,
+            connector_id: r.try_get("connector_id")?,
+            status: ConnectionStatus::parse(&r.try_get::<String, _>("status")?)?,
+            display_name: r.try_get("display_name")?,
+            account_identity: r
+                .try_get::<Option<String>, _>("account_identity")?
+                .map(|s| parse_json(&s))
+                .transpose()?,
+            binding_metadata: parse_json(&r.try_get::<String, _>("binding_metadata")?)?,
+            created_at: r.try_get("created_at")?,
+            updated_at: r.try_get("updated_at")?,
+        })
+    }
+}
+
+/// A stored credential: the seal plus metadata readable without the key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredCredential {
+    pub connection_id: String,
+    pub sealed: Sealed,
+    pub status: CredentialStatus,
+    pub captured_at: i64,
+    pub rotated_at: Option<i64>,
+}
+
+impl StoredCredential {
+    pub(super) fn from_row(r: &AnyRow) -> Result<Self> {
+        let names: String = r.try_get("field_names")?;
+        Ok(StoredCredential {
+            connection_id: r.try_get("connection_id")?,
+            sealed: Sealed {
+                kind: r.try_get("kind")?,
+                field_names: serde_json::from_str(&names)
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                format_version: r.try_get("format_version")?,
+                key_id: r.try_get("key_id")?,
+                nonce: r.try_get("nonce")?,
+                ciphertext: r.try_get("ciphertext")?,
+                fingerprint: r.try_get("fingerprint")?,
+            },
+            status: CredentialStatus::parse(&r.try_get::<String, _>("status")?)?,
+            captured_at: r.try_get("captured_at")?,
+            rotated_at: r.try_get("rotated_at")?,
+        })
+    }
+}
+
+/// One entry of a run's timeline.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RunEvent {
+    pub kind: String,
+    pub data: Value,
+}
+
+impl RunEvent {
+    pub fn new(kind: &str, data: Value) -> Self {
+        RunEvent {
+            kind: kind.to_owned(),
+            data,
+        }
+    }
+}
+
+/// How a run ended, as stored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunEnd {
+    pub status: String,
+    pub records_emitted: i64,
+    pub records_written: i64,
+    pub failure_reason: Option<String>,
+    pub failure_message: Option<String>,
+    pub resource_report: Value,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RunRow {
+    pub run_id: String,
+    pub connection_id: String,
+    pub connector_id: String,
+    pub status: String,
+    pub trigger: String,
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+    pub records_emitted: i64,
+    pub records_written: i64,
+    pub failure_reason: Option<String>,
+    pub failure_message: Option<String>,
+    pub resource_report: Option<Value>,
+}
+
+impl RunRow {
+    pub(super) fn from_row(r: &AnyRow) -> Result<Self> {
+        Ok(RunRow {
+            run_id: r.try_get("run_id")?,
+            connection_id: r.try_get("connection_id")?,
+            connector_id: r.try_get("connector_id")?,
+            status: r.try_get("status")?,
+            trigger: r.try_get("run_trigger")?,
+            started_at: r.try_get("started_at")?,
+            finished_at: r.try_get("finished_at")?,
+            records_emitted: r.try_get("records_emitted")?,
+            records_written: r.try_get("records_written")?,
+            failure_reason: r.try_get("failure_reason")?,
+            failure_message: r.try_get("failure_message")?,
+            resource_report: r
+                .try_get::<Option<String>, _>("resource_report")?
+                .map(|s| parse_json(&s))
+                .transpose()?,
+        })
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct StoredRecord {
+    pub stream: String,
+    pub key: String,
+    pub data: Value,
+    pub emitted_at: String,
+    pub run_id: String,
+}
