@@ -1,9 +1,13 @@
 //! The `pdpp-host` command line.
 
+use crate::deploy::{DeployOptions, Deployment};
 use crate::manifest::Manifest;
 use crate::protocol::{self as p, CollectionMode, StateMap, StreamScope};
+use crate::runtime::ConnectionRun;
 use crate::runtime::{self, InteractionHandler, Observer, RunRequest, StateInput};
 use crate::sandbox::{LogLevel, Plugin, RunLimits, Sandbox};
+use crate::store::{ConnectionStatus, CredentialStatus, NewConnection, Trigger};
+use crate::vault::Bundle;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::Value;
@@ -37,6 +41,95 @@ pub enum Command {
     },
     /// Measure runs through the host against a Node.js subprocess baseline.
     Bench(crate::bench::BenchArgs),
+    /// Manage stored connections.
+    Connection {
+        #[command(subcommand)]
+        command: ConnectionCommand,
+    },
+    /// Print a connection's stored records as JSONL.
+    Records {
+        #[command(flatten)]
+        data: DataArgs,
+        #[arg(long)]
+        connection: String,
+        #[arg(long)]
+        stream: String,
+    },
+    /// Manage the vault key.
+    Vault {
+        #[command(subcommand)]
+        command: VaultCommand,
+    },
+}
+
+/// Where a deployment keeps its data.
+#[derive(clap::Args, Clone)]
+pub struct DataArgs {
+    /// The data directory (database, vault key).
+    #[arg(long, env = "PDPP_DATA_DIR", default_value = ".pdpp/data")]
+    pub data_dir: PathBuf,
+    /// Database URL (`sqlite://…` or `postgres://…`); default: SQLite in the data directory.
+    #[arg(long, env = "PDPP_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// The vault key file (a path; the key itself is never passed on the command line).
+    #[arg(long, env = "PDPP_VAULT_KEY_FILE")]
+    pub vault_key_file: Option<PathBuf>,
+}
+
+impl DataArgs {
+    pub async fn open(&self) -> anyhow::Result<Deployment> {
+        Ok(Deployment::open(DeployOptions {
+            data_dir: self.data_dir.clone(),
+            database_url: self.database_url.clone(),
+            key_file: self.vault_key_file.clone(),
+        })
+        .await?)
+    }
+}
+
+#[derive(Subcommand)]
+pub enum ConnectionCommand {
+    /// Create an active connection of a connector; prints its id.
+    Add {
+        #[command(flatten)]
+        data: DataArgs,
+        /// The connector's manifest.
+        #[arg(long)]
+        manifest: PathBuf,
+        #[arg(long)]
+        display_name: Option<String>,
+        /// Non-secret settings (a JSON object), passed to every run as START.settings.
+        #[arg(long, default_value = "{}")]
+        settings: String,
+        /// A JSON file `{"kind": "...", "fields": {"name": "value"}}` to seal as the credential.
+        #[arg(long)]
+        credential: Option<PathBuf>,
+    },
+    /// Seal a (new) credential for a connection.
+    SetCredential {
+        #[command(flatten)]
+        data: DataArgs,
+        #[arg(long)]
+        connection: String,
+        #[arg(long)]
+        credential: PathBuf,
+    },
+    /// Revoke a connection's credential: its runs are refused until a new one is set.
+    RevokeCredential {
+        #[command(flatten)]
+        data: DataArgs,
+        #[arg(long)]
+        connection: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum VaultCommand {
+    /// Re-seal every credential under a new key, in one transaction.
+    RotateKey {
+        #[command(flatten)]
+        data: DataArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -88,6 +181,14 @@ pub struct RunArgs {
     /// Guest memory cap in MiB.
     #[arg(long)]
     pub memory_mib: Option<usize>,
+    /// Run this stored connection: its credential, state and records live in the data directory.
+    #[arg(long, conflicts_with_all = ["state", "single_use", "settings", "secrets"])]
+    pub connection: Option<String>,
+    /// With --connection: mark the run as scheduled rather than manual.
+    #[arg(long, requires = "connection")]
+    pub scheduled: bool,
+    #[command(flatten)]
+    pub data: DataArgs,
 }
 
 /// Exit statuses of `pdpp-host run`.
@@ -119,6 +220,15 @@ pub async fn main(cli: Cli) -> i32 {
             }
         },
         Command::Bench(args) => crate::bench::run(args).await.map(|_| exit::SUCCEEDED),
+        Command::Connection { command } => connection(command).await,
+        Command::Records {
+            data,
+            connection,
+            stream,
+        } => records(data, &connection, &stream).await,
+        Command::Vault {
+            command: VaultCommand::RotateKey { data },
+        } => rotate_key(data).await,
     };
     match result {
         Ok(code) => code,
@@ -299,11 +409,42 @@ async fn run(args: RunArgs) -> anyhow::Result<i32> {
         out: std::io::BufWriter::new(std::io::stdout()),
     });
 
-    let outcome = match runtime::execute(&sandbox, &plugin, req, handler, observer, None).await {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("pdpp-host: run refused before start: {e}");
-            return Ok(exit::USAGE);
+    let outcome = if let Some(connection_id) = &args.connection {
+        let dep = args.data.open().await?;
+        dep.store.upsert_connector(&req.manifest, None).await?;
+        let mut opts = ConnectionRun::new(if args.scheduled {
+            Trigger::Scheduled
+        } else {
+            Trigger::Manual
+        });
+        opts.mode = req.mode;
+        opts.streams = req.streams.clone();
+        opts.limits = req.limits.clone();
+        opts.interaction = handler;
+        opts.observer = observer;
+        match runtime::run_connection(
+            &dep,
+            &sandbox,
+            &plugin,
+            req.manifest.clone(),
+            connection_id,
+            opts,
+        )
+        .await
+        {
+            Ok(o) => o,
+            Err(e) => {
+                eprintln!("pdpp-host: run refused before start ({}): {e}", e.reason());
+                return Ok(exit::USAGE);
+            }
+        }
+    } else {
+        match runtime::execute(&sandbox, &plugin, req, handler, observer, None).await {
+            Ok(o) => o,
+            Err(e) => {
+                eprintln!("pdpp-host: run refused before start: {e}");
+                return Ok(exit::USAGE);
+            }
         }
     };
     if let (Some(path), Some(commit)) = (&args.state, &outcome.commit) {
@@ -344,4 +485,118 @@ async fn run(args: RunArgs) -> anyhow::Result<i32> {
         p::DoneStatus::Failed => exit::FAILED,
         p::DoneStatus::Cancelled => exit::CANCELLED,
     })
+}
+
+#[derive(serde::Deserialize)]
+struct CredentialFile {
+    kind: String,
+    fields: BTreeMap<String, String>,
+}
+
+fn read_credential(path: &Path) -> anyhow::Result<Bundle> {
+    let text = Zeroizing::new(
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?,
+    );
+    let file: CredentialFile = serde_json::from_str(&text).map_err(|_| {
+        anyhow::anyhow!(
+            "{} must be {{\"kind\": \"...\", \"fields\": {{\"name\": \"value\"}}}}",
+            path.display()
+        )
+    })?;
+    Ok(Bundle::new(&file.kind, file.fields))
+}
+
+async fn seal_into(dep: &Deployment, connection_id: &str, bundle: &Bundle) -> anyhow::Result<()> {
+    let sealed = dep.key.seal(connection_id, bundle)?;
+    dep.store.put_credential(connection_id, &sealed).await?;
+    Ok(())
+}
+
+async fn connection(command: ConnectionCommand) -> anyhow::Result<i32> {
+    match command {
+        ConnectionCommand::Add {
+            data,
+            manifest,
+            display_name,
+            settings,
+            credential,
+        } => {
+            let manifest = Manifest::from_file(&manifest)?;
+            let settings: Value =
+                serde_json::from_str(&settings).context("--settings must be a JSON object")?;
+            if !settings.is_object() {
+                bail!("--settings must be a JSON object");
+            }
+            let bundle = credential.as_deref().map(read_credential).transpose()?;
+            if let Some(b) = &bundle {
+                b.check()?;
+            }
+            let dep = data.open().await?;
+            dep.store.upsert_connector(&manifest, None).await?;
+            let conn = dep
+                .store
+                .create_connection(NewConnection {
+                    connection_id: None,
+                    connector_id: manifest.connector_id.clone(),
+                    status: ConnectionStatus::Active,
+                    display_name,
+                    binding_metadata: settings,
+                })
+                .await?;
+            if let Some(b) = &bundle {
+                seal_into(&dep, &conn.connection_id, b).await?;
+            }
+            println!(
+                "{}",
+                serde_json::json!({ "connection_id": conn.connection_id, "connector_id": conn.connector_id })
+            );
+        }
+        ConnectionCommand::SetCredential {
+            data,
+            connection,
+            credential,
+        } => {
+            let bundle = read_credential(&credential)?;
+            let dep = data.open().await?;
+            if dep.store.connection(&connection).await?.is_none() {
+                bail!("connection {connection} does not exist");
+            }
+            seal_into(&dep, &connection, &bundle).await?;
+            println!(
+                "{}",
+                serde_json::json!({ "connection_id": connection, "credential": "sealed" })
+            );
+        }
+        ConnectionCommand::RevokeCredential { data, connection } => {
+            let dep = data.open().await?;
+            dep.store
+                .set_credential_status(&connection, CredentialStatus::Revoked)
+                .await?;
+            println!(
+                "{}",
+                serde_json::json!({ "connection_id": connection, "credential": "revoked" })
+            );
+        }
+    }
+    Ok(exit::SUCCEEDED)
+}
+
+async fn records(data: DataArgs, connection: &str, stream: &str) -> anyhow::Result<i32> {
+    let dep = data.open().await?;
+    let mut out = std::io::BufWriter::new(std::io::stdout());
+    for r in dep.store.records(connection, stream).await? {
+        writeln!(out, "{}", serde_json::to_string(&r)?)?;
+    }
+    out.flush()?;
+    Ok(exit::SUCCEEDED)
+}
+
+async fn rotate_key(data: DataArgs) -> anyhow::Result<i32> {
+    let mut dep = data.open().await?;
+    let r = dep.rotate_key().await?;
+    println!(
+        "{}",
+        serde_json::json!({ "old_key_id": r.old_key_id, "new_key_id": r.new_key_id, "resealed": r.resealed })
+    );
+    Ok(exit::SUCCEEDED)
 }

@@ -7,6 +7,7 @@
 
 pub mod bench;
 pub mod cli;
+pub mod deploy;
 pub mod manifest;
 pub mod protocol;
 pub mod runtime;

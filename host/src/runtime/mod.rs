@@ -8,8 +8,11 @@
 //! what the host counted, and the state to commit only when the run
 //! succeeded.
 
+mod connection;
 mod session;
 mod time;
+
+pub use connection::{ConnectionRun, RunRefused, run_connection};
 
 pub use session::Session;
 

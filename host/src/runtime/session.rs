@@ -424,7 +424,14 @@ impl Session {
             status,
             reason,
             message: message.map(|m| self.secrets.redactor().redact(&m)),
-            done,
+            done: done.map(|d| {
+                let mut m = p::Message::Done(d);
+                redact_message(self.secrets.redactor(), &mut m);
+                match m {
+                    p::Message::Done(d) => d,
+                    _ => unreachable!("a DONE stays a DONE"),
+                }
+            }),
             records_emitted: self.records,
             records_written: self.written,
             staged: self.staged,

@@ -1,0 +1,176 @@
+//! A deployment's durable parts: the data directory, the vault key and the
+//! database, opened together and checked against each other at start.
+
+use crate::store::{Store, StoreError};
+use crate::vault::{Bundle, KEY_FILE, VaultError, VaultKey};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Environment variable naming the vault key file (a path, never the key).
+pub const KEY_FILE_ENV: &str = "PDPP_VAULT_KEY_FILE";
+/// Environment variable with the database URL (`sqlite://…` or `postgres://…`).
+pub const DATABASE_URL_ENV: &str = "PDPP_DATABASE_URL";
+/// The SQLite file in the data directory.
+pub const DATABASE_FILE: &str = "pdpp.db";
+
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(
+        "the vault key {loaded} does not open the stored credentials (sealed under {stored}); \
+         start with the key file they were sealed with"
+    )]
+    KeyMismatch { loaded: String, stored: String },
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct DeployOptions {
+    pub data_dir: PathBuf,
+    /// Overrides `PDPP_DATABASE_URL` and the SQLite default.
+    pub database_url: Option<String>,
+    /// Overrides `PDPP_VAULT_KEY_FILE` and `<data dir>/vault.key`.
+    pub key_file: Option<PathBuf>,
+}
+
+pub struct Deployment {
+    pub data_dir: PathBuf,
+    pub key_file: PathBuf,
+    pub store: Store,
+    pub key: Arc<VaultKey>,
+}
+
+/// What a key rotation did (ids only, never keys).
+#[derive(Debug, PartialEq, Eq)]
+pub struct Rotation {
+    pub old_key_id: String,
+    pub new_key_id: String,
+    pub resealed: usize,
+}
+
+fn next_key_path(key_file: &Path) -> PathBuf {
+    let mut name = key_file.file_name().unwrap_or_default().to_os_string();
+    name.push(".next");
+    key_file.with_file_name(name)
+}
+
+impl Deployment {
+    /// Open (creating on first start) the data directory, key and database.
+    pub async fn open(opts: DeployOptions) -> Result<Deployment, DeployError> {
+        let dir = opts.data_dir.clone();
+        std::fs::create_dir_all(&dir).map_err(|source| DeployError::DataDir {
+            path: dir.clone(),
+            source,
+        })?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let _ = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700));
+        }
+        let named = opts
+            .key_file
+            .clone()
+            .or_else(|| std::env::var_os(KEY_FILE_ENV).map(PathBuf::from));
+        let url = opts
+            .database_url
+            .clone()
+            .or_else(|| std::env::var(DATABASE_URL_ENV).ok())
+            .unwrap_or_else(|| format!("sqlite://{}?mode=rwc", dir.join(DATABASE_FILE).display()));
+        let store = Store::open(&url).await?;
+
+        let key_file = named.clone().unwrap_or_else(|| dir.join(KEY_FILE));
+        finish_interrupted_rotation(&store, &key_file).await?;
+        // A key the operator names must exist; the default one is created on first start.
+        let key = match named {
+            Some(path) => VaultKey::read(&path)?,
+            None => VaultKey::load_or_create(&key_file)?,
+        };
+        if let Some(stored) = store
+            .all_credentials()
+            .await?
+            .into_iter()
+            .find(|c| c.sealed.key_id != key.id())
+        {
+            return Err(DeployError::KeyMismatch {
+                loaded: key.id(),
+                stored: stored.sealed.key_id,
+            });
+        }
+        store.fail_interrupted_runs().await?;
+        Ok(Deployment {
+            data_dir: dir,
+            key_file,
+            store,
+            key: Arc::new(key),
+        })
+    }
+
+    /// Re-seal every credential under a new key, in one transaction, then
+    /// make the new key the key file. Any bundle that does not open stops the
+    /// rotation before anything is written.
+    pub async fn rotate_key(&mut self) -> Result<Rotation, DeployError> {
+        let new_key = VaultKey::generate();
+        let mut resealed = Vec::new();
+        for stored in self.store.all_credentials().await? {
+            let bundle: Bundle = self.key.open(&stored.connection_id, &stored.sealed)?;
+            resealed.push((
+                stored.connection_id.clone(),
+                new_key.seal(&stored.connection_id, &bundle)?,
+            ));
+        }
+        let next = next_key_path(&self.key_file);
+        if next.exists() {
+            std::fs::remove_file(&next).map_err(|source| VaultError::KeyIo {
+                path: next.clone(),
+                source,
+            })?;
+        }
+        new_key.write_new(&next)?;
+        if let Err(e) = self.store.reseal_all(&resealed).await {
+            let _ = std::fs::remove_file(&next);
+            return Err(e.into());
+        }
+        std::fs::rename(&next, &self.key_file).map_err(|source| VaultError::KeyIo {
+            path: self.key_file.clone(),
+            source,
+        })?;
+        let rotation = Rotation {
+            old_key_id: self.key.id(),
+            new_key_id: new_key.id(),
+            resealed: resealed.len(),
+        };
+        self.key = Arc::new(new_key);
+        Ok(rotation)
+    }
+}
+
+/// A rotation that stopped between committing the new seals and replacing
+/// the key file leaves `<key>.next` behind: keep whichever key the stored
+/// seals were made with.
+async fn finish_interrupted_rotation(store: &Store, key_file: &Path) -> Result<(), DeployError> {
+    let next = next_key_path(key_file);
+    if !next.exists() {
+        return Ok(());
+    }
+    let next_key = VaultKey::read(&next)?;
+    let creds = store.all_credentials().await?;
+    if !creds.is_empty() && creds.iter().all(|c| c.sealed.key_id == next_key.id()) {
+        std::fs::rename(&next, key_file).map_err(|source| VaultError::KeyIo {
+            path: key_file.into(),
+            source,
+        })?;
+    } else {
+        std::fs::remove_file(&next).map_err(|source| VaultError::KeyIo {
+            path: next.clone(),
+            source,
+        })?;
+    }
+    Ok(())
+}

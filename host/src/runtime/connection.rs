@@ -1,0 +1,365 @@
+//! Running a stored connection: its own credential from the vault, its own
+//! state from the store, its records into the store.
+
+use super::{
+    InteractionHandler, Observer, RunOutcome, RunRequest, RunSink, StartError, StateInput,
+    build_start, execute, new_run_id,
+};
+use crate::deploy::Deployment;
+use crate::manifest::Manifest;
+use crate::protocol::{self as p, CollectionMode, StreamScope};
+use crate::sandbox::{Plugin, RunLimits, Sandbox};
+use crate::store::{
+    ConnectionStatus, CredentialStatus, Namespace, RunEnd, RunEvent, Store, StoreError, Trigger,
+};
+use crate::vault::VaultError;
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// Why a connection's run did not start. Nothing was instantiated.
+#[derive(Debug, thiserror::Error)]
+pub enum RunRefused {
+    #[error("connection {0} does not exist")]
+    UnknownConnection(String),
+    #[error("connection {connection_id} belongs to connector {actual}, not {expected}")]
+    WrongConnector {
+        connection_id: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("connection {connection_id} is {status}; it cannot run")]
+    NotRunnable {
+        connection_id: String,
+        status: &'static str,
+    },
+    #[error("connection {0} has no stored credential")]
+    CredentialMissing(String),
+    #[error("the credential of connection {0} was revoked")]
+    CredentialRevoked(String),
+    #[error("the credential of connection {0} was rejected by the provider; capture a new one")]
+    CredentialRejected(String),
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+    #[error(transparent)]
+    Start(#[from] StartError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl RunRefused {
+    /// A stable code for the refusal.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            RunRefused::UnknownConnection(_) => "unknown_connection",
+            RunRefused::WrongConnector { .. } => "wrong_connector",
+            RunRefused::NotRunnable { .. } => "connection_not_runnable",
+            RunRefused::CredentialMissing(_) => "credential_missing",
+            RunRefused::CredentialRevoked(_) => "credential_revoked",
+            RunRefused::CredentialRejected(_) => "credential_rejected",
+            RunRefused::Vault(_) => "credential_unreadable",
+            RunRefused::Start(_) => "start_refused",
+            RunRefused::Store(_) => "runtime_error",
+        }
+    }
+}
+
+/// How to run a connection.
+pub struct ConnectionRun {
+    pub trigger: Trigger,
+    pub mode: CollectionMode,
+    pub streams: Option<Vec<StreamScope>>,
+    pub limits: RunLimits,
+    pub interaction: Option<Arc<dyn InteractionHandler>>,
+    pub observer: Box<dyn Observer>,
+}
+
+impl ConnectionRun {
+    pub fn new(trigger: Trigger) -> Self {
+        ConnectionRun {
+            trigger,
+            mode: CollectionMode::Incremental,
+            streams: None,
+            limits: RunLimits::default(),
+            interaction: None,
+            observer: Box::new(super::Quiet),
+        }
+    }
+}
+
+/// Writes a run's batches, timeline and interactions into the store.
+struct StoreSink {
+    store: Store,
+    connection_id: String,
+    run_id: String,
+}
+
+#[async_trait::async_trait]
+impl RunSink for StoreSink {
+    async fn batch(&self, records: &[p::Record], events: &[RunEvent]) -> Result<u64, String> {
+        self.store
+            .write_batch(&self.connection_id, &self.run_id, records, events)
+            .await
+            .map_err(|e| e.to_string())
+    }
+    async fn interaction_opened(&self, request: &p::Interaction) -> Result<String, String> {
+        self.store
+            .open_interaction(&self.run_id, &self.connection_id, request)
+            .await
+            .map_err(|e| e.to_string())
+    }
+    async fn interaction_resolved(
+        &self,
+        id: &str,
+        status: p::InteractionStatus,
+    ) -> Result<(), String> {
+        self.store
+            .resolve_interaction(id, status)
+            .await
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// Whether a manifest needs a stored credential to run.
+fn needs_credential(manifest: &Manifest) -> bool {
+    let capture = manifest
+        .setup
+        .as_ref()
+        .and_then(|s| s.credential_capture.as_ref());
+    capture.is_some_and(|c| {
+        !c.fields.is_empty() && c.extra.get("required").and_then(|v| v.as_bool()) != Some(false)
+    })
+}
+
+/// Run one stored connection of `manifest`'s connector.
+pub async fn run_connection(
+    dep: &Deployment,
+    sandbox: &Sandbox,
+    plugin: &Plugin,
+    manifest: Arc<Manifest>,
+    connection_id: &str,
+    opts: ConnectionRun,
+) -> Result<RunOutcome, RunRefused> {
+    let store = &dep.store;
+    let run_id = new_run_id();
+    let prepared = prepare(dep, &manifest, connection_id, &opts, &run_id).await;
+    let req = match prepared {
+        Ok(req) => req,
+        Err(refused) => {
+            // A refused run is still on record, so an owner sees why nothing ran.
+            if !matches!(
+                refused,
+                RunRefused::UnknownConnection(_) | RunRefused::WrongConnector { .. }
+            ) {
+                record_refusal(
+                    store,
+                    &run_id,
+                    connection_id,
+                    &manifest.connector_id,
+                    opts.trigger,
+                    &refused,
+                )
+                .await?;
+            }
+            return Err(refused);
+        }
+    };
+
+    store
+        .create_run(&run_id, connection_id, &manifest.connector_id, opts.trigger)
+        .await?;
+    let started = RunEvent::new(
+        "run.started",
+        json!({
+            "trigger": opts.trigger.as_str(),
+            "collection_mode": opts.mode,
+            "streams": build_start(&req, &run_id, opts.interaction.is_some())?.scope.streams,
+        }),
+    );
+    store.append_events(&run_id, &[started]).await?;
+
+    let sink: Arc<dyn RunSink> = Arc::new(StoreSink {
+        store: store.clone(),
+        connection_id: connection_id.to_owned(),
+        run_id: run_id.clone(),
+    });
+    let mut outcome = execute(
+        sandbox,
+        plugin,
+        req,
+        opts.interaction,
+        opts.observer,
+        Some(sink),
+    )
+    .await?;
+
+    let mut events = Vec::new();
+    if outcome.commit.is_some() {
+        match store
+            .commit_state(connection_id, &Namespace::Global, &run_id, &outcome.staged)
+            .await
+        {
+            Ok(()) => {
+                let streams: Vec<&String> = outcome.staged.iter().map(|(s, _)| s).collect();
+                events.push(RunEvent::new(
+                    "run.state_advanced",
+                    json!({ "streams": streams }),
+                ));
+            }
+            Err(e) => {
+                events.push(RunEvent::new(
+                    "run.state_commit_failed",
+                    json!({ "error": e.to_string() }),
+                ));
+                outcome.status = p::DoneStatus::Failed;
+                outcome.reason = Some(super::FailureReason::RuntimeError);
+                outcome.message = Some(format!("committing state failed: {e}"));
+                outcome.commit = None;
+            }
+        }
+    }
+    let rejected = outcome
+        .done
+        .as_ref()
+        .and_then(|d| d.error.as_ref())
+        .and_then(|e| e.code.as_deref())
+        == Some("credential_rejected");
+    if rejected && store.credential(connection_id).await?.is_some() {
+        store
+            .set_credential_status(connection_id, CredentialStatus::Rejected)
+            .await?;
+        events.push(RunEvent::new("run.credential_rejected", json!({})));
+    }
+    let status = serde_json::to_value(outcome.status)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    let terminal = match outcome.status {
+        p::DoneStatus::Succeeded => "run.completed",
+        p::DoneStatus::Cancelled if outcome.reason.is_none() => "run.cancelled",
+        _ => "run.failed",
+    };
+    events.push(RunEvent::new(
+        terminal,
+        json!({
+            "status": status,
+            "reason": outcome.reason.as_ref().map(|r| r.code()),
+            "message": outcome.message,
+            "records_emitted": outcome.records_emitted,
+            "records_written": outcome.records_written,
+        }),
+    ));
+    store.append_events(&run_id, &events).await?;
+    let u = &outcome.usage;
+    store
+        .finish_run(
+            &run_id,
+            &RunEnd {
+                status,
+                records_emitted: outcome.records_emitted as i64,
+                records_written: outcome.records_written as i64,
+                failure_reason: outcome.reason.as_ref().map(|r| r.code().to_owned()),
+                failure_message: outcome.message.clone(),
+                resource_report: json!({
+                    "cpu_ms": u.cpu.as_secs_f64() * 1e3,
+                    "wall_ms": u.wall.as_secs_f64() * 1e3,
+                    "peak_memory_bytes": u.peak_memory_bytes,
+                    "stdout_bytes": u.stdout.bytes_observed,
+                    "stderr_bytes": u.stderr.bytes_observed,
+                    "stderr_tail": u.stderr.tail,
+                }),
+            },
+        )
+        .await?;
+    Ok(outcome)
+}
+
+async fn prepare(
+    dep: &Deployment,
+    manifest: &Arc<Manifest>,
+    connection_id: &str,
+    opts: &ConnectionRun,
+    run_id: &str,
+) -> Result<RunRequest, RunRefused> {
+    let store = &dep.store;
+    let conn = store
+        .connection(connection_id)
+        .await?
+        .ok_or_else(|| RunRefused::UnknownConnection(connection_id.into()))?;
+    if conn.connector_id != manifest.connector_id {
+        return Err(RunRefused::WrongConnector {
+            connection_id: connection_id.into(),
+            expected: manifest.connector_id.clone(),
+            actual: conn.connector_id,
+        });
+    }
+    let runnable = conn.status == ConnectionStatus::Active
+        || (conn.status == ConnectionStatus::Draft && opts.trigger == Trigger::Setup);
+    if !runnable {
+        return Err(RunRefused::NotRunnable {
+            connection_id: connection_id.into(),
+            status: conn.status.as_str(),
+        });
+    }
+    // Only this connection's own bundle; never the host's environment.
+    let mut secrets = BTreeMap::new();
+    match store.credential(connection_id).await? {
+        Some(c) if c.status == CredentialStatus::Revoked => {
+            return Err(RunRefused::CredentialRevoked(connection_id.into()));
+        }
+        Some(c) if c.status == CredentialStatus::Rejected => {
+            return Err(RunRefused::CredentialRejected(connection_id.into()));
+        }
+        Some(c) => secrets = dep.key.open(connection_id, &c.sealed)?.fields,
+        None if needs_credential(manifest) => {
+            return Err(RunRefused::CredentialMissing(connection_id.into()));
+        }
+        None => {}
+    }
+    let mut req = RunRequest::new(manifest.clone());
+    req.run_id = Some(run_id.to_owned());
+    req.mode = opts.mode;
+    req.streams = opts.streams.clone();
+    req.state = StateInput::Persisted(store.state(connection_id, &Namespace::Global).await?);
+    req.settings = conn.binding_metadata;
+    req.secrets = secrets;
+    req.limits = opts.limits.clone();
+    build_start(&req, run_id, opts.interaction.is_some())?;
+    Ok(req)
+}
+
+async fn record_refusal(
+    store: &Store,
+    run_id: &str,
+    connection_id: &str,
+    connector_id: &str,
+    trigger: Trigger,
+    refused: &RunRefused,
+) -> Result<(), RunRefused> {
+    store
+        .create_run(run_id, connection_id, connector_id, trigger)
+        .await?;
+    store
+        .append_events(
+            run_id,
+            &[RunEvent::new(
+                "run.refused",
+                json!({ "reason": refused.reason(), "message": refused.to_string() }),
+            )],
+        )
+        .await?;
+    store
+        .finish_run(
+            run_id,
+            &RunEnd {
+                status: "failed".into(),
+                records_emitted: 0,
+                records_written: 0,
+                failure_reason: Some(refused.reason().to_owned()),
+                failure_message: Some(refused.to_string()),
+                resource_report: json!({}),
+            },
+        )
+        .await?;
+    Ok(())
+}
