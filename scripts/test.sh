@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace. Installs what the tests need, so it works
-# on a fresh machine: the wasm32-wasip2 Rust target (connectors are built from
-# source by the test harness, once per test process).
+# on a fresh machine:
+#   - the wasm32-wasip2 Rust target (connectors are built from source by the
+#     test harness, once per test process);
+#   - a PostgreSQL server (Debian package), started for the tests in a
+#     temporary directory on a free loopback port and stopped afterwards.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +14,37 @@ if [ -n "${CI:-}" ]; then
   # A fresh clone gains nothing from incremental compilation.
   export CARGO_INCREMENTAL=0
 fi
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
+
+echo "==> postgresql"
+PGBIN=$(pg_bin)
+if [ -z "$PGBIN" ] || [ ! -x "$PGBIN/postgres" ] || ! command -v pg_dump >/dev/null; then
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq postgresql postgresql-client >/dev/null
+  PGBIN=$(pg_bin)
+fi
+PGDATA=$(mktemp -d /tmp/pdpp-test-pg.XXXXXX)
+PGPORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+# PostgreSQL refuses to run as root: use its own system user when we are root.
+if [ "$(id -u)" = 0 ]; then
+  chown postgres:postgres "$PGDATA"
+  pg() { runuser -u postgres -- "$@"; }
+else
+  pg() { "$@"; }
+fi
+pg "$PGBIN/initdb" -D "$PGDATA/data" -A trust -U postgres >/dev/null
+pg "$PGBIN/pg_ctl" -D "$PGDATA/data" -l "$PGDATA/server.log" -w \
+  -o "-p $PGPORT -h 127.0.0.1 -k $PGDATA -F" start >/dev/null
+stop_postgres() {
+  pg "$PGBIN/pg_ctl" -D "$PGDATA/data" -m fast -w stop >/dev/null 2>&1 || true
+  rm -rf "$PGDATA"
+}
+trap stop_postgres EXIT
+export PDPP_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$PGPORT/postgres"
+echo "PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}') on 127.0.0.1:$PGPORT"
 
 echo "==> tests"
 cargo test --locked -p pdpp-sdk -p pdpp-host

@@ -3,8 +3,10 @@
 
 mod support;
 
+mod credentials;
 mod demo;
 mod interaction;
 mod isolation;
 mod limits;
 mod secrets;
+mod store;

@@ -193,3 +193,148 @@ pub fn cli(args: &[&str], envs: &[(&str, &str)], stdin: Option<&str>) -> (i32, V
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+// ---- deployments on both backends ---------------------------------------
+
+use pdpp_host::deploy::{DeployOptions, Deployment};
+use pdpp_host::store::{Backend, ConnectionStatus, NewConnection};
+use pdpp_host::vault::Bundle;
+
+/// A deployment in a fresh temporary data directory, on a fresh database.
+pub struct TestDeployment {
+    pub dep: Deployment,
+    pub dir: tempfile::TempDir,
+    /// The database URL (a fresh database on the test PostgreSQL server, or
+    /// the SQLite file).
+    pub url: String,
+}
+
+impl TestDeployment {
+    pub fn options(&self) -> DeployOptions {
+        DeployOptions {
+            data_dir: self.dir.path().to_path_buf(),
+            database_url: Some(self.url.clone()),
+            key_file: None,
+        }
+    }
+
+    /// Every byte the deployment keeps: the SQLite file with its WAL, or a
+    /// `pg_dump` of the PostgreSQL database.
+    pub fn stored_bytes(&self) -> Vec<u8> {
+        match self.dep.store.backend() {
+            Backend::Sqlite => {
+                let mut all = Vec::new();
+                for name in ["pdpp.db", "pdpp.db-wal", "pdpp.db-shm"] {
+                    all.extend(std::fs::read(self.dir.path().join(name)).unwrap_or_default());
+                }
+                all
+            }
+            Backend::Postgres => {
+                let out = Command::new("pg_dump")
+                    .arg("--inserts")
+                    .arg(&self.url)
+                    .output()
+                    .expect("pg_dump runs");
+                assert!(
+                    out.status.success(),
+                    "pg_dump: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                out.stdout
+            }
+        }
+    }
+
+    /// An active connection with a sealed credential (if any).
+    pub async fn connection(
+        &self,
+        manifest: &Manifest,
+        settings: Value,
+        credential: Option<Bundle>,
+    ) -> String {
+        self.dep
+            .store
+            .upsert_connector(manifest, None)
+            .await
+            .unwrap();
+        let c = self
+            .dep
+            .store
+            .create_connection(NewConnection {
+                connection_id: None,
+                connector_id: manifest.connector_id.clone(),
+                status: ConnectionStatus::Active,
+                display_name: None,
+                binding_metadata: settings,
+            })
+            .await
+            .unwrap();
+        if let Some(b) = credential {
+            let sealed = self.dep.key.seal(&c.connection_id, &b).unwrap();
+            self.dep
+                .store
+                .put_credential(&c.connection_id, &sealed)
+                .await
+                .unwrap();
+        }
+        c.connection_id
+    }
+}
+
+/// The test PostgreSQL server `scripts/test.sh` starts.
+pub fn postgres_url() -> String {
+    std::env::var("PDPP_TEST_POSTGRES_URL").expect(
+        "PDPP_TEST_POSTGRES_URL is not set: run the tests with `bash scripts/test.sh`, which starts a PostgreSQL server",
+    )
+}
+
+pub async fn deployment(backend: Backend) -> TestDeployment {
+    let dir = tempfile::tempdir().unwrap();
+    let url = match backend {
+        Backend::Sqlite => format!("sqlite://{}?mode=rwc", dir.path().join("pdpp.db").display()),
+        Backend::Postgres => {
+            let base = postgres_url();
+            sqlx::any::install_default_drivers();
+            let admin = sqlx::AnyPool::connect(&base)
+                .await
+                .expect("the test PostgreSQL server answers");
+            let name = pdpp_host::store::new_id("pdpp_test");
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                .execute(&admin)
+                .await
+                .unwrap();
+            admin.close().await;
+            let (prefix, _) = base.rsplit_once('/').expect("URL with a database");
+            format!("{prefix}/{name}")
+        }
+    };
+    let dep = Deployment::open(DeployOptions {
+        data_dir: dir.path().to_path_buf(),
+        database_url: Some(url.clone()),
+        key_file: None,
+    })
+    .await
+    .expect("deployment opens");
+    TestDeployment { dep, dir, url }
+}
+
+/// Define a test once, run it on SQLite and on PostgreSQL.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($(#[$doc:meta])* async fn $name:ident($d:ident: TestDeployment) $body:block) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            $(#[$doc])*
+            async fn check($d: $crate::support::TestDeployment) $body
+            #[tokio::test]
+            async fn sqlite() {
+                check($crate::support::deployment(pdpp_host::store::Backend::Sqlite).await).await
+            }
+            #[tokio::test]
+            async fn postgres() {
+                check($crate::support::deployment(pdpp_host::store::Backend::Postgres).await).await
+            }
+        }
+    };
+}

@@ -494,8 +494,9 @@ fn valid_error_code(code: &str) -> bool {
 #[async_trait::async_trait]
 impl RunHooks for Session {
     fn message(&mut self, mut msg: p::Message) -> Result<(), Violation> {
-        self.check(&msg)?;
+        // Scrub first: what is staged, shown or kept never holds a secret.
         redact_message(self.secrets.redactor(), &mut msg);
+        self.check(&msg)?;
         if let Some(e) = event_for(&msg) {
             self.pending_events.push(e);
         }

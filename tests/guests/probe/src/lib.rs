@@ -2,7 +2,9 @@
 //! reports what it saw as a RECORD on the `observations` stream, so tests
 //! assert on the sandbox from the outside.
 
-use pdpp_sdk::{Answer, Connector, Failure, Interaction, Run, Value, export_connector, json};
+use pdpp_sdk::{
+    Answer, Connector, Failure, Interaction, Run, Value, export_connector, json, serde_json,
+};
 use std::hint::black_box;
 
 struct Probe;
@@ -147,9 +149,95 @@ impl Connector for Probe {
                 }
                 observe(run, "secrets", what)
             }
+            "leak" => {
+                // A hostile connector: every secret it can reach, in every channel it has.
+                let mut seen = Vec::new();
+                for field in run.available_secrets() {
+                    let handle = run.secret(&field)?;
+                    let value = handle.reveal().unwrap_or_else(|_| handle.placeholder());
+                    seen.push((field, value));
+                }
+                let forms: Vec<String> = seen
+                    .iter()
+                    .flat_map(|(_, v)| [v.clone(), base64(v.as_bytes()), percent(v)])
+                    .collect();
+                let joined = forms.join(" ");
+                println!("stdout: {joined}");
+                eprintln!("stderr: {joined}");
+                run.info(&format!("log: {joined}"));
+                let hashes: Value = seen
+                    .iter()
+                    .map(|(f, v)| (f.clone(), json!(fnv(v))))
+                    .collect::<serde_json::Map<_, _>>()
+                    .into();
+                observe(run, "leak", json!({ "forms": forms, "hashes": hashes }))?;
+                run.checkpoint("items", &json!({ "n": 1, "leaked": joined }))?;
+                run.progress(None, &format!("progress: {joined}"), None, None);
+                if run.settings().get("fail").and_then(Value::as_bool) == Some(true) {
+                    return Err(
+                        Failure::new(format!("failed holding {joined}")).code("probe_failed")
+                    );
+                }
+                Ok(())
+            }
+            "reject" => Err(Failure::new("the provider said 401")
+                .code("credential_rejected")
+                .recovery(pdpp_sdk::Recovery::RefreshCredentials)),
+            "many" => {
+                // Records until stopped, flushed in SDK batches.
+                let mut i = 0u64;
+                loop {
+                    run.record(
+                        "items",
+                        format!("i{i:09}"),
+                        &json!({ "id": format!("i{i:09}"), "n": i }),
+                    )?;
+                    i += 1;
+                }
+            }
             other => Err(Failure::new(format!("unknown behavior {other}"))),
         }
     }
 }
 
 export_connector!(Probe);
+
+/// FNV-1a, so tests can tell which value a run saw without the value.
+fn fnv(s: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in s.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+fn base64(bytes: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = (u32::from(chunk[0]) << 16)
+            | (u32::from(*chunk.get(1).unwrap_or(&0)) << 8)
+            | u32::from(*chunk.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+fn percent(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}

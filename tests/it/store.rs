@@ -1,0 +1,198 @@
+//! The store on SQLite and PostgreSQL: records, state, runs, durability.
+
+use crate::on_both_backends;
+use crate::support::*;
+use pdpp_host::protocol::{self as p};
+use pdpp_host::runtime::{ConnectionRun, run_connection};
+use pdpp_host::store::{Namespace, RunEvent, Trigger};
+use serde_json::json;
+use std::process::Command;
+
+fn record(stream: &str, key: &str, data: serde_json::Value) -> p::Record {
+    p::Record {
+        stream: stream.into(),
+        key: json!(key),
+        data: Some(data),
+        op: None,
+        emitted_at: "2026-01-01T00:00:00Z".into(),
+    }
+}
+
+on_both_backends! {
+    /// Upsert by key, the delete op, and connections that never collide.
+    async fn records_upsert_by_key_delete_by_op_and_stay_per_connection(t: TestDeployment) {
+        let m = probe_manifest();
+        let a = t.connection(&m, json!({}), None).await;
+        let b = t.connection(&m, json!({}), None).await;
+        let s = &t.dep.store;
+        s.write_batch(&a, "run_1", &[record("items", "k1", json!({"v": 1})), record("items", "k2", json!({"v": 2}))], &[]).await.unwrap();
+        s.write_batch(&b, "run_2", &[record("items", "k1", json!({"v": "b"}))], &[]).await.unwrap();
+        s.write_batch(&a, "run_3", &[record("items", "k1", json!({"v": 10}))], &[RunEvent::new("x", json!({}))]).await.unwrap();
+        let mut del = record("items", "k2", json!({}));
+        del.op = Some("delete".into());
+        del.data = None;
+        s.write_batch(&a, "run_3", &[del], &[]).await.unwrap();
+
+        let ra = s.records(&a, "items").await.unwrap();
+        assert_eq!(ra.len(), 1);
+        assert_eq!((ra[0].key.as_str(), &ra[0].data, ra[0].run_id.as_str()), ("k1", &json!({"v": 10}), "run_3"));
+        let rb = s.records(&b, "items").await.unwrap();
+        assert_eq!(rb[0].data, json!({"v": "b"}), "same connector, same key, other connection: untouched");
+    }
+}
+
+on_both_backends! {
+    /// A demo run through a stored connection: records, committed state,
+    /// timeline; the second run resumes from the committed state.
+    async fn stored_connection_run_persists_records_state_and_timeline(t: TestDeployment) {
+        let m = demo_manifest();
+        let c = t.connection(&m, json!({"contacts": 30, "events": 10, "checkpoint_every": 7}), None).await;
+        let out = run_connection(&t.dep, sandbox(), demo(), m.clone(), &c, ConnectionRun::new(Trigger::Manual)).await.unwrap();
+        assert!(out.succeeded(), "{out:?}");
+        assert_eq!(out.records_written, 40);
+        let s = &t.dep.store;
+        assert_eq!(s.count_records(&c).await.unwrap(), 40);
+        let state = s.state(&c, &Namespace::Global).await.unwrap();
+        assert_eq!(state["contacts"], json!({"after": "2026-01-02T05:00:00Z"}));
+        let run = s.run(&out.run_id).await.unwrap().unwrap();
+        assert_eq!((run.status.as_str(), run.records_written, run.trigger.as_str()), ("succeeded", 40, "manual"));
+        assert!(run.resource_report.unwrap()["peak_memory_bytes"].as_u64().unwrap() > 0);
+        let kinds: Vec<String> = s.events(&out.run_id).await.unwrap().into_iter().map(|e| e.kind).collect();
+        assert_eq!(kinds.first().map(String::as_str), Some("run.started"));
+        assert_eq!(kinds.last().map(String::as_str), Some("run.completed"));
+        assert!(kinds.iter().any(|k| k == "run.state_advanced"));
+        assert!(kinds.iter().any(|k| k == "run.batch_written"));
+
+        let again = run_connection(&t.dep, sandbox(), demo(), m, &c, ConnectionRun::new(Trigger::Scheduled)).await.unwrap();
+        assert_eq!(again.records_emitted, 0, "resumed from the committed state");
+    }
+}
+
+on_both_backends! {
+    /// A failed run keeps the records it wrote but commits no state.
+    async fn failed_run_commits_no_state(t: TestDeployment) {
+        let m = probe_manifest();
+        let cred = pdpp_host::vault::Bundle::new("secret_bundle", [("token", "tok-fail-state-1")]);
+        let c = t.connection(&m, json!({"behavior": "fail_after_state"}), Some(cred)).await;
+        let out = run_connection(&t.dep, sandbox(), probe(), m, &c, ConnectionRun::new(Trigger::Manual)).await.unwrap();
+        assert_eq!(out.status, p::DoneStatus::Failed);
+        assert!(t.dep.store.state(&c, &Namespace::Global).await.unwrap().is_empty());
+        let run = t.dep.store.run(&out.run_id).await.unwrap().unwrap();
+        assert_eq!(run.failure_reason.as_deref(), Some("connector_reported_failed"));
+    }
+}
+
+/// SIGKILL the host in the middle of writing batches: the database opens,
+/// every committed batch is whole, nothing half-written shows, and the
+/// interrupted run is marked failed at the next start.
+#[tokio::test]
+async fn sigkill_mid_batch_leaves_only_whole_batches() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data_s = data.to_str().unwrap().to_owned();
+    let m = probe_manifest_path();
+    let cred = dir.path().join("cred.json");
+    std::fs::write(
+        &cred,
+        r#"{"kind":"secret_bundle","fields":{"token":"tok-sigkill-0001"}}"#,
+    )
+    .unwrap();
+    let (code, lines, err) = cli(
+        &[
+            "connection",
+            "add",
+            "--data-dir",
+            &data_s,
+            "--manifest",
+            m.to_str().unwrap(),
+            "--settings",
+            r#"{"behavior":"many"}"#,
+            "--credential",
+            cred.to_str().unwrap(),
+        ],
+        &[],
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    let conn = lines[0]["connection_id"].as_str().unwrap().to_owned();
+
+    let probe = guest_path("probe");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pdpp-host"))
+        .args([
+            "run",
+            probe.to_str().unwrap(),
+            "--manifest",
+            m.to_str().unwrap(),
+            "--data-dir",
+            &data_s,
+            "--connection",
+            &conn,
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+
+    let url = format!("sqlite://{}?mode=ro", data.join("pdpp.db").display());
+    sqlx::any::install_default_drivers();
+    let mut seen = 0i64;
+    for _ in 0..600 {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        if let Ok(pool) = sqlx::AnyPool::connect(&url).await {
+            let row: Result<(i64,), _> = sqlx::query_as("SELECT COUNT(*) FROM records")
+                .fetch_one(&pool)
+                .await;
+            pool.close().await;
+            if let Ok((n,)) = row {
+                seen = n;
+                if n >= 5_000 {
+                    break;
+                }
+            }
+        }
+    }
+    assert!(
+        seen >= 5_000,
+        "the run wrote records before the kill ({seen})"
+    );
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+
+    let t = pdpp_host::deploy::Deployment::open(pdpp_host::deploy::DeployOptions {
+        data_dir: data.clone(),
+        database_url: None,
+        key_file: None,
+    })
+    .await
+    .expect("the database opens after the kill");
+    let n = t.store.count_records(&conn).await.unwrap();
+    assert!(n >= seen);
+    assert_eq!(
+        n % 256,
+        0,
+        "only whole batches of 256 are visible, found {n}"
+    );
+    let pool = sqlx::AnyPool::connect(&url).await.unwrap();
+    let (check,): (String,) = sqlx::query_as("PRAGMA integrity_check")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(check, "ok");
+    let (status, reason): (String, Option<String>) =
+        sqlx::query_as("SELECT status, failure_reason FROM runs")
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(
+        (status.as_str(), reason.as_deref()),
+        ("failed", Some("host_interrupted"))
+    );
+    assert!(
+        t.store
+            .state(&conn, &Namespace::Global)
+            .await
+            .unwrap()
+            .is_empty(),
+        "no state was committed"
+    );
+}
