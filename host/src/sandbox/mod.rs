@@ -469,3 +469,60 @@ impl RunHooks for NullHooks {
         self
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set() -> SecretSet {
+        SecretSet::new(
+            [("token".to_string(), false), ("key".to_string(), true)],
+            [
+                (
+                    "token".to_string(),
+                    Zeroizing::new("tok-value-123".to_string()),
+                ),
+                (
+                    "undeclared".to_string(),
+                    Zeroizing::new("undeclared-value".to_string()),
+                ),
+            ],
+        )
+    }
+
+    #[test]
+    fn placeholder_resolves_only_for_this_runs_declared_values() {
+        let s = set();
+        let token = s.placeholder("token");
+        assert_eq!(
+            s.resolve_placeholder(&token).unwrap().as_str(),
+            "tok-value-123"
+        );
+        assert!(
+            s.resolve_placeholder(&s.placeholder("undeclared"))
+                .is_none(),
+            "undeclared values were dropped"
+        );
+        assert!(
+            s.resolve_placeholder(&s.placeholder("key")).is_none(),
+            "declared but no value"
+        );
+        let other_run = set();
+        assert!(
+            other_run.resolve_placeholder(&token).is_none(),
+            "another run's placeholder does not resolve"
+        );
+        assert!(s.resolve_placeholder("tok-value-123").is_none());
+    }
+
+    #[test]
+    fn secret_set_redacts_its_values_and_never_debug_prints_them() {
+        let s = set();
+        assert_eq!(
+            s.redactor().redact("auth tok-value-123"),
+            "auth [REDACTED:token]"
+        );
+        assert!(!format!("{s:?}").contains("tok-value-123"));
+        assert_eq!(s.available(), vec!["token".to_string()]);
+    }
+}
