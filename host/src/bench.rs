@@ -72,22 +72,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         req.streams = Some(vec![StreamScope::named("contacts")]);
         req.settings = json!({"contacts": args.records, "events": 0});
         let t = Instant::now();
-        let out = runtime::execute(
-            &sandbox,
-            &plugin,
-            req,
-            None,
-            Box::new(Count(seen.clone())),
-            None,
-        )
-        .await?;
+        let out = runtime::execute(&sandbox, &plugin, req, None, Box::new(Count(seen.clone())), None).await?;
         wasm.push(t.elapsed());
         if !out.succeeded() || seen.load(Ordering::Relaxed) != args.records {
-            bail!(
-                "wasm run did not deliver {} records: {:?}",
-                args.records,
-                out.reason
-            );
+            bail!("wasm run did not deliver {} records: {:?}", args.records, out.reason);
         }
     }
 
@@ -108,19 +96,10 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         args.runs,
         args.records
     );
-    println!(
-        "compile demo.wasm (once)            {:>9.2} ms",
-        ms(compile)
-    );
+    println!("compile demo.wasm (once)            {:>9.2} ms", ms(compile));
     println!("instantiate only (median)           {:>9.3} ms", ms(inst));
-    println!(
-        "wasm: instantiate+START+records+DONE {:>8.3} ms (median)",
-        ms(wasm)
-    );
-    println!(
-        "node: spawn+START+records+DONE      {:>9.3} ms (median)",
-        ms(node)
-    );
+    println!("wasm: instantiate+START+records+DONE {:>8.3} ms (median)", ms(wasm));
+    println!("node: spawn+START+records+DONE      {:>9.3} ms (median)", ms(node));
     println!(
         "ratio node / wasm                   {:>9.1}x",
         node.as_secs_f64() / wasm.as_secs_f64()
@@ -129,9 +108,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
 }
 
 fn num_cpus() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
 
 /// One reference-model run: spawn, START on stdin, parse every stdout line.

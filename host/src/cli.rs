@@ -259,8 +259,7 @@ pub fn load_manifest(plugin: &Path, explicit: Option<&Path>) -> anyhow::Result<M
 }
 
 pub fn load_plugin(sandbox: &Sandbox, path: &Path) -> anyhow::Result<Plugin> {
-    let bytes =
-        std::fs::read(path).with_context(|| format!("cannot read plugin {}", path.display()))?;
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read plugin {}", path.display()))?;
     Ok(sandbox
         .compile(&bytes)
         .with_context(|| format!("cannot load plugin {}", path.display()))?)
@@ -268,8 +267,9 @@ pub fn load_plugin(sandbox: &Sandbox, path: &Path) -> anyhow::Result<Plugin> {
 
 fn read_state(path: &Path) -> anyhow::Result<StateMap> {
     match std::fs::read_to_string(path) {
-        Ok(text) => serde_json::from_str(&text)
-            .with_context(|| format!("{} is not a JSON object of cursors", path.display())),
+        Ok(text) => {
+            serde_json::from_str(&text).with_context(|| format!("{} is not a JSON object of cursors", path.display()))
+        }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(StateMap::new()),
         Err(e) => Err(e).with_context(|| format!("cannot read state {}", path.display())),
     }
@@ -285,15 +285,11 @@ fn write_state(path: &Path, state: &StateMap) -> anyhow::Result<()> {
 }
 
 fn read_secrets(path: &Path) -> anyhow::Result<BTreeMap<String, Zeroizing<String>>> {
-    let text = Zeroizing::new(
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?,
-    );
+    let text =
+        Zeroizing::new(std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?);
     let map: BTreeMap<String, String> = serde_json::from_str(&text)
         .map_err(|_| anyhow::anyhow!("{} must be a JSON object of strings", path.display()))?;
-    Ok(map
-        .into_iter()
-        .map(|(k, v)| (k, Zeroizing::new(v)))
-        .collect())
+    Ok(map.into_iter().map(|(k, v)| (k, Zeroizing::new(v))).collect())
 }
 
 /// Prints the transcript: messages to stdout as JSONL, guest logs to stderr.
@@ -324,11 +320,7 @@ struct TerminalPrompt {
 impl InteractionHandler for TerminalPrompt {
     async fn answer(&self, req: &p::Interaction) -> p::InteractionAnswer {
         let mut lines = self.lines.lock().await;
-        eprintln!(
-            "\nThe connector asks ({}): {}",
-            req.kind.as_str(),
-            req.message
-        );
+        eprintln!("\nThe connector asks ({}): {}", req.kind.as_str(), req.message);
         eprintln!("(an empty answer cancels)");
         let fields: Vec<String> = req
             .schema
@@ -363,8 +355,7 @@ impl InteractionHandler for TerminalPrompt {
 
 async fn run(args: RunArgs) -> anyhow::Result<i32> {
     let manifest = Arc::new(load_manifest(&args.plugin, args.manifest.as_deref())?);
-    let settings: Value =
-        serde_json::from_str(&args.settings).context("--settings must be a JSON object")?;
+    let settings: Value = serde_json::from_str(&args.settings).context("--settings must be a JSON object")?;
     if !settings.is_object() {
         bail!("--settings must be a JSON object");
     }
@@ -422,16 +413,7 @@ async fn run(args: RunArgs) -> anyhow::Result<i32> {
         opts.limits = req.limits.clone();
         opts.interaction = handler;
         opts.observer = observer;
-        match runtime::run_connection(
-            &dep,
-            &sandbox,
-            &plugin,
-            req.manifest.clone(),
-            connection_id,
-            opts,
-        )
-        .await
-        {
+        match runtime::run_connection(&dep, &sandbox, &plugin, req.manifest.clone(), connection_id, opts).await {
             Ok(o) => o,
             Err(e) => {
                 eprintln!("pdpp-host: run refused before start ({}): {e}", e.reason());
@@ -458,11 +440,7 @@ async fn run(args: RunArgs) -> anyhow::Result<i32> {
             .ok()
             .and_then(|v| v.as_str().map(str::to_owned))
             .unwrap_or_default(),
-        outcome
-            .reason
-            .as_ref()
-            .map(|r| format!(" ({r})"))
-            .unwrap_or_default(),
+        outcome.reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default(),
         outcome.records_emitted,
         u.cpu.as_secs_f64() * 1e3,
         u.wall.as_secs_f64() * 1e3,
@@ -494,9 +472,8 @@ struct CredentialFile {
 }
 
 fn read_credential(path: &Path) -> anyhow::Result<Bundle> {
-    let text = Zeroizing::new(
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?,
-    );
+    let text =
+        Zeroizing::new(std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?);
     let file: CredentialFile = serde_json::from_str(&text).map_err(|_| {
         anyhow::anyhow!(
             "{} must be {{\"kind\": \"...\", \"fields\": {{\"name\": \"value\"}}}}",
@@ -522,8 +499,7 @@ async fn connection(command: ConnectionCommand) -> anyhow::Result<i32> {
             credential,
         } => {
             let manifest = Manifest::from_file(&manifest)?;
-            let settings: Value =
-                serde_json::from_str(&settings).context("--settings must be a JSON object")?;
+            let settings: Value = serde_json::from_str(&settings).context("--settings must be a JSON object")?;
             if !settings.is_object() {
                 bail!("--settings must be a JSON object");
             }

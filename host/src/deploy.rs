@@ -16,10 +16,7 @@ pub const DATABASE_FILE: &str = "pdpp.db";
 #[derive(Debug, thiserror::Error)]
 pub enum DeployError {
     #[error("cannot create the data directory {path}: {source}")]
-    DataDir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    DataDir { path: PathBuf, source: std::io::Error },
     #[error(transparent)]
     Vault(#[from] VaultError),
     #[error(transparent)]

@@ -546,23 +546,13 @@ impl Run {
         let state = start.state.map(|cursors| {
             cursors
                 .into_iter()
-                .map(|c| {
-                    (
-                        c.stream,
-                        c.cursor.and_then(|j| serde_json::from_str(&j).ok()),
-                    )
-                })
+                .map(|c| (c.stream, c.cursor.and_then(|j| serde_json::from_str(&j).ok())))
                 .collect()
         });
         let bindings = start
             .bindings
             .into_iter()
-            .map(|b| {
-                (
-                    b.name,
-                    serde_json::from_str(&b.descriptor).unwrap_or(Value::Null),
-                )
-            })
+            .map(|b| (b.name, serde_json::from_str(&b.descriptor).unwrap_or(Value::Null)))
             .collect();
         let settings = serde_json::from_str(&start.settings).unwrap_or(Value::Null);
         Run {
@@ -618,25 +608,14 @@ impl Run {
         if self.mode == Mode::FullRefresh {
             return Ok(None);
         }
-        match self
-            .state
-            .as_ref()
-            .and_then(|s| s.get(stream))
-            .cloned()
-            .flatten()
-        {
+        match self.state.as_ref().and_then(|s| s.get(stream)).cloned().flatten() {
             None => Ok(None),
             Some(v) => Ok(Some(serde_json::from_value(v)?)),
         }
     }
 
     /// Emit a RECORD. Top-level fields outside the scope's `fields` are dropped.
-    pub fn record(
-        &mut self,
-        stream: &str,
-        key: impl Into<Key>,
-        data: &impl Serialize,
-    ) -> Result<(), Failure> {
+    pub fn record(&mut self, stream: &str, key: impl Into<Key>, data: &impl Serialize) -> Result<(), Failure> {
         let mut value = serde_json::to_value(data)?;
         if let (Some(scope), Value::Object(map)) = (self.stream_scope(stream), &mut value)
             && let Some(fields) = &scope.fields
@@ -697,13 +676,7 @@ impl Run {
     }
 
     /// Emit PROGRESS.
-    pub fn progress(
-        &mut self,
-        stream: Option<&str>,
-        message: &str,
-        count: Option<u64>,
-        total: Option<u64>,
-    ) {
+    pub fn progress(&mut self, stream: Option<&str>, message: &str, count: Option<u64>, total: Option<u64>) {
         let msg = wit::types::Progress {
             stream: stream.map(str::to_owned),
             message: message.to_owned(),
@@ -716,10 +689,7 @@ impl Run {
 
     /// Emit SKIP_RESULT.
     pub fn skip(&mut self, skip: Skip) -> Result<(), Failure> {
-        let diagnostics = skip
-            .diagnostics
-            .map(|d| serde_json::to_string(&d))
-            .transpose()?;
+        let diagnostics = skip.diagnostics.map(|d| serde_json::to_string(&d)).transpose()?;
         let msg = wit::types::SkipResult {
             stream: skip.stream,
             reason: skip.reason,
@@ -792,17 +762,13 @@ impl Run {
             )),
             Ok(wit::interaction::Response::Cancelled) => Ok(Answer::Cancelled),
             Ok(wit::interaction::Response::Timeout) => Ok(Answer::Timeout),
-            Err(wit::interaction::InteractionError::NotInteractive(what)) => {
-                Err(InteractError::NotInteractive(what))
-            }
+            Err(wit::interaction::InteractionError::NotInteractive(what)) => Err(InteractError::NotInteractive(what)),
         }
     }
 
     /// A handle to a declared credential field of this connection.
     pub fn secret(&self, field: &str) -> Result<Secret, SecretError> {
-        wit::secrets::get(field)
-            .map(Secret)
-            .map_err(SecretError::from)
+        wit::secrets::get(field).map(Secret).map_err(SecretError::from)
     }
 
     /// The declared credential fields that have a value for this connection.
@@ -819,10 +785,7 @@ impl Run {
             Level::Warn => wit::log::Level::Warn,
             Level::Error => wit::log::Level::Error,
         };
-        let fields: Vec<(String, String)> = fields
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let fields: Vec<(String, String)> = fields.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         wit::log::write(level, message, &fields);
     }
 

@@ -25,23 +25,17 @@ fn forms(secret: &str) -> Vec<String> {
     vec![
         secret.to_owned(),
         base64::engine::general_purpose::STANDARD.encode(secret),
-        percent_encoding::utf8_percent_encode(secret, percent_encoding::NON_ALPHANUMERIC)
-            .to_string(),
+        percent_encoding::utf8_percent_encode(secret, percent_encoding::NON_ALPHANUMERIC).to_string(),
         json[1..json.len() - 1].to_owned(),
     ]
 }
 
 fn contains(haystack: &[u8], needle: &str) -> bool {
-    haystack
-        .windows(needle.len())
-        .any(|w| w == needle.as_bytes())
+    haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
 }
 
 fn bundle(token: &str, signing: &str) -> Bundle {
-    Bundle::new(
-        "secret_bundle",
-        [("token", token), ("signing_key", signing)],
-    )
+    Bundle::new("secret_bundle", [("token", token), ("signing_key", signing)])
 }
 
 on_both_backends! {
@@ -266,7 +260,11 @@ fn host_environment_is_never_a_credential_fallback() {
     }
     // With a sealed credential the run sees that, and only that.
     let cred = dir.path().join("cred.json");
-    std::fs::write(&cred, r#"{"kind":"secret_bundle","fields":{"token":"stored-token-abcdef","signing_key":"stored-signing-abcdef"}}"#).unwrap();
+    std::fs::write(
+        &cred,
+        r#"{"kind":"secret_bundle","fields":{"token":"stored-token-abcdef","signing_key":"stored-signing-abcdef"}}"#,
+    )
+    .unwrap();
     let (code, _, err) = cli(
         &[
             "connection",
@@ -299,15 +297,10 @@ fn host_environment_is_never_a_credential_fallback() {
     assert_eq!(code, 0, "{stderr}");
     let seen: &Value = &lines.iter().find(|l| l["type"] == "RECORD").unwrap()["data"]["what"];
     assert_eq!(seen["available"], json!(["signing_key", "token"]));
-    assert_eq!(
-        seen["signing_key"]["ok"],
-        json!("\"[REDACTED:signing_key]\"")
-    );
+    assert_eq!(seen["signing_key"]["ok"], json!("\"[REDACTED:signing_key]\""));
     let all = format!("{lines:?}{stderr}");
     assert!(
-        !all.contains("ghp_env_fallback")
-            && !all.contains("env-token-value")
-            && !all.contains("stored-signing-abcdef")
+        !all.contains("ghp_env_fallback") && !all.contains("env-token-value") && !all.contains("stored-signing-abcdef")
     );
 }
 
@@ -318,7 +311,11 @@ fn cli_key_rotation_prints_key_ids_only() {
     let data_s = data.to_str().unwrap();
     let m = probe_manifest_path();
     let cred = dir.path().join("cred.json");
-    std::fs::write(&cred, r#"{"kind":"secret_bundle","fields":{"token":"rot-token-123456","signing_key":"rot-signing-123456"}}"#).unwrap();
+    std::fs::write(
+        &cred,
+        r#"{"kind":"secret_bundle","fields":{"token":"rot-token-123456","signing_key":"rot-signing-123456"}}"#,
+    )
+    .unwrap();
     let (code, _, err) = cli(
         &[
             "connection",

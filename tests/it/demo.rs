@@ -20,10 +20,7 @@ async fn demo_run_end_to_end_emits_records_checkpoints_progress_and_done() {
     assert!(out.succeeded(), "{out:?}");
     assert_eq!(out.records_emitted, 55);
     let msgs = t.messages();
-    assert!(
-        matches!(msgs.first(), Some(Message::Start(_))),
-        "START comes first"
-    );
+    assert!(matches!(msgs.first(), Some(Message::Start(_))), "START comes first");
     match msgs.last() {
         Some(Message::Done(d)) => {
             assert_eq!((d.status, d.records_emitted), (DoneStatus::Succeeded, 55))
@@ -33,26 +30,18 @@ async fn demo_run_end_to_end_emits_records_checkpoints_progress_and_done() {
     // STATE every 10 records and once at the end.
     assert_eq!(t.states("contacts").len(), 3);
     assert_eq!(t.states("events").len(), 4);
-    assert!(msgs.iter().any(|m| matches!(m, Message::Progress(p) if p.stream.as_deref() == Some("events") && p.total == Some(30))));
+    assert!(
+        msgs.iter()
+            .any(|m| matches!(m, Message::Progress(p) if p.stream.as_deref() == Some("events") && p.total == Some(30)))
+    );
     let commit = out.commit.expect("a successful run commits its state");
-    assert_eq!(
-        commit["contacts"],
-        json!({ "after": "2026-01-02T00:00:00Z" })
-    );
-    assert_eq!(
-        commit["events"],
-        t.states("events").last().cloned().unwrap()
-    );
+    assert_eq!(commit["contacts"], json!({ "after": "2026-01-02T00:00:00Z" }));
+    assert_eq!(commit["events"], t.states("events").last().cloned().unwrap());
 }
 
 #[tokio::test]
 async fn demo_second_run_resumes_from_the_first_runs_committed_state() {
-    let (first, _) = run_with(
-        demo(),
-        demo_request(json!({ "contacts": 20, "events": 20 })),
-        None,
-    )
-    .await;
+    let (first, _) = run_with(demo(), demo_request(json!({ "contacts": 20, "events": 20 })), None).await;
     let committed = first.commit.expect("first run commits");
 
     // The account grew: 5 new contacts, 2 new events.
@@ -74,11 +63,7 @@ async fn demo_second_run_resumes_from_the_first_runs_committed_state() {
         ]
     );
     match t.messages().first() {
-        Some(Message::Start(s)) => assert_eq!(
-            s.state.as_ref(),
-            Some(&committed),
-            "START carries the committed state"
-        ),
+        Some(Message::Start(s)) => assert_eq!(s.state.as_ref(), Some(&committed), "START carries the committed state"),
         other => panic!("{other:?}"),
     }
 
@@ -93,12 +78,7 @@ async fn demo_second_run_resumes_from_the_first_runs_committed_state() {
 
 #[tokio::test]
 async fn full_refresh_ignores_the_prior_cursor() {
-    let (first, _) = run_with(
-        demo(),
-        demo_request(json!({ "contacts": 5, "events": 0 })),
-        None,
-    )
-    .await;
+    let (first, _) = run_with(demo(), demo_request(json!({ "contacts": 5, "events": 0 })), None).await;
     let mut req = demo_request(json!({ "contacts": 5, "events": 0 }));
     req.mode = CollectionMode::FullRefresh;
     req.state = StateInput::Persisted(first.commit.unwrap());
@@ -132,18 +112,12 @@ async fn demo_honours_scope_streams_resources_fields_and_time_range() {
         // fields the runtime adds.
         assert_eq!(fields, vec!["calendar", "id", "starts_at", "title"]);
         let ts = data["starts_at"].as_str().unwrap();
-        assert!(
-            ("2026-01-02T00:00:00Z".."2026-01-03T00:00:00Z").contains(&ts),
-            "{ts}"
-        );
+        assert!(("2026-01-02T00:00:00Z".."2026-01-03T00:00:00Z").contains(&ts), "{ts}");
     }
     // That day holds events 16..=31; the `home` calendar is every third one.
     let keys: Vec<&str> = records.iter().map(|r| r.key.as_str().unwrap()).collect();
     assert_eq!(keys, ["e00018", "e00021", "e00024", "e00027", "e00030"]);
-    assert_eq!(
-        out.commit.as_ref().map(|c| c.contains_key("contacts")),
-        Some(false)
-    );
+    assert_eq!(out.commit.as_ref().map(|c| c.contains_key("contacts")), Some(false));
 }
 
 #[tokio::test]
@@ -169,10 +143,7 @@ async fn start_fields_are_augmented_with_required_key_and_consent_time_fields() 
 async fn start_scope_refuses_wildcards_unknown_streams_and_empty_scope_before_instantiation() {
     for (streams, expected) in [
         (vec![], StartError::EmptyScope),
-        (
-            vec![StreamScope::named("*")],
-            StartError::Wildcard("*".into()),
-        ),
+        (vec![StreamScope::named("*")], StartError::Wildcard("*".into())),
         (
             vec![StreamScope::named("photos")],
             StartError::UnknownStream("photos".into()),
@@ -180,16 +151,9 @@ async fn start_scope_refuses_wildcards_unknown_streams_and_empty_scope_before_in
     ] {
         let mut req = demo_request(json!({}));
         req.streams = Some(streams);
-        let err = runtime::execute(
-            sandbox(),
-            demo(),
-            req,
-            None,
-            Box::new(Transcript::default()),
-            None,
-        )
-        .await
-        .unwrap_err();
+        let err = runtime::execute(sandbox(), demo(), req, None, Box::new(Transcript::default()), None)
+            .await
+            .unwrap_err();
         assert_eq!(err, expected);
     }
 }
@@ -255,16 +219,13 @@ fn manifest_validate_command_reports_the_rule() {
     assert_eq!(code, 0, "{stderr}");
     let dir = tempfile::tempdir().unwrap();
     let bad = dir.path().join("bad.json");
-    let mut m: Value =
-        serde_json::from_str(&std::fs::read_to_string(demo_manifest_path()).unwrap()).unwrap();
+    let mut m: Value = serde_json::from_str(&std::fs::read_to_string(demo_manifest_path()).unwrap()).unwrap();
     m["streams"][0]["primary_key"] = json!(["nope"]);
     std::fs::write(&bad, m.to_string()).unwrap();
     let (code, _, stderr) = cli(&["manifest", "validate", bad.to_str().unwrap()], &[], None);
     assert_eq!(code, 1);
     assert!(
-        stderr.contains("primary_key_in_schema")
-            && stderr.contains("contacts")
-            && stderr.contains("nope"),
+        stderr.contains("primary_key_in_schema") && stderr.contains("contacts") && stderr.contains("nope"),
         "{stderr}"
     );
 }

@@ -33,9 +33,7 @@ fn interact_request(timeout_seconds: Option<u64>) -> RunRequest {
 
 #[tokio::test]
 async fn interaction_success_returns_the_owners_answer_and_never_transcribes_it() {
-    let handler = Arc::new(Answers(InteractionAnswer::success(
-        json!({ "code": "918273" }),
-    )));
+    let handler = Arc::new(Answers(InteractionAnswer::success(json!({ "code": "918273" }))));
     let (out, t) = run_with(probe(), interact_request(None), Some(handler)).await;
     assert!(out.succeeded(), "{out:?}");
     assert_eq!(
@@ -80,12 +78,7 @@ async fn interaction_cancelled_reaches_the_connector() {
 
 #[tokio::test]
 async fn interaction_timeout_answers_timeout_and_the_run_continues() {
-    let (out, t) = run_with(
-        probe(),
-        interact_request(Some(1)),
-        Some(Arc::new(NeverAnswers)),
-    )
-    .await;
+    let (out, t) = run_with(probe(), interact_request(Some(1)), Some(Arc::new(NeverAnswers))).await;
     assert!(out.succeeded(), "{out:?}");
     assert_eq!(t.observation("interaction")["status"], "timeout");
     assert_eq!(out.interactions[0].status, Some(InteractionStatus::Timeout));
@@ -184,11 +177,7 @@ fn cli_without_interactive_fails_fast_and_with_it_asks_the_terminal() {
     let kinds: Vec<Value> = lines.iter().map(|l| l["type"].clone()).collect();
     assert_eq!(
         kinds[..3],
-        [
-            json!("START"),
-            json!("INTERACTION"),
-            json!("INTERACTION_RESPONSE")
-        ]
+        [json!("START"), json!("INTERACTION"), json!("INTERACTION_RESPONSE")]
     );
     assert_eq!(lines.iter().filter(|l| l["type"] == "RECORD").count(), 2);
     assert!(

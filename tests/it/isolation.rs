@@ -13,10 +13,7 @@ fn guest_sees_no_environment_files_sockets_or_name_lookup() {
     let mut nonce = [0u8; 8];
     getrandom::fill(&mut nonce).unwrap();
     let canary_name = format!("PDPP_CANARY_{:016x}", u64::from_le_bytes(nonce));
-    let canary_value = format!(
-        "canary-value-{:016x}",
-        u64::from_le_bytes(nonce).rotate_left(7)
-    );
+    let canary_value = format!("canary-value-{:016x}", u64::from_le_bytes(nonce).rotate_left(7));
     let github = "ghp_isolationTestTokenThatMustNotLeak0001";
     let oura = "oura-isolation-token-that-must-not-leak-0002";
 
@@ -55,10 +52,7 @@ fn guest_sees_no_environment_files_sockets_or_name_lookup() {
             what[probe]
         );
     }
-    assert!(
-        listener.accept().is_err(),
-        "nothing connected to the loopback listener"
-    );
+    assert!(listener.accept().is_err(), "nothing connected to the loopback listener");
 
     let everything = format!("{lines:?}{stderr}");
     for secret in [github, oura, &canary_value, &canary_name] {

@@ -14,11 +14,7 @@ async fn cpu_loop_ends_as_a_typed_cpu_limit_failure() {
     assert_eq!(out.status, DoneStatus::Failed);
     assert_eq!(out.reason, Some(FailureReason::CpuLimit));
     assert!(out.commit.is_none());
-    assert!(
-        out.usage.cpu >= Duration::from_millis(300),
-        "{:?}",
-        out.usage
-    );
+    assert!(out.usage.cpu >= Duration::from_millis(300), "{:?}", out.usage);
     let done = out.reported_done();
     assert_eq!(done.error.unwrap().code.as_deref(), Some("cpu_limit"));
 }
@@ -68,11 +64,7 @@ async fn panic_ends_as_a_failed_run_without_done_and_commits_nothing() {
     assert!(out.done.is_none());
     assert_eq!(out.staged.len(), 1, "the STATE was staged…");
     assert!(out.commit.is_none(), "…and not committed");
-    assert_eq!(
-        t.records().len(),
-        1,
-        "records emitted before the panic were seen"
-    );
+    assert_eq!(t.records().len(), 1, "records emitted before the panic were seen");
     assert!(
         out.usage.stderr.tail.contains("probe panicked on purpose"),
         "{:?}",
@@ -86,14 +78,7 @@ async fn connector_reported_failure_commits_no_staged_state() {
     assert_eq!(out.status, DoneStatus::Failed);
     assert_eq!(out.reason, Some(FailureReason::ConnectorReportedFailed));
     assert_eq!(
-        out.done
-            .as_ref()
-            .unwrap()
-            .error
-            .as_ref()
-            .unwrap()
-            .code
-            .as_deref(),
+        out.done.as_ref().unwrap().error.as_ref().unwrap().code.as_deref(),
         Some("probe_failed")
     );
     assert!(out.commit.is_none());
@@ -106,9 +91,7 @@ async fn record_for_a_stream_outside_the_scope_is_a_violation_that_stops_the_gue
     let (out, _) = run_with(probe(), req, None).await;
     assert_eq!(
         out.reason,
-        Some(FailureReason::ConnectorProtocolViolation(
-            "record_stream_in_scope"
-        ))
+        Some(FailureReason::ConnectorProtocolViolation("record_stream_in_scope"))
     );
     assert!(out.message.unwrap().contains("observations"));
     assert!(out.commit.is_none());
@@ -129,10 +112,7 @@ async fn guest_stdout_and_stderr_are_captured_bounded() {
 #[tokio::test]
 async fn broken_wasm_is_a_typed_load_error() {
     let err = sandbox().compile(b"\0asm\x01\0\0\0garbage").unwrap_err();
-    assert!(
-        matches!(err, pdpp_host::sandbox::LoadError::NotAComponent(_)),
-        "{err}"
-    );
+    assert!(matches!(err, pdpp_host::sandbox::LoadError::NotAComponent(_)), "{err}");
     // A core module is not a connector component.
     let err = sandbox().compile(b"\0asm\x01\0\0\0").unwrap_err();
     assert!(

@@ -11,14 +11,10 @@ async fn secret_handles_cover_only_declared_fields_and_values_stay_in_the_host()
     let signing = "sig-PLANTED-77ab31d2";
     let foreign = "ghp_PLANTED_undeclared_0001";
     let mut req = probe_request("secrets");
-    req.secrets = [
-        ("token", token),
-        ("signing_key", signing),
-        ("GITHUB_TOKEN", foreign),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), Zeroizing::new(v.to_string())))
-    .collect();
+    req.secrets = [("token", token), ("signing_key", signing), ("GITHUB_TOKEN", foreign)]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), Zeroizing::new(v.to_string())))
+        .collect();
     let (out, t) = run_with(probe(), req, None).await;
     assert!(out.succeeded(), "{out:?}");
     let seen = t.observation("secrets");
@@ -39,16 +35,8 @@ async fn secret_handles_cover_only_declared_fields_and_values_stay_in_the_host()
     );
     // A reveal:true field can be read; the record the connector wrote it
     // into is scrubbed before anyone sees or keeps it.
-    assert_eq!(
-        seen["signing_key"]["ok"],
-        json!("\"[REDACTED:signing_key]\"")
-    );
-    assert!(
-        seen["undeclared"]["err"]
-            .as_str()
-            .unwrap()
-            .contains("not declared")
-    );
+    assert_eq!(seen["signing_key"]["ok"], json!("\"[REDACTED:signing_key]\""));
+    assert!(seen["undeclared"]["err"].as_str().unwrap().contains("not declared"));
     assert_eq!(
         out.secret_reveals,
         vec!["signing_key".to_string(), "signing_key".to_string()]
@@ -56,10 +44,7 @@ async fn secret_handles_cover_only_declared_fields_and_values_stay_in_the_host()
 
     // The connector logged and printed the revealed value: both are redacted.
     let logs = t.logs.lock().unwrap().join("\n");
-    assert!(
-        logs.contains("signing with [REDACTED:signing_key]"),
-        "{logs}"
-    );
+    assert!(logs.contains("signing with [REDACTED:signing_key]"), "{logs}");
     assert!(!out.usage.stderr.tail.contains(signing));
     assert!(out.usage.stderr.tail.contains("[REDACTED:signing_key]"));
     for secret in [token, foreign] {
@@ -73,8 +58,5 @@ async fn missing_credential_value_is_a_typed_error_for_the_connector() {
     assert!(out.succeeded());
     let seen = t.observation("secrets");
     assert_eq!(seen["available"], json!([]));
-    assert!(
-        seen["token"]["err"].as_str().unwrap().contains("no value"),
-        "{seen}"
-    );
+    assert!(seen["token"]["err"].as_str().unwrap().contains("no value"), "{seen}");
 }

@@ -139,9 +139,7 @@ async fn sigkill_mid_batch_leaves_only_whole_batches() {
     for _ in 0..600 {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         if let Ok(pool) = sqlx::AnyPool::connect(&url).await {
-            let row: Result<(i64,), _> = sqlx::query_as("SELECT COUNT(*) FROM records")
-                .fetch_one(&pool)
-                .await;
+            let row: Result<(i64,), _> = sqlx::query_as("SELECT COUNT(*) FROM records").fetch_one(&pool).await;
             pool.close().await;
             if let Ok((n,)) = row {
                 seen = n;
@@ -151,10 +149,7 @@ async fn sigkill_mid_batch_leaves_only_whole_batches() {
             }
         }
     }
-    assert!(
-        seen >= 5_000,
-        "the run wrote records before the kill ({seen})"
-    );
+    assert!(seen >= 5_000, "the run wrote records before the kill ({seen})");
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
 
@@ -167,32 +162,20 @@ async fn sigkill_mid_batch_leaves_only_whole_batches() {
     .expect("the database opens after the kill");
     let n = t.store.count_records(&conn).await.unwrap();
     assert!(n >= seen);
-    assert_eq!(
-        n % 256,
-        0,
-        "only whole batches of 256 are visible, found {n}"
-    );
+    assert_eq!(n % 256, 0, "only whole batches of 256 are visible, found {n}");
     let pool = sqlx::AnyPool::connect(&url).await.unwrap();
-    let (check,): (String,) = sqlx::query_as("PRAGMA integrity_check")
+    let (check,): (String,) = sqlx::query_as("PRAGMA integrity_check").fetch_one(&pool).await.unwrap();
+    assert_eq!(check, "ok");
+    let (status, reason): (String, Option<String>) = sqlx::query_as("SELECT status, failure_reason FROM runs")
         .fetch_one(&pool)
         .await
         .unwrap();
-    assert_eq!(check, "ok");
-    let (status, reason): (String, Option<String>) =
-        sqlx::query_as("SELECT status, failure_reason FROM runs")
-            .fetch_one(&pool)
-            .await
-            .unwrap();
     assert_eq!(
         (status.as_str(), reason.as_deref()),
         ("failed", Some("host_interrupted"))
     );
     assert!(
-        t.store
-            .state(&conn, &Namespace::Global)
-            .await
-            .unwrap()
-            .is_empty(),
+        t.store.state(&conn, &Namespace::Global).await.unwrap().is_empty(),
         "no state was committed"
     );
 }

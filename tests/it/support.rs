@@ -34,6 +34,8 @@ fn guest_dir() -> &'static PathBuf {
                 "demo",
                 "-p",
                 "probe",
+                "-p",
+                "script",
                 "--target-dir",
             ])
             .arg(&target)
@@ -66,6 +68,11 @@ pub fn demo() -> &'static Plugin {
 pub fn probe() -> &'static Plugin {
     static P: OnceLock<Plugin> = OnceLock::new();
     P.get_or_init(|| compile("probe"))
+}
+
+pub fn script() -> &'static Plugin {
+    static P: OnceLock<Plugin> = OnceLock::new();
+    P.get_or_init(|| compile("script"))
 }
 
 pub fn demo_manifest_path() -> PathBuf {
@@ -124,11 +131,7 @@ impl Transcript {
     }
     /// Everything printed or logged, as one text, for secret scans.
     pub fn text(&self) -> String {
-        let mut s: String = self
-            .messages()
-            .iter()
-            .map(|m| m.to_json_line() + "\n")
-            .collect();
+        let mut s: String = self.messages().iter().map(|m| m.to_json_line() + "\n").collect();
         s.extend(self.logs.lock().unwrap().iter().map(|l| l.clone() + "\n"));
         s
     }
@@ -170,9 +173,7 @@ pub fn probe_request(behavior: &str) -> RunRequest {
 pub fn cli(args: &[&str], envs: &[(&str, &str)], stdin: Option<&str>) -> (i32, Vec<Value>, String) {
     use std::io::Write;
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_pdpp-host"));
-    cmd.args(args)
-        .envs(envs.iter().copied())
-        .current_dir(workspace());
+    cmd.args(args).envs(envs.iter().copied()).current_dir(workspace());
     cmd.stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
@@ -246,17 +247,8 @@ impl TestDeployment {
     }
 
     /// An active connection with a sealed credential (if any).
-    pub async fn connection(
-        &self,
-        manifest: &Manifest,
-        settings: Value,
-        credential: Option<Bundle>,
-    ) -> String {
-        self.dep
-            .store
-            .upsert_connector(manifest, None)
-            .await
-            .unwrap();
+    pub async fn connection(&self, manifest: &Manifest, settings: Value, credential: Option<Bundle>) -> String {
+        self.dep.store.upsert_connector(manifest, None).await.unwrap();
         let c = self
             .dep
             .store
@@ -271,11 +263,7 @@ impl TestDeployment {
             .unwrap();
         if let Some(b) = credential {
             let sealed = self.dep.key.seal(&c.connection_id, &b).unwrap();
-            self.dep
-                .store
-                .put_credential(&c.connection_id, &sealed)
-                .await
-                .unwrap();
+            self.dep.store.put_credential(&c.connection_id, &sealed).await.unwrap();
         }
         c.connection_id
     }

@@ -9,8 +9,7 @@
 //! from the previous cursor emits only the new items.
 
 use pdpp_sdk::{
-    Answer, Connector, Failure, InteractError, Interaction, Recovery, Run, StreamScope,
-    export_connector, json,
+    Answer, Connector, Failure, InteractError, Interaction, Recovery, Run, StreamScope, export_connector, json,
 };
 use serde::{Deserialize, Serialize};
 
@@ -98,11 +97,7 @@ fn collect<T: Serialize>(
     let mut cursor: Cursor = run.cursor(stream)?.unwrap_or_default();
     let mut emitted = 0u64;
     for (key, ts, allowed, item) in items {
-        if cursor
-            .after
-            .as_deref()
-            .is_some_and(|after| ts.as_str() <= after)
-        {
+        if cursor.after.as_deref().is_some_and(|after| ts.as_str() <= after) {
             continue;
         }
         if !allowed || !scope.allows_time(&ts) {
@@ -128,10 +123,7 @@ fn verify_otp(run: &mut Run) -> Result<(), Failure> {
         .timeout_seconds(300);
     match run.interact(ask) {
         Ok(Answer::Success(answer)) => {
-            let code = answer
-                .get("code")
-                .and_then(|c| c.as_str())
-                .unwrap_or_default();
+            let code = answer.get("code").and_then(|c| c.as_str()).unwrap_or_default();
             if code.trim().is_empty() {
                 return Err(Failure::new("the one-time code was empty")
                     .code("otp_rejected")
@@ -140,11 +132,9 @@ fn verify_otp(run: &mut Run) -> Result<(), Failure> {
             run.info("one-time code accepted");
             Ok(())
         }
-        Ok(Answer::Cancelled) => Err(
-            Failure::new("the owner cancelled the one-time code request")
-                .code("otp_cancelled")
-                .recovery(Recovery::ManualActionRequired),
-        ),
+        Ok(Answer::Cancelled) => Err(Failure::new("the owner cancelled the one-time code request")
+            .code("otp_cancelled")
+            .recovery(Recovery::ManualActionRequired)),
         Ok(Answer::Timeout) => Err(Failure::new("nobody entered the one-time code in time")
             .code("otp_timeout")
             .retryable(true)

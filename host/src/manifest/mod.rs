@@ -166,12 +166,7 @@ impl fmt::Display for ManifestError {
 
 impl std::error::Error for ManifestError {}
 
-fn err(
-    rule: &'static str,
-    stream: Option<&str>,
-    field: Option<&str>,
-    message: impl Into<String>,
-) -> ManifestError {
+fn err(rule: &'static str, stream: Option<&str>, field: Option<&str>, message: impl Into<String>) -> ManifestError {
     ManifestError {
         rule,
         stream: stream.map(str::to_owned),
@@ -183,14 +178,8 @@ fn err(
 impl Manifest {
     /// Parse and validate manifest JSON.
     pub fn from_json(text: &str) -> Result<Manifest, ManifestError> {
-        let manifest: Manifest = serde_json::from_str(text).map_err(|e| {
-            err(
-                "manifest_shape",
-                None,
-                None,
-                format!("not a valid manifest: {e}"),
-            )
-        })?;
+        let manifest: Manifest = serde_json::from_str(text)
+            .map_err(|e| err("manifest_shape", None, None, format!("not a valid manifest: {e}")))?;
         manifest.validate()?;
         Ok(manifest)
     }
@@ -265,18 +254,14 @@ impl Manifest {
                     "two streams share this name",
                 ));
             }
-            let props = s
-                .schema
-                .get("properties")
-                .and_then(Value::as_object)
-                .ok_or_else(|| {
-                    err(
-                        "schema_properties",
-                        Some(&s.name),
-                        Some("schema.properties"),
-                        "the schema must declare properties",
-                    )
-                })?;
+            let props = s.schema.get("properties").and_then(Value::as_object).ok_or_else(|| {
+                err(
+                    "schema_properties",
+                    Some(&s.name),
+                    Some("schema.properties"),
+                    "the schema must declare properties",
+                )
+            })?;
             if s.primary_key.is_empty() {
                 return Err(err(
                     "primary_key_non_empty",
@@ -314,10 +299,7 @@ impl Manifest {
                     ));
                 }
             }
-            if let Some(f) = s
-                .selection
-                .as_ref()
-                .and_then(|sel| sel.resource_field.as_ref())
+            if let Some(f) = s.selection.as_ref().and_then(|sel| sel.resource_field.as_ref())
                 && !props.contains_key(f)
             {
                 return Err(err(
@@ -392,12 +374,8 @@ mod tests {
     fn binding_known() {
         let mut m = base();
         m["runtime_requirements"] = serde_json::json!({"bindings": {"gpu": {"required": true}}});
-        assert_eq!(
-            Manifest::from_json(&m.to_string()).unwrap_err().rule,
-            "binding_known"
-        );
-        m["runtime_requirements"] =
-            serde_json::json!({"bindings": {"acme:gpu": {"required": true}}});
+        assert_eq!(Manifest::from_json(&m.to_string()).unwrap_err().rule, "binding_known");
+        m["runtime_requirements"] = serde_json::json!({"bindings": {"acme:gpu": {"required": true}}});
         assert!(Manifest::from_json(&m.to_string()).is_ok());
     }
 

@@ -2,16 +2,14 @@
 //! state from the store, its records into the store.
 
 use super::{
-    InteractionHandler, Observer, RunOutcome, RunRequest, RunSink, StartError, StateInput,
-    build_start, execute, new_run_id,
+    InteractionHandler, Observer, RunOutcome, RunRequest, RunSink, StartError, StateInput, build_start, execute,
+    new_run_id,
 };
 use crate::deploy::Deployment;
 use crate::manifest::Manifest;
 use crate::protocol::{self as p, CollectionMode, StreamScope};
 use crate::sandbox::{Plugin, RunLimits, Sandbox};
-use crate::store::{
-    ConnectionStatus, CredentialStatus, Namespace, RunEnd, RunEvent, Store, StoreError, Trigger,
-};
+use crate::store::{ConnectionStatus, CredentialStatus, Namespace, RunEnd, RunEvent, Store, StoreError, Trigger};
 use crate::vault::VaultError;
 use serde_json::json;
 use std::collections::BTreeMap;
@@ -67,6 +65,11 @@ impl RunRefused {
 /// How to run a connection.
 pub struct ConnectionRun {
     pub trigger: Trigger,
+    /// Whose state the run reads and commits; `None` for a single-use run
+    /// (no prior state, nothing committed).
+    pub namespace: Option<Namespace>,
+    /// The owner's handle to cancel the run.
+    pub control: crate::sandbox::RunControl,
     pub mode: CollectionMode,
     pub streams: Option<Vec<StreamScope>>,
     pub limits: RunLimits,
@@ -78,6 +81,8 @@ impl ConnectionRun {
     pub fn new(trigger: Trigger) -> Self {
         ConnectionRun {
             trigger,
+            namespace: Some(Namespace::Global),
+            control: crate::sandbox::RunControl::new(),
             mode: CollectionMode::Incremental,
             streams: None,
             limits: RunLimits::default(),
@@ -108,11 +113,7 @@ impl RunSink for StoreSink {
             .await
             .map_err(|e| e.to_string())
     }
-    async fn interaction_resolved(
-        &self,
-        id: &str,
-        status: p::InteractionStatus,
-    ) -> Result<(), String> {
+    async fn interaction_resolved(&self, id: &str, status: p::InteractionStatus) -> Result<(), String> {
         self.store
             .resolve_interaction(id, status)
             .await
@@ -122,13 +123,8 @@ impl RunSink for StoreSink {
 
 /// Whether a manifest needs a stored credential to run.
 fn needs_credential(manifest: &Manifest) -> bool {
-    let capture = manifest
-        .setup
-        .as_ref()
-        .and_then(|s| s.credential_capture.as_ref());
-    capture.is_some_and(|c| {
-        !c.fields.is_empty() && c.extra.get("required").and_then(|v| v.as_bool()) != Some(false)
-    })
+    let capture = manifest.setup.as_ref().and_then(|s| s.credential_capture.as_ref());
+    capture.is_some_and(|c| !c.fields.is_empty() && c.extra.get("required").and_then(|v| v.as_bool()) != Some(false))
 }
 
 /// Run one stored connection of `manifest`'s connector.
@@ -183,41 +179,53 @@ pub async fn run_connection(
         connection_id: connection_id.to_owned(),
         run_id: run_id.clone(),
     });
-    let mut outcome = execute(
-        sandbox,
-        plugin,
-        req,
-        opts.interaction,
-        opts.observer,
-        Some(sink),
-    )
-    .await?;
+    let mut outcome = execute(sandbox, plugin, req, opts.interaction, opts.observer, Some(sink)).await?;
 
     let mut events = Vec::new();
-    if outcome.commit.is_some() {
-        match store
-            .commit_state(connection_id, &Namespace::Global, &run_id, &outcome.staged)
-            .await
-        {
-            Ok(()) => {
-                let streams: Vec<&String> = outcome.staged.iter().map(|(s, _)| s).collect();
-                events.push(RunEvent::new(
-                    "run.state_advanced",
-                    json!({ "streams": streams }),
-                ));
-            }
-            Err(e) => {
-                events.push(RunEvent::new(
-                    "run.state_commit_failed",
-                    json!({ "error": e.to_string() }),
-                ));
-                outcome.status = p::DoneStatus::Failed;
-                outcome.reason = Some(super::FailureReason::RuntimeError);
-                outcome.message = Some(format!("committing state failed: {e}"));
-                outcome.commit = None;
+    for w in &outcome.withheld {
+        events.push(RunEvent::new(
+            "run.state_withheld",
+            json!({ "stream": w.stream, "reason": w.reason, "detail": w.detail }),
+        ));
+    }
+    // Checkpoints are committed one by one, in staging order; the first
+    // failure stops the loop and fails the run, leaving visible which
+    // committed and which did not.
+    let mut committed = 0usize;
+    if let (Some(ns), true) = (&opts.namespace, outcome.commit.is_some()) {
+        for (stream, cursor) in outcome.eligible.clone() {
+            match store
+                .commit_state(connection_id, ns, &run_id, &[(stream.clone(), cursor)])
+                .await
+            {
+                Ok(()) => {
+                    committed += 1;
+                    events.push(RunEvent::new(
+                        "run.state_advanced",
+                        json!({ "stream": stream, "namespace": ns.key() }),
+                    ));
+                }
+                Err(e) => {
+                    events.push(RunEvent::new(
+                        "run.state_commit_failed",
+                        json!({ "stream": stream, "error": e.to_string() }),
+                    ));
+                    outcome.status = p::DoneStatus::Failed;
+                    outcome.reason = Some(super::FailureReason::RuntimeError);
+                    outcome.message = Some(format!("committing the checkpoint of {stream} failed: {e}"));
+                    outcome.commit = None;
+                    break;
+                }
             }
         }
     }
+    let commit_status = match (&opts.namespace, outcome.staged.len(), committed) {
+        (None, _, _) => "disabled",
+        (_, 0, _) if outcome.succeeded() => "committed",
+        (_, _, 0) => "not_committed",
+        (_, staged, c) if c == staged => "committed",
+        _ => "partially_committed",
+    };
     let rejected = outcome
         .done
         .as_ref()
@@ -245,8 +253,16 @@ pub async fn run_connection(
             "status": status,
             "reason": outcome.reason.as_ref().map(|r| r.code()),
             "message": outcome.message,
+            "rule": match &outcome.reason {
+                Some(super::FailureReason::ConnectorProtocolViolation(rule)) => Some(*rule),
+                _ => None,
+            },
             "records_emitted": outcome.records_emitted,
             "records_written": outcome.records_written,
+            "checkpoint_commit_status": commit_status,
+            "state_streams_staged": outcome.staged.len(),
+            "state_streams_committed": committed,
+            "known_gaps": outcome.known_gaps,
         }),
     ));
     store.append_events(&run_id, &events).await?;
@@ -320,7 +336,11 @@ async fn prepare(
     req.run_id = Some(run_id.to_owned());
     req.mode = opts.mode;
     req.streams = opts.streams.clone();
-    req.state = StateInput::Persisted(store.state(connection_id, &Namespace::Global).await?);
+    req.state = match &opts.namespace {
+        Some(ns) => StateInput::Persisted(store.state(connection_id, ns).await?),
+        None => StateInput::SingleUse,
+    };
+    req.control = opts.control.clone();
     req.settings = conn.binding_metadata;
     req.secrets = secrets;
     req.limits = opts.limits.clone();
@@ -336,9 +356,7 @@ async fn record_refusal(
     trigger: Trigger,
     refused: &RunRefused,
 ) -> Result<(), RunRefused> {
-    store
-        .create_run(run_id, connection_id, connector_id, trigger)
-        .await?;
+    store.create_run(run_id, connection_id, connector_id, trigger).await?;
     store
         .append_events(
             run_id,

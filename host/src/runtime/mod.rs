@@ -8,17 +8,19 @@
 //! what the host counted, and the state to commit only when the run
 //! succeeded.
 
+mod checkpoint;
 mod connection;
 mod session;
 mod time;
 
 pub use connection::{ConnectionRun, RunRefused, run_connection};
 
+pub use checkpoint::{CommitPlan, KnownGap, Withheld, checkpoint_streams};
 pub use session::Session;
 
 use crate::manifest::Manifest;
 use crate::protocol::{self as p, CollectionMode, StateMap, StreamScope};
-use crate::sandbox::{GuestExit, GuestRun, Plugin, RunLimits, Sandbox, SecretSet, Usage};
+use crate::sandbox::{GuestExit, GuestRun, Plugin, RunControl, RunLimits, Sandbox, SecretSet, Usage};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -47,6 +49,8 @@ pub struct RunRequest {
     /// This connection's credential values, by field name.
     pub secrets: BTreeMap<String, Zeroizing<String>>,
     pub limits: RunLimits,
+    /// The owner's handle to cancel the run.
+    pub control: RunControl,
 }
 
 impl RunRequest {
@@ -60,6 +64,7 @@ impl RunRequest {
             settings: json!({}),
             secrets: BTreeMap::new(),
             limits: RunLimits::default(),
+            control: RunControl::new(),
         }
     }
 }
@@ -74,13 +79,7 @@ pub trait InteractionHandler: Send + Sync {
 /// Sees the run as it happens: every message in order, and guest logs.
 pub trait Observer: Send {
     fn message(&mut self, _msg: &p::Message) {}
-    fn log(
-        &mut self,
-        _level: crate::sandbox::LogLevel,
-        _message: &str,
-        _fields: &[(String, String)],
-    ) {
-    }
+    fn log(&mut self, _level: crate::sandbox::LogLevel, _message: &str, _fields: &[(String, String)]) {}
 }
 
 /// Keeps what a run produces, durably. Each call is one transaction.
@@ -88,18 +87,10 @@ pub trait Observer: Send {
 pub trait RunSink: Send + Sync {
     /// A batch of validated, redacted records and the timeline entries that
     /// go with it. Returns how many records were written.
-    async fn batch(
-        &self,
-        records: &[p::Record],
-        events: &[crate::store::RunEvent],
-    ) -> Result<u64, String>;
+    async fn batch(&self, records: &[p::Record], events: &[crate::store::RunEvent]) -> Result<u64, String>;
     /// An INTERACTION is pending; returns its id. The answer is never kept.
     async fn interaction_opened(&self, request: &p::Interaction) -> Result<String, String>;
-    async fn interaction_resolved(
-        &self,
-        id: &str,
-        status: p::InteractionStatus,
-    ) -> Result<(), String>;
+    async fn interaction_resolved(&self, id: &str, status: p::InteractionStatus) -> Result<(), String>;
 }
 
 /// An observer that ignores everything.
@@ -136,6 +127,8 @@ pub enum FailureReason {
     MemoryLimit,
     /// The host could not keep what the run produced.
     RuntimeError,
+    OwnerCancelled,
+    OwnerCancelForced,
 }
 
 impl FailureReason {
@@ -149,6 +142,8 @@ impl FailureReason {
             FailureReason::WallClockLimit => "wall_clock_limit",
             FailureReason::MemoryLimit => "memory_limit",
             FailureReason::RuntimeError => "runtime_error",
+            FailureReason::OwnerCancelled => "owner_cancelled",
+            FailureReason::OwnerCancelForced => "owner_cancel_forced",
         }
     }
 }
@@ -189,6 +184,14 @@ pub struct RunOutcome {
     pub records_written: u64,
     /// The last STATE per stream, in staging order.
     pub staged: Vec<(String, Value)>,
+    /// The staged checkpoints to commit, in staging order (empty when nothing may be).
+    pub eligible: Vec<(String, Value)>,
+    /// Staged checkpoints not to commit, and why.
+    pub withheld: Vec<Withheld>,
+    /// DONE failed, certified as a stream-scoped failure.
+    pub certified_failure: bool,
+    /// What the run did not fully do, for the owner.
+    pub known_gaps: Vec<KnownGap>,
     /// The full state to persist; `None` when nothing may be committed.
     pub commit: Option<StateMap>,
     pub interactions: Vec<InteractionSummary>,
@@ -208,11 +211,7 @@ impl RunOutcome {
         match (&self.done, &self.reason) {
             (
                 Some(d),
-                None
-                | Some(
-                    FailureReason::ConnectorReportedFailed
-                    | FailureReason::ConnectorReportedCancelled,
-                ),
+                None | Some(FailureReason::ConnectorReportedFailed | FailureReason::ConnectorReportedCancelled),
             ) => d.clone(),
             _ => p::Done {
                 status: self.status,
@@ -229,19 +228,11 @@ impl RunOutcome {
 }
 
 /// Build START for a request, or refuse it.
-pub fn build_start(
-    req: &RunRequest,
-    run_id: &str,
-    interactive: bool,
-) -> Result<p::Start, StartError> {
+pub fn build_start(req: &RunRequest, run_id: &str, interactive: bool) -> Result<p::Start, StartError> {
     let manifest = &req.manifest;
     let requested = match &req.streams {
         Some(list) => list.clone(),
-        None => manifest
-            .streams
-            .iter()
-            .map(|s| StreamScope::named(&s.name))
-            .collect(),
+        None => manifest.streams.iter().map(|s| StreamScope::named(&s.name)).collect(),
     };
     if requested.is_empty() {
         return Err(StartError::EmptyScope);
@@ -264,20 +255,15 @@ pub fn build_start(
                 .and_then(Value::as_array)
                 .into_iter()
                 .flatten();
-            let mut extra: Vec<String> = required
-                .filter_map(|v| v.as_str().map(str::to_owned))
-                .collect();
+            let mut extra: Vec<String> = required.filter_map(|v| v.as_str().map(str::to_owned)).collect();
             extra.extend(spec.primary_key.iter().cloned());
+            extra.extend(spec.cursor_field.iter().cloned());
             if entry.time_range.is_some() {
                 extra.extend(spec.consent_time_field.iter().cloned());
             }
             // A resource-limited scope must be able to see each record's resource.
             if entry.resources.as_ref().is_some_and(|r| !r.is_empty()) {
-                extra.extend(
-                    spec.selection
-                        .as_ref()
-                        .and_then(|s| s.resource_field.clone()),
-                );
+                extra.extend(spec.selection.as_ref().and_then(|s| s.resource_field.clone()));
             }
             for f in extra {
                 if !fields.contains(&f) {
@@ -353,6 +339,7 @@ pub async fn execute(
         observer,
         secrets.clone(),
         sink,
+        req.control.clone(),
     );
     session.observe(&p::Message::Start(start.clone()));
 
@@ -361,6 +348,7 @@ pub async fn execute(
         settings: req.settings.clone(),
         secrets,
         limits: req.limits.clone(),
+        control: req.control.clone(),
     };
     let (exit, usage, hooks) = sandbox.run(plugin, guest, Box::new(session)).await;
     let mut session = *hooks
@@ -378,12 +366,7 @@ pub async fn execute(
 pub(crate) fn evaluate(
     exit: GuestExit,
     counted: u64,
-) -> (
-    p::DoneStatus,
-    Option<FailureReason>,
-    Option<String>,
-    Option<p::Done>,
-) {
+) -> (p::DoneStatus, Option<FailureReason>, Option<String>, Option<p::Done>) {
     use p::DoneStatus::*;
     match exit {
         GuestExit::Done(done) => match session::validate_done(&done, counted) {
@@ -429,5 +412,15 @@ pub(crate) fn evaluate(
             None,
         ),
         GuestExit::HostFault(f) => (Failed, Some(FailureReason::RuntimeError), Some(f), None),
+        GuestExit::Cancelled(c) => (
+            p::DoneStatus::Cancelled,
+            Some(if c.forced {
+                FailureReason::OwnerCancelForced
+            } else {
+                FailureReason::OwnerCancelled
+            }),
+            Some(c.to_string()),
+            None,
+        ),
     }
 }

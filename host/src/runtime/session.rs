@@ -1,18 +1,15 @@
 //! The runtime's view of one run while the guest executes.
 
-use super::{
-    InteractionHandler, InteractionSummary, Observer, RunOutcome, RunSink, StateInput, evaluate,
-    time,
-};
+use super::checkpoint::{self, KnownGap};
+use super::{InteractionHandler, InteractionSummary, Observer, RunOutcome, RunSink, StateInput, evaluate, time};
 use crate::manifest::Manifest;
 use crate::protocol::{self as p, StreamScope};
-use crate::sandbox::{
-    Asked, GuestExit, HostFault, LogLevel, RunHooks, SecretSet, Usage, Violation,
-};
+use crate::sandbox::RunControl;
+use crate::sandbox::{Asked, GuestExit, HostFault, LogLevel, RunHooks, SecretSet, Usage, Violation};
 use crate::store::RunEvent;
 use crate::vault::Redactor;
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,6 +28,42 @@ pub struct Session {
     pending_records: Vec<p::Record>,
     pending_events: Vec<RunEvent>,
     written: u64,
+    coverage: Vec<p::DetailCoverage>,
+    gaps: Vec<p::DetailGap>,
+    /// Streams named by SKIP_RESULT `stream_collection_failed`.
+    failed_streams: BTreeSet<String>,
+    known_gaps: Vec<KnownGap>,
+    control: RunControl,
+}
+
+/// SKIP_RESULT diagnostics are kept only while small and shallow.
+const DIAGNOSTICS_BYTES: usize = 8 << 10;
+const DIAGNOSTICS_DEPTH: usize = 6;
+const DIAGNOSTICS_ARRAY: usize = 32;
+
+fn bounded(v: &Value, depth: usize) -> bool {
+    if depth > DIAGNOSTICS_DEPTH {
+        return false;
+    }
+    match v {
+        Value::Array(a) => a.len() <= DIAGNOSTICS_ARRAY && a.iter().all(|x| bounded(x, depth + 1)),
+        Value::Object(m) => m.values().all(|x| bounded(x, depth + 1)),
+        _ => true,
+    }
+}
+
+/// Diagnostics as kept: a non-object is dropped, an oversized one becomes a sentinel.
+fn bound_diagnostics(d: Option<Value>) -> Option<Value> {
+    let d = d.filter(Value::is_object)?;
+    if d.to_string().len() > DIAGNOSTICS_BYTES || !bounded(&d, 1) {
+        return Some(json!({ "reason": "size_overflow", "truncated": true }));
+    }
+    Some(d)
+}
+
+fn duplicates(keys: &[String]) -> bool {
+    let mut seen = BTreeSet::new();
+    !keys.iter().all(|k| seen.insert(k.as_str()))
 }
 
 /// Scrub every string (and object key) of a JSON value.
@@ -101,20 +134,14 @@ fn redact_message(r: &Redactor, msg: &mut p::Message) {
 fn event_for(msg: &p::Message) -> Option<RunEvent> {
     Some(match msg {
         p::Message::State(s) => RunEvent::new("run.state_staged", json!({ "stream": s.stream })),
-        p::Message::Progress(g) => {
-            RunEvent::new("run.progress_reported", serde_json::to_value(g).ok()?)
-        }
-        p::Message::SkipResult(s) => {
-            RunEvent::new("run.stream_skipped", serde_json::to_value(s).ok()?)
-        }
+        p::Message::Progress(g) => RunEvent::new("run.progress_reported", serde_json::to_value(g).ok()?),
+        p::Message::SkipResult(s) => RunEvent::new("run.stream_skipped", serde_json::to_value(s).ok()?),
         p::Message::DetailCoverage(c) => RunEvent::new(
             "run.detail_coverage_declared",
             json!({ "state_stream": c.state_stream, "stream": c.stream, "required": c.required_keys.len(),
                     "hydrated": c.hydrated_keys.len(), "gaps": c.gap_keys.len() }),
         ),
-        p::Message::DetailGap(g) => {
-            RunEvent::new("run.detail_gap_recorded", serde_json::to_value(g).ok()?)
-        }
+        p::Message::DetailGap(g) => RunEvent::new("run.detail_gap_recorded", serde_json::to_value(g).ok()?),
         _ => return None,
     })
 }
@@ -135,10 +162,7 @@ fn in_scope<'a>(
 
 fn non_empty(rule: &'static str, what: &str, value: Option<&str>) -> Result<(), Violation> {
     match value {
-        Some(v) if v.trim().is_empty() => Err(Violation::new(
-            rule,
-            format!("{what} must be a non-empty string"),
-        )),
+        Some(v) if v.trim().is_empty() => Err(Violation::new(rule, format!("{what} must be a non-empty string"))),
         _ => Ok(()),
     }
 }
@@ -151,6 +175,7 @@ impl Session {
         observer: Box<dyn Observer>,
         secrets: SecretSet,
         sink: Option<Arc<dyn RunSink>>,
+        control: RunControl,
     ) -> Self {
         let scope = start
             .scope
@@ -172,6 +197,11 @@ impl Session {
             pending_records: Vec::new(),
             pending_events: Vec::new(),
             written: 0,
+            coverage: Vec::new(),
+            gaps: Vec::new(),
+            failed_streams: BTreeSet::new(),
+            known_gaps: Vec::new(),
+            control,
         }
     }
 
@@ -196,12 +226,7 @@ impl Session {
         let scope = in_scope(&self.scope, "record_stream_in_scope", "RECORD", &r.stream)?;
         let key_ok = match &r.key {
             Value::String(s) => !s.is_empty(),
-            Value::Array(parts) => {
-                !parts.is_empty()
-                    && parts
-                        .iter()
-                        .all(|p| p.as_str().is_some_and(|s| !s.is_empty()))
-            }
+            Value::Array(parts) => !parts.is_empty() && parts.iter().all(|p| p.as_str().is_some_and(|s| !s.is_empty())),
             _ => false,
         };
         if !key_ok {
@@ -226,11 +251,7 @@ impl Session {
                 ));
             }
         }
-        non_empty(
-            "record_emitted_at",
-            "RECORD emitted_at",
-            Some(&r.emitted_at),
-        )?;
+        non_empty("record_emitted_at", "RECORD emitted_at", Some(&r.emitted_at))?;
         if r.op.is_some() {
             // A deletion carries no data to check against the scope.
             return Ok(());
@@ -255,8 +276,7 @@ impl Session {
                 .and_then(|sel| sel.resource_field.as_ref())
                 .and_then(|f| data.get(f))
                 .and_then(Value::as_str);
-            let allowed = resources.contains(&key)
-                || by_field.is_some_and(|v| resources.iter().any(|r| r == v));
+            let allowed = resources.contains(&key) || by_field.is_some_and(|v| resources.iter().any(|r| r == v));
             if !allowed {
                 return Err(Violation::new(
                     "record_resource_in_scope",
@@ -286,14 +306,8 @@ impl Session {
                 ));
             }
         }
-        if let (Some(range), Some(field)) = (
-            &scope.time_range,
-            spec.and_then(|s| s.consent_time_field.as_ref()),
-        ) {
-            let t = data
-                .get(field)
-                .and_then(Value::as_str)
-                .and_then(time::parse_instant);
+        if let (Some(range), Some(field)) = (&scope.time_range, spec.and_then(|s| s.consent_time_field.as_ref())) {
+            let t = data.get(field).and_then(Value::as_str).and_then(time::parse_instant);
             let inside = t.is_some_and(|t| {
                 range
                     .since
@@ -333,11 +347,7 @@ impl Session {
                         format!("STATE cursor for {} must be an object or null", s.stream),
                     ));
                 }
-                match self
-                    .staged
-                    .iter_mut()
-                    .find(|(stream, _)| *stream == s.stream)
-                {
+                match self.staged.iter_mut().find(|(stream, _)| *stream == s.stream) {
                     Some(slot) => slot.1 = s.cursor.clone(),
                     None => self.staged.push((s.stream.clone(), s.cursor.clone())),
                 }
@@ -349,23 +359,21 @@ impl Session {
                 }
             }
             p::Message::SkipResult(s) => {
-                non_empty(
-                    "skip_result_fields",
-                    "SKIP_RESULT reason",
-                    s.reason.as_deref(),
-                )?;
-                non_empty(
-                    "skip_result_fields",
-                    "SKIP_RESULT message",
-                    s.message.as_deref(),
-                )?;
+                non_empty("skip_result_fields", "SKIP_RESULT reason", s.reason.as_deref())?;
+                non_empty("skip_result_fields", "SKIP_RESULT message", s.message.as_deref())?;
                 if let Some(stream) = &s.stream {
-                    in_scope(
-                        &self.scope,
-                        "skip_result_stream_in_scope",
-                        "SKIP_RESULT",
-                        stream,
-                    )?;
+                    in_scope(&self.scope, "skip_result_stream_in_scope", "SKIP_RESULT", stream)?;
+                }
+                if let Some(c) = &s.continuation
+                    && (c.boundary.trim().is_empty() || c.slice_end < c.slice_start)
+                {
+                    return Err(Violation::new(
+                        "skip_result_continuation",
+                        "SKIP_RESULT continuation needs a boundary and slice_end >= slice_start",
+                    ));
+                }
+                if let (Some("stream_collection_failed"), Some(stream)) = (s.reason.as_deref(), &s.stream) {
+                    self.failed_streams.insert(stream.clone());
                 }
             }
             p::Message::DetailCoverage(c) => {
@@ -381,14 +389,29 @@ impl Session {
                     "DETAIL_COVERAGE",
                     &c.stream,
                 )?;
+                self.check_coverage(c)?;
+                self.coverage.push(c.clone());
             }
             p::Message::DetailGap(g) => {
-                in_scope(
-                    &self.scope,
-                    "detail_gap_stream_in_scope",
-                    "DETAIL_GAP",
-                    &g.stream,
-                )?;
+                in_scope(&self.scope, "detail_gap_stream_in_scope", "DETAIL_GAP", &g.stream)?;
+                non_empty("detail_gap_record_key", "DETAIL_GAP record_key", Some(&g.record_key))?;
+                if let Some(parent) = &g.parent_stream {
+                    let spec = self.manifest.stream(&g.stream);
+                    let declared = spec.is_some_and(|s| {
+                        s.parent_streams.as_ref().is_some_and(|ps| ps.contains(parent))
+                            || s.state_stream.as_deref() == Some(parent.as_str())
+                    });
+                    if !declared || !self.scope.contains_key(parent) {
+                        return Err(Violation::new(
+                            "detail_gap_parent_scope",
+                            format!(
+                                "DETAIL_GAP for {} names parent {parent}, which is not its declared, in-scope parent",
+                                g.stream
+                            ),
+                        ));
+                    }
+                }
+                self.gaps.push(g.clone());
             }
             other => {
                 return Err(Violation::new(
@@ -400,23 +423,128 @@ impl Session {
         Ok(())
     }
 
-    pub(super) fn finish(
-        self,
-        run_id: String,
-        exit: GuestExit,
-        mut usage: Usage,
-        state: &StateInput,
-    ) -> RunOutcome {
-        let (status, reason, message, done) = evaluate(exit, self.records);
-        let mut observer = self.observer;
-        let commit = match (state, status, &reason) {
-            (StateInput::Persisted(prior), p::DoneStatus::Succeeded, None) => {
+    fn check_coverage(&self, c: &p::DetailCoverage) -> Result<(), Violation> {
+        for (field, keys) in [
+            ("required_keys", &c.required_keys),
+            ("hydrated_keys", &c.hydrated_keys),
+            ("gap_keys", &c.gap_keys),
+            ("optional_skip_keys", &c.optional_skip_keys),
+        ] {
+            if duplicates(keys) {
+                return Err(Violation::new(
+                    "detail_coverage_duplicate_key",
+                    format!("DETAIL_COVERAGE.{field}: duplicate key"),
+                ));
+            }
+        }
+        let outcomes = [&c.hydrated_keys, &c.gap_keys, &c.optional_skip_keys];
+        if outcomes
+            .iter()
+            .flat_map(|k| k.iter())
+            .any(|k| !c.required_keys.contains(k))
+        {
+            return Err(Violation::new(
+                "detail_coverage_key_not_required",
+                "DETAIL_COVERAGE: key not present in required_keys",
+            ));
+        }
+        let mut seen = BTreeSet::new();
+        if !outcomes.iter().flat_map(|k| k.iter()).all(|k| seen.insert(k)) {
+            return Err(Violation::new(
+                "detail_coverage_overlapping_outcomes",
+                "DETAIL_COVERAGE: outcome key appears in multiple sets",
+            ));
+        }
+        if let Some(spec) = self.manifest.stream(&c.stream) {
+            if spec.state_stream.is_some() {
+                return Err(Violation::new(
+                    "detail_coverage_on_state_stream_stream",
+                    format!(
+                        "stream {} declares a state_stream and MUST NOT emit DETAIL_COVERAGE",
+                        c.stream
+                    ),
+                ));
+            }
+            if let Some(parents) = &spec.parent_streams
+                && !parents.contains(&c.state_stream)
+            {
+                return Err(Violation::new(
+                    "detail_coverage_undeclared_parent",
+                    format!(
+                        "DETAIL_COVERAGE for {} names {}, which is not one of its parent_streams",
+                        c.stream, c.state_stream
+                    ),
+                ));
+            }
+        }
+        if self
+            .coverage
+            .iter()
+            .any(|x| x.state_stream == c.state_stream && x.stream == c.stream)
+        {
+            return Err(Violation::new(
+                "detail_coverage_duplicate_report",
+                format!("duplicate DETAIL_COVERAGE for ({}, {})", c.state_stream, c.stream),
+            ));
+        }
+        Ok(())
+    }
+
+    pub(super) fn finish(self, run_id: String, exit: GuestExit, mut usage: Usage, state: &StateInput) -> RunOutcome {
+        let forced = matches!(exit, GuestExit::Cancelled(c) if c.forced);
+        let (mut status, mut reason, mut message, done) = evaluate(exit, self.records);
+        // An owner cancellation recorded before DONE is evaluated wins over any DONE.
+        if self.control.is_cancelled() {
+            status = p::DoneStatus::Cancelled;
+            reason = Some(if forced {
+                super::FailureReason::OwnerCancelForced
+            } else {
+                super::FailureReason::OwnerCancelled
+            });
+            message = Some(if forced {
+                "the owner cancelled the run; the connector was stopped by force".into()
+            } else {
+                "the owner cancelled the run".into()
+            });
+        }
+        let certified = status == p::DoneStatus::Failed
+            && reason == Some(super::FailureReason::ConnectorReportedFailed)
+            && done
+                .as_ref()
+                .and_then(|d| d.error.as_ref())
+                .and_then(|e| e.code.as_deref())
+                == Some("stream_collection_failed")
+            && !self.failed_streams.is_empty();
+        let committable = status == p::DoneStatus::Succeeded && reason.is_none() || certified;
+        let in_scope: BTreeSet<String> = self.scope.keys().cloned().collect();
+        let mut plan = checkpoint::plan(
+            &self.manifest,
+            &in_scope,
+            &self.staged,
+            certified.then_some(&self.failed_streams),
+            &self.coverage,
+            &self.gaps,
+        );
+        if !committable {
+            for (stream, _) in plan.eligible.drain(..) {
+                plan.withheld.push(checkpoint::Withheld {
+                    stream,
+                    reason: "run_not_committable",
+                    detail: "the run did not succeed".into(),
+                });
+            }
+        }
+        let mut known_gaps = self.known_gaps;
+        known_gaps.extend(plan.known_gaps);
+        let commit = match state {
+            StateInput::Persisted(prior) if committable => {
                 let mut next = prior.clone();
-                next.extend(self.staged.iter().cloned());
+                next.extend(plan.eligible.iter().cloned());
                 Some(next)
             }
             _ => None,
         };
+        let mut observer = self.observer;
         usage.stdout.tail = self.secrets.redactor().redact(&usage.stdout.tail);
         usage.stderr.tail = self.secrets.redactor().redact(&usage.stderr.tail);
         let outcome = RunOutcome {
@@ -435,6 +563,10 @@ impl Session {
             records_emitted: self.records,
             records_written: self.written,
             staged: self.staged,
+            eligible: if commit.is_some() { plan.eligible } else { Vec::new() },
+            withheld: plan.withheld,
+            certified_failure: certified,
+            known_gaps,
             commit,
             interactions: self.interactions,
             secret_reveals: self.reveals,
@@ -496,7 +628,16 @@ impl RunHooks for Session {
     fn message(&mut self, mut msg: p::Message) -> Result<(), Violation> {
         // Scrub first: what is staged, shown or kept never holds a secret.
         redact_message(self.secrets.redactor(), &mut msg);
-        self.check(&msg)?;
+        if let p::Message::SkipResult(sk) = &mut msg {
+            sk.diagnostics = bound_diagnostics(sk.diagnostics.take());
+        }
+        if let Err(v) = self.check(&msg) {
+            self.event(
+                "run.violation",
+                json!({ "rule": v.rule, "message": v.message, "message_type": msg.type_name() }),
+            );
+            return Err(v);
+        }
         if let Some(e) = event_for(&msg) {
             self.pending_events.push(e);
         }
@@ -527,18 +668,9 @@ impl RunHooks for Session {
             "INTERACTION request_id",
             Some(&req.request_id),
         )?;
-        non_empty(
-            "interaction_message",
-            "INTERACTION message",
-            Some(&req.message),
-        )?;
+        non_empty("interaction_message", "INTERACTION message", Some(&req.message))?;
         if let Some(stream) = &req.stream {
-            in_scope(
-                &self.scope,
-                "interaction_stream_in_scope",
-                "INTERACTION",
-                stream,
-            )?;
+            in_scope(&self.scope, "interaction_stream_in_scope", "INTERACTION", stream)?;
         }
         if req.schema.as_ref().is_some_and(|s| !s.is_object()) {
             return Err(Violation::new(
@@ -575,20 +707,17 @@ impl RunHooks for Session {
             json!({ "request_id": req.request_id, "kind": req.kind, "stream": req.stream, "message": req.message }),
         );
         let stored = match &self.sink {
-            Some(sink) => Some(sink.interaction_opened(&req).await.map_err(|e| {
-                Violation::new(
-                    "runtime_error",
-                    format!("cannot record the interaction: {e}"),
-                )
-            })?),
+            Some(sink) => Some(
+                sink.interaction_opened(&req)
+                    .await
+                    .map_err(|e| Violation::new("runtime_error", format!("cannot record the interaction: {e}")))?,
+            ),
             None => None,
         };
         let answer = match req.timeout_seconds {
-            Some(secs) => {
-                tokio::time::timeout(Duration::from_secs(secs.into()), handler.answer(&req))
-                    .await
-                    .unwrap_or_else(|_| p::InteractionAnswer::timeout())
-            }
+            Some(secs) => tokio::time::timeout(Duration::from_secs(secs.into()), handler.answer(&req))
+                .await
+                .unwrap_or_else(|_| p::InteractionAnswer::timeout()),
             None => handler.answer(&req).await,
         };
         self.observer
@@ -599,17 +728,29 @@ impl RunHooks for Session {
         if let (Some(sink), Some(id)) = (&self.sink, &stored) {
             sink.interaction_resolved(id, answer.status)
                 .await
-                .map_err(|e| {
-                    Violation::new(
-                        "runtime_error",
-                        format!("cannot record the interaction: {e}"),
-                    )
-                })?;
+                .map_err(|e| Violation::new("runtime_error", format!("cannot record the interaction: {e}")))?;
         }
         self.event(
             "run.interaction_completed",
             json!({ "request_id": req.request_id, "kind": req.kind, "status": answer.status }),
         );
+        if answer.status != p::InteractionStatus::Success {
+            let hint = if req.kind == p::InteractionKind::Credentials {
+                "refresh_credentials"
+            } else {
+                "manual_action_required"
+            };
+            self.known_gaps.push(KnownGap {
+                kind: "interaction_required",
+                stream: req.stream.clone(),
+                message: format!(
+                    "{} interaction ended {:?}; recovery: {hint}",
+                    req.kind.as_str(),
+                    answer.status
+                )
+                .to_lowercase(),
+            });
+        }
         self.interactions.push(InteractionSummary {
             request_id: req.request_id,
             kind: req.kind,
@@ -621,8 +762,7 @@ impl RunHooks for Session {
     fn log(&mut self, level: LogLevel, message: String, fields: Vec<(String, String)>) {
         let r = self.secrets.redactor();
         let message = r.redact(&message);
-        let fields: Vec<(String, String)> =
-            fields.into_iter().map(|(k, v)| (k, r.redact(&v))).collect();
+        let fields: Vec<(String, String)> = fields.into_iter().map(|(k, v)| (k, r.redact(&v))).collect();
         self.observer.log(level, &message, &fields);
         let data: serde_json::Map<String, Value> = fields
             .iter()
@@ -664,10 +804,7 @@ mod tests {
             records_emitted: 3,
             error: None,
         };
-        assert_eq!(
-            validate_done(&done, 2).unwrap_err().rule,
-            "done_records_emitted"
-        );
+        assert_eq!(validate_done(&done, 2).unwrap_err().rule, "done_records_emitted");
         assert!(validate_done(&done, 3).is_ok());
     }
 }

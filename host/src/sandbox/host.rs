@@ -66,6 +66,7 @@ pub struct RunState {
     pub(super) stderr: Capture,
     /// The first violation; once set, the guest is being stopped.
     pub(super) violation: Option<Violation>,
+    pub(super) control: super::RunControl,
 }
 
 impl WasiView for RunState {
@@ -83,17 +84,20 @@ impl HasData for Marker {
 }
 
 impl RunState {
+    /// A cancelled run stops at its next host call.
+    fn check_cancelled(&self) -> wasmtime::Result<()> {
+        if self.control.is_cancelled() {
+            return Err(wasmtime::Error::new(super::Cancelled { forced: false }));
+        }
+        Ok(())
+    }
+
     fn violate(&mut self, v: Violation) -> wasmtime::Error {
         self.violation.get_or_insert(v.clone());
         wasmtime::Error::new(v)
     }
 
-    fn json(
-        &mut self,
-        rule: &'static str,
-        what: &str,
-        text: String,
-    ) -> Result<Value, wasmtime::Error> {
+    fn json(&mut self, rule: &'static str, what: &str, text: String) -> Result<Value, wasmtime::Error> {
         if text.len() > self.message_bytes {
             return Err(self.violate(Violation::new(
                 "message_size",
@@ -104,12 +108,8 @@ impl RunState {
                 ),
             )));
         }
-        serde_json::from_str(&text).map_err(|e| {
-            self.violate(Violation::new(
-                rule,
-                format!("{what} is not valid JSON: {e}"),
-            ))
-        })
+        serde_json::from_str(&text)
+            .map_err(|e| self.violate(Violation::new(rule, format!("{what} is not valid JSON: {e}"))))
     }
 
     fn opt_json(
@@ -126,9 +126,7 @@ impl RunState {
             emit::Message::Record(r) => {
                 let key = match r.key {
                     wit::RecordKey::Single(k) => Value::String(k),
-                    wit::RecordKey::Composite(parts) => {
-                        Value::Array(parts.into_iter().map(Value::String).collect())
-                    }
+                    wit::RecordKey::Composite(parts) => Value::Array(parts.into_iter().map(Value::String).collect()),
                 };
                 let data = self.opt_json("record_data_json", "RECORD data", r.data)?;
                 p::Message::Record(p::Record {
@@ -155,11 +153,7 @@ impl RunState {
                 total: g.total,
             }),
             emit::Message::SkipResult(s) => {
-                let diagnostics = self.opt_json(
-                    "skip_diagnostics_json",
-                    "SKIP_RESULT diagnostics",
-                    s.diagnostics,
-                )?;
+                let diagnostics = self.opt_json("skip_diagnostics_json", "SKIP_RESULT diagnostics", s.diagnostics)?;
                 p::Message::SkipResult(p::SkipResult {
                     stream: s.stream,
                     reason: s.reason,
@@ -191,21 +185,9 @@ impl RunState {
                 covered: c.covered,
             }),
             emit::Message::DetailGap(g) => p::Message::DetailGap(p::DetailGap {
-                detail_locator: self.opt_json(
-                    "detail_gap_json",
-                    "DETAIL_GAP detail_locator",
-                    g.detail_locator,
-                )?,
-                list_cursor: self.opt_json(
-                    "detail_gap_json",
-                    "DETAIL_GAP list_cursor",
-                    g.list_cursor,
-                )?,
-                last_error: self.opt_json(
-                    "detail_gap_json",
-                    "DETAIL_GAP last_error",
-                    g.last_error,
-                )?,
+                detail_locator: self.opt_json("detail_gap_json", "DETAIL_GAP detail_locator", g.detail_locator)?,
+                list_cursor: self.opt_json("detail_gap_json", "DETAIL_GAP list_cursor", g.list_cursor)?,
+                last_error: self.opt_json("detail_gap_json", "DETAIL_GAP last_error", g.last_error)?,
                 stream: g.stream,
                 parent_stream: g.parent_stream,
                 record_key: g.record_key,
@@ -305,6 +287,7 @@ impl pdpp::connector::types::Host for RunState {}
 
 impl emit::Host for RunState {
     async fn send(&mut self, batch: Vec<emit::Message>) -> wasmtime::Result<()> {
+        self.check_cancelled()?;
         if let Some(v) = &self.violation {
             return Err(wasmtime::Error::new(v.clone()));
         }
@@ -336,12 +319,17 @@ impl interaction::Host for RunState {
             schema,
             timeout_seconds: req.timeout_seconds,
         };
-        let remaining = self
-            .clock
-            .wall_deadline
-            .saturating_duration_since(Instant::now());
+        self.check_cancelled()?;
+        let remaining = self.clock.wall_deadline.saturating_duration_since(Instant::now());
         let parked = Instant::now();
-        let answer = tokio::time::timeout(remaining, self.hooks.interact(request)).await;
+        let control = self.control.clone();
+        let answer = tokio::select! {
+            a = tokio::time::timeout(remaining, self.hooks.interact(request)) => a,
+            () = control.cancelled() => {
+                self.clock.blocked += parked.elapsed();
+                return Err(wasmtime::Error::new(super::Cancelled { forced: false }));
+            }
+        };
         self.clock.blocked += parked.elapsed();
         let answer = match answer {
             Err(_) => return Err(wasmtime::Error::new(Breach::WallClock)),
@@ -349,9 +337,7 @@ impl interaction::Host for RunState {
             Ok(Ok(a)) => a,
         };
         Ok(match answer {
-            super::Asked::NotInteractive(what) => {
-                Err(interaction::InteractionError::NotInteractive(what))
-            }
+            super::Asked::NotInteractive(what) => Err(interaction::InteractionError::NotInteractive(what)),
             super::Asked::Answer(a) => Ok(match a.status {
                 p::InteractionStatus::Success => {
                     interaction::Response::Success(a.data.unwrap_or(Value::Null).to_string())
@@ -368,10 +354,7 @@ impl secrets::Host for RunState {
         Ok(self.secrets.available())
     }
 
-    async fn get(
-        &mut self,
-        field: String,
-    ) -> wasmtime::Result<Result<Resource<SecretHandle>, secrets::SecretError>> {
+    async fn get(&mut self, field: String) -> wasmtime::Result<Result<Resource<SecretHandle>, secrets::SecretError>> {
         if let Err(e) = self.secrets.check(&field) {
             return Ok(Err(e));
         }

@@ -37,6 +37,81 @@ use zeroize::Zeroizing;
 /// wall-clock enforcement.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
+/// How long a cancelled guest may keep computing before it is stopped by force.
+pub const CANCEL_GRACE: Duration = Duration::from_millis(250);
+
+/// The owner's handle on a run in progress. Cloning shares it.
+#[derive(Clone, Default)]
+pub struct RunControl {
+    inner: Arc<ControlInner>,
+}
+
+#[derive(Default)]
+struct ControlInner {
+    requested: std::sync::Mutex<Option<Instant>>,
+    notify: tokio::sync::Notify,
+}
+
+impl RunControl {
+    pub fn new() -> Self {
+        RunControl::default()
+    }
+
+    /// Ask the run to stop. The guest's next host call stops it; a guest that
+    /// keeps computing is stopped by force after [`CANCEL_GRACE`]. Idempotent.
+    pub fn cancel(&self) {
+        let mut at = self.inner.requested.lock().expect("control lock");
+        if at.is_none() {
+            *at = Some(Instant::now());
+        }
+        drop(at);
+        self.inner.notify.notify_waiters();
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.inner.requested.lock().expect("control lock").is_some()
+    }
+
+    /// When the grace period of a requested cancellation is over.
+    fn forced_due(&self) -> bool {
+        self.inner
+            .requested
+            .lock()
+            .expect("control lock")
+            .is_some_and(|at| at.elapsed() >= CANCEL_GRACE)
+    }
+
+    /// Resolves once cancellation is requested.
+    pub async fn cancelled(&self) {
+        loop {
+            let notified = self.inner.notify.notified();
+            if self.is_cancelled() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// The guest was stopped because the owner cancelled the run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cancelled {
+    /// It kept computing past the grace period and was stopped by force.
+    pub forced: bool,
+}
+
+impl fmt::Display for Cancelled {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.forced {
+            write!(f, "the owner cancelled the run and the connector was stopped by force")
+        } else {
+            write!(f, "the owner cancelled the run")
+        }
+    }
+}
+
+impl std::error::Error for Cancelled {}
+
 /// A protocol violation found while the guest runs. It stops the guest.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Violation {
@@ -150,15 +225,12 @@ impl SecretSet {
         values: impl IntoIterator<Item = (String, Zeroizing<String>)>,
     ) -> Self {
         let declared: BTreeMap<String, bool> = declared.into_iter().collect();
-        let values: BTreeMap<String, Zeroizing<String>> = values
-            .into_iter()
-            .filter(|(k, _)| declared.contains_key(k))
-            .collect();
+        let values: BTreeMap<String, Zeroizing<String>> =
+            values.into_iter().filter(|(k, _)| declared.contains_key(k)).collect();
         let mut nonce = [0u8; 8];
         getrandom::fill(&mut nonce).expect("system randomness");
         let nonce = nonce.iter().map(|b| format!("{b:02x}")).collect();
-        let redactor =
-            crate::vault::Redactor::new(values.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        let redactor = crate::vault::Redactor::new(values.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         SecretSet {
             declared,
             values,
@@ -185,9 +257,9 @@ impl SecretSet {
     fn reveal(&self, field: &str) -> Result<String, host::pdpp::connector::secrets::SecretError> {
         self.check(field)?;
         if self.declared.get(field) != Some(&true) {
-            return Err(
-                host::pdpp::connector::secrets::SecretError::RevealNotPermitted(field.to_owned()),
-            );
+            return Err(host::pdpp::connector::secrets::SecretError::RevealNotPermitted(
+                field.to_owned(),
+            ));
         }
         Ok(self.values[field].to_string())
     }
@@ -241,6 +313,7 @@ pub struct GuestRun {
     pub settings: Value,
     pub secrets: SecretSet,
     pub limits: RunLimits,
+    pub control: RunControl,
 }
 
 /// How the guest's `run` ended.
@@ -256,6 +329,8 @@ pub enum GuestExit {
     Trap(String),
     /// The host could not keep what the guest sent.
     HostFault(String),
+    /// The owner cancelled the run.
+    Cancelled(Cancelled),
 }
 
 /// What the run consumed.
@@ -296,14 +371,12 @@ impl Sandbox {
         let ticker_stop = Arc::new(AtomicBool::new(false));
         let stop = ticker_stop.clone();
         let ticking = engine.clone();
-        std::thread::Builder::new()
-            .name("pdpp-epoch".into())
-            .spawn(move || {
-                while !stop.load(Ordering::Relaxed) {
-                    std::thread::sleep(EPOCH_TICK);
-                    ticking.increment_epoch();
-                }
-            })?;
+        std::thread::Builder::new().name("pdpp-epoch".into()).spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(EPOCH_TICK);
+                ticking.increment_epoch();
+            }
+        })?;
         Ok(Sandbox {
             engine,
             linker,
@@ -317,8 +390,7 @@ impl Sandbox {
 
     /// Compile a component and resolve its imports against the host.
     pub fn compile(&self, wasm: &[u8]) -> Result<Plugin, LoadError> {
-        let component =
-            Component::new(&self.engine, wasm).map_err(|e| LoadError::NotAComponent(root(&e)))?;
+        let component = Component::new(&self.engine, wasm).map_err(|e| LoadError::NotAComponent(root(&e)))?;
         self.prepare(&component)
     }
 
@@ -337,6 +409,7 @@ impl Sandbox {
         hooks: Box<dyn RunHooks>,
         secrets: SecretSet,
         limits: &RunLimits,
+        control: RunControl,
     ) -> Store<RunState> {
         let stdout = Capture::new(limits.output_capture_bytes);
         let stderr = Capture::new(limits.output_capture_bytes);
@@ -367,13 +440,19 @@ impl Sandbox {
             stdout,
             stderr,
             violation: None,
+            control,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
         store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(|ctx| match ctx.data().clock.check() {
-            Some(breach) => Err(wasmtime::Error::new(breach)),
-            None => Ok(UpdateDeadline::Yield(1)),
+        store.epoch_deadline_callback(|ctx| {
+            if ctx.data().control.forced_due() {
+                return Err(wasmtime::Error::new(Cancelled { forced: true }));
+            }
+            match ctx.data().clock.check() {
+                Some(breach) => Err(wasmtime::Error::new(breach)),
+                None => Ok(UpdateDeadline::Yield(1)),
+            }
         });
         store
     }
@@ -385,6 +464,7 @@ impl Sandbox {
             Box::new(NullHooks),
             SecretSet::default(),
             &RunLimits::default(),
+            RunControl::new(),
         );
         plugin.pre.instantiate_async(&mut store).await?;
         Ok(t.elapsed())
@@ -397,7 +477,7 @@ impl Sandbox {
         run: GuestRun,
         hooks: Box<dyn RunHooks>,
     ) -> (GuestExit, Usage, Box<dyn RunHooks>) {
-        let mut store = self.store(hooks, run.secrets, &run.limits);
+        let mut store = self.store(hooks, run.secrets, &run.limits, run.control);
         let started = store.data().clock.started;
         let start = host::start(&run.start, &run.settings);
         let result = async {
@@ -423,6 +503,9 @@ impl Sandbox {
 }
 
 fn classify(e: &wasmtime::Error, state: &RunState) -> GuestExit {
+    if let Some(c) = e.downcast_ref::<Cancelled>() {
+        return GuestExit::Cancelled(*c);
+    }
     if let Some(v) = &state.violation {
         return GuestExit::Violation(v.clone());
     }
@@ -478,14 +561,8 @@ mod tests {
         SecretSet::new(
             [("token".to_string(), false), ("key".to_string(), true)],
             [
-                (
-                    "token".to_string(),
-                    Zeroizing::new("tok-value-123".to_string()),
-                ),
-                (
-                    "undeclared".to_string(),
-                    Zeroizing::new("undeclared-value".to_string()),
-                ),
+                ("token".to_string(), Zeroizing::new("tok-value-123".to_string())),
+                ("undeclared".to_string(), Zeroizing::new("undeclared-value".to_string())),
             ],
         )
     }
@@ -494,13 +571,9 @@ mod tests {
     fn placeholder_resolves_only_for_this_runs_declared_values() {
         let s = set();
         let token = s.placeholder("token");
-        assert_eq!(
-            s.resolve_placeholder(&token).unwrap().as_str(),
-            "tok-value-123"
-        );
+        assert_eq!(s.resolve_placeholder(&token).unwrap().as_str(), "tok-value-123");
         assert!(
-            s.resolve_placeholder(&s.placeholder("undeclared"))
-                .is_none(),
+            s.resolve_placeholder(&s.placeholder("undeclared")).is_none(),
             "undeclared values were dropped"
         );
         assert!(
@@ -518,10 +591,7 @@ mod tests {
     #[test]
     fn secret_set_redacts_its_values_and_never_debug_prints_them() {
         let s = set();
-        assert_eq!(
-            s.redactor().redact("auth tok-value-123"),
-            "auth [REDACTED:token]"
-        );
+        assert_eq!(s.redactor().redact("auth tok-value-123"), "auth [REDACTED:token]");
         assert!(!format!("{s:?}").contains("tok-value-123"));
         assert_eq!(s.available(), vec!["token".to_string()]);
     }

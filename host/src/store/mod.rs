@@ -60,10 +60,7 @@ pub fn now_ms() -> i64 {
 pub fn new_id(prefix: &str) -> String {
     let mut b = [0u8; 12];
     getrandom::fill(&mut b).expect("system randomness");
-    format!(
-        "{prefix}_{}",
-        b.iter().map(|x| format!("{x:02x}")).collect::<String>()
-    )
+    format!("{prefix}_{}", b.iter().map(|x| format!("{x:02x}")).collect::<String>())
 }
 
 fn key_text(key: &Value) -> String {
@@ -78,8 +75,7 @@ fn json_text(v: &Value) -> String {
 }
 
 fn parse_json(s: &str) -> Result<Value> {
-    serde_json::from_str(s)
-        .map_err(|e| StoreError::Corrupt(format!("stored JSON does not parse: {e}")))
+    serde_json::from_str(s).map_err(|e| StoreError::Corrupt(format!("stored JSON does not parse: {e}")))
 }
 
 impl Store {
@@ -93,8 +89,7 @@ impl Store {
         } else {
             return Err(StoreError::UnsupportedUrl(url.to_owned()));
         };
-        let mut opts =
-            AnyPoolOptions::new().max_connections(if backend == Backend::Sqlite { 4 } else { 8 });
+        let mut opts = AnyPoolOptions::new().max_connections(if backend == Backend::Sqlite { 4 } else { 8 });
         if backend == Backend::Sqlite {
             opts = opts.after_connect(|conn, _meta| {
                 Box::pin(async move {
@@ -208,19 +203,13 @@ impl Store {
         rows.iter().map(Connection::from_row).collect()
     }
 
-    pub async fn set_connection_status(
-        &self,
-        connection_id: &str,
-        status: ConnectionStatus,
-    ) -> Result<()> {
-        let done = sqlx::query(
-            "UPDATE connections SET status = $1, updated_at = $2 WHERE connection_id = $3",
-        )
-        .bind(status.as_str())
-        .bind(now_ms())
-        .bind(connection_id)
-        .execute(&self.pool)
-        .await?;
+    pub async fn set_connection_status(&self, connection_id: &str, status: ConnectionStatus) -> Result<()> {
+        let done = sqlx::query("UPDATE connections SET status = $1, updated_at = $2 WHERE connection_id = $3")
+            .bind(status.as_str())
+            .bind(now_ms())
+            .bind(connection_id)
+            .execute(&self.pool)
+            .await?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound {
                 what: "connection",
@@ -279,11 +268,7 @@ impl Store {
         rows.iter().map(StoredCredential::from_row).collect()
     }
 
-    pub async fn set_credential_status(
-        &self,
-        connection_id: &str,
-        status: CredentialStatus,
-    ) -> Result<()> {
+    pub async fn set_credential_status(&self, connection_id: &str, status: CredentialStatus) -> Result<()> {
         let done = sqlx::query("UPDATE credentials SET status = $1 WHERE connection_id = $2")
             .bind(status.as_str())
             .bind(connection_id)
@@ -490,13 +475,11 @@ impl Store {
     // ---- state ----------------------------------------------------------
 
     pub async fn state(&self, connection_id: &str, namespace: &Namespace) -> Result<p::StateMap> {
-        let rows = sqlx::query(
-            "SELECT stream, cursor FROM stream_state WHERE connection_id = $1 AND namespace = $2",
-        )
-        .bind(connection_id)
-        .bind(namespace.key())
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query("SELECT stream, cursor FROM stream_state WHERE connection_id = $1 AND namespace = $2")
+            .bind(connection_id)
+            .bind(namespace.key())
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter()
             .map(|r| {
                 Ok((
@@ -539,12 +522,7 @@ impl Store {
 
     // ---- interactions ---------------------------------------------------
 
-    pub async fn open_interaction(
-        &self,
-        run_id: &str,
-        connection_id: &str,
-        req: &p::Interaction,
-    ) -> Result<String> {
+    pub async fn open_interaction(&self, run_id: &str, connection_id: &str, req: &p::Interaction) -> Result<String> {
         let id = new_id("ixn");
         sqlx::query(
             "INSERT INTO interactions (interaction_id, run_id, connection_id, request_id, kind, message, schema, status,
@@ -563,45 +541,33 @@ impl Store {
         Ok(id)
     }
 
-    pub async fn resolve_interaction(
-        &self,
-        interaction_id: &str,
-        status: p::InteractionStatus,
-    ) -> Result<()> {
+    pub async fn resolve_interaction(&self, interaction_id: &str, status: p::InteractionStatus) -> Result<()> {
         let status = match status {
             p::InteractionStatus::Success => "answered",
             p::InteractionStatus::Cancelled => "cancelled",
             p::InteractionStatus::Timeout => "timed_out",
         };
-        sqlx::query(
-            "UPDATE interactions SET status = $1, resolved_at = $2 WHERE interaction_id = $3",
-        )
-        .bind(status)
-        .bind(now_ms())
-        .bind(interaction_id)
-        .execute(&self.pool)
-        .await?;
+        sqlx::query("UPDATE interactions SET status = $1, resolved_at = $2 WHERE interaction_id = $3")
+            .bind(status)
+            .bind(now_ms())
+            .bind(interaction_id)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
     pub async fn interactions(&self, run_id: &str) -> Result<Vec<(String, String)>> {
-        let rows = sqlx::query(
-            "SELECT kind, status FROM interactions WHERE run_id = $1 ORDER BY created_at",
-        )
-        .bind(run_id)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query("SELECT kind, status FROM interactions WHERE run_id = $1 ORDER BY created_at")
+            .bind(run_id)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter()
             .map(|r| Ok((r.try_get("kind")?, r.try_get("status")?)))
             .collect()
     }
 }
 
-async fn append_events(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    run_id: &str,
-    events: &[RunEvent],
-) -> Result<()> {
+async fn append_events(tx: &mut sqlx::Transaction<'_, sqlx::Any>, run_id: &str, events: &[RunEvent]) -> Result<()> {
     if events.is_empty() {
         return Ok(());
     }
@@ -613,16 +579,14 @@ async fn append_events(
     let now = now_ms();
     for e in events {
         seq += 1;
-        sqlx::query(
-            "INSERT INTO run_events (run_id, seq, at, kind, data) VALUES ($1, $2, $3, $4, $5)",
-        )
-        .bind(run_id)
-        .bind(seq)
-        .bind(now)
-        .bind(&e.kind)
-        .bind(json_text(&e.data))
-        .execute(&mut **tx)
-        .await?;
+        sqlx::query("INSERT INTO run_events (run_id, seq, at, kind, data) VALUES ($1, $2, $3, $4, $5)")
+            .bind(run_id)
+            .bind(seq)
+            .bind(now)
+            .bind(&e.kind)
+            .bind(json_text(&e.data))
+            .execute(&mut **tx)
+            .await?;
     }
     Ok(())
 }

@@ -154,8 +154,7 @@ impl StoredCredential {
             connection_id: r.try_get("connection_id")?,
             sealed: Sealed {
                 kind: r.try_get("kind")?,
-                field_names: serde_json::from_str(&names)
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                field_names: serde_json::from_str(&names).map_err(|e| StoreError::Corrupt(e.to_string()))?,
                 format_version: r.try_get("format_version")?,
                 key_id: r.try_get("key_id")?,
                 nonce: r.try_get("nonce")?,

@@ -29,12 +29,7 @@ pub const FORMAT_VERSION: i64 = 1;
 pub const KEY_FILE: &str = "vault.key";
 
 /// Credential kinds a connection can hold.
-pub const SINGLE_SECRET_KINDS: &[&str] = &[
-    "personal_access_token",
-    "api_key",
-    "app_password",
-    "access_token",
-];
+pub const SINGLE_SECRET_KINDS: &[&str] = &["personal_access_token", "api_key", "app_password", "access_token"];
 pub const KINDS: &[&str] = &[
     "personal_access_token",
     "api_key",
@@ -51,13 +46,8 @@ pub enum VaultError {
     #[error("the vault key file {0} is not a 256-bit key (64 hex characters)")]
     KeyInvalid(PathBuf),
     #[error("cannot read or write the vault key file {path}: {source}")]
-    KeyIo {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error(
-        "credential of connection {connection_id} was sealed under key {sealed_with}, not the loaded key {loaded}"
-    )]
+    KeyIo { path: PathBuf, source: std::io::Error },
+    #[error("credential of connection {connection_id} was sealed under key {sealed_with}, not the loaded key {loaded}")]
     WrongKey {
         connection_id: String,
         sealed_with: String,
@@ -128,8 +118,7 @@ impl VaultKey {
         let mut bytes = Zeroizing::new([0u8; 32]);
         for (i, chunk) in t.as_bytes().chunks(2).enumerate() {
             let s = std::str::from_utf8(chunk).expect("ascii");
-            bytes[i] =
-                u8::from_str_radix(s, 16).map_err(|_| VaultError::KeyInvalid(path.into()))?;
+            bytes[i] = u8::from_str_radix(s, 16).map_err(|_| VaultError::KeyInvalid(path.into()))?;
         }
         Ok(VaultKey { bytes })
     }
@@ -179,10 +168,7 @@ impl VaultKey {
     }
 
     fn fingerprint_key(&self) -> Zeroizing<[u8; 32]> {
-        Zeroizing::new(hmac(
-            self.bytes.as_ref(),
-            &[b"pdpp vault fingerprint key v1"],
-        ))
+        Zeroizing::new(hmac(self.bytes.as_ref(), &[b"pdpp vault fingerprint key v1"]))
     }
 }
 
@@ -202,10 +188,7 @@ impl fmt::Debug for Bundle {
 }
 
 impl Bundle {
-    pub fn new<K: Into<String>, V: Into<String>>(
-        kind: &str,
-        fields: impl IntoIterator<Item = (K, V)>,
-    ) -> Self {
+    pub fn new<K: Into<String>, V: Into<String>>(kind: &str, fields: impl IntoIterator<Item = (K, V)>) -> Self {
         Bundle {
             kind: kind.to_owned(),
             fields: fields
@@ -244,11 +227,7 @@ impl Bundle {
     }
 
     fn plaintext(&self) -> Zeroizing<Vec<u8>> {
-        let map: BTreeMap<&str, &str> = self
-            .fields
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
+        let map: BTreeMap<&str, &str> = self.fields.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         Zeroizing::new(serde_json::to_vec(&map).expect("strings serialize"))
     }
 
@@ -271,12 +250,7 @@ pub struct Sealed {
     pub fingerprint: String,
 }
 
-fn associated_data(
-    connection_id: &str,
-    kind: &str,
-    field_names: &[String],
-    version: i64,
-) -> Vec<u8> {
+fn associated_data(connection_id: &str, kind: &str, field_names: &[String], version: i64) -> Vec<u8> {
     let mut aad = Vec::new();
     for part in [
         b"pdpp-vault".as_slice(),
@@ -325,10 +299,7 @@ impl VaultKey {
     }
 
     fn fingerprint(&self, kind: &str, plaintext: &[u8]) -> String {
-        hex(&hmac(
-            self.fingerprint_key().as_ref(),
-            &[kind.as_bytes(), plaintext],
-        ))
+        hex(&hmac(self.fingerprint_key().as_ref(), &[kind.as_bytes(), plaintext]))
     }
 
     /// Open a sealed bundle of `connection_id`.
@@ -344,12 +315,7 @@ impl VaultKey {
         if sealed.nonce.len() != 12 {
             return Err(fail());
         }
-        let aad = associated_data(
-            connection_id,
-            &sealed.kind,
-            &sealed.field_names,
-            sealed.format_version,
-        );
+        let aad = associated_data(connection_id, &sealed.kind, &sealed.field_names, sealed.format_version);
         let cipher = Aes256Gcm::new_from_slice(self.seal_key().as_ref()).expect("32-byte key");
         let plaintext = Zeroizing::new(
             cipher
@@ -362,8 +328,7 @@ impl VaultKey {
                 )
                 .map_err(|_| fail())?,
         );
-        let mut map: BTreeMap<String, String> =
-            serde_json::from_slice(&plaintext).map_err(|_| fail())?;
+        let mut map: BTreeMap<String, String> = serde_json::from_slice(&plaintext).map_err(|_| fail())?;
         let names: Vec<String> = map.keys().cloned().collect();
         if names != sealed.field_names {
             map.values_mut().for_each(|v| v.zeroize());
@@ -371,17 +336,13 @@ impl VaultKey {
         }
         Ok(Bundle {
             kind: sealed.kind.clone(),
-            fields: map
-                .into_iter()
-                .map(|(k, v)| (k, Zeroizing::new(v)))
-                .collect(),
+            fields: map.into_iter().map(|(k, v)| (k, Zeroizing::new(v))).collect(),
         })
     }
 
     /// Whether `bundle` is the credential a seal holds, without opening it.
     pub fn same_credential(&self, bundle: &Bundle, sealed: &Sealed) -> bool {
-        sealed.key_id == self.id()
-            && self.fingerprint(&bundle.kind, &bundle.plaintext()) == sealed.fingerprint
+        sealed.key_id == self.id() && self.fingerprint(&bundle.kind, &bundle.plaintext()) == sealed.fingerprint
     }
 }
 
@@ -397,18 +358,10 @@ mod tests {
     fn sealed_bundle_opens_only_for_its_connection() {
         let key = VaultKey::generate();
         let sealed = key.seal("conn_a", &pat("ghp_secret_value")).unwrap();
-        assert!(
-            !sealed
-                .ciphertext
-                .windows(16)
-                .any(|w| w == b"ghp_secret_value")
-        );
+        assert!(!sealed.ciphertext.windows(16).any(|w| w == b"ghp_secret_value"));
         let opened = key.open("conn_a", &sealed).unwrap();
         assert_eq!(opened.fields["token"].as_str(), "ghp_secret_value");
-        assert!(matches!(
-            key.open("conn_b", &sealed),
-            Err(VaultError::OpenFailed(_))
-        ));
+        assert!(matches!(key.open("conn_b", &sealed), Err(VaultError::OpenFailed(_))));
     }
 
     #[test]
@@ -466,10 +419,7 @@ mod tests {
             )
             .is_ok()
         );
-        assert!(matches!(
-            key.seal("c", &pat("")),
-            Err(VaultError::EmptyField(_))
-        ));
+        assert!(matches!(key.seal("c", &pat("")), Err(VaultError::EmptyField(_))));
     }
 
     #[test]
@@ -480,10 +430,7 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(
-                std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-                0o600
-            );
+            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         }
         assert_eq!(VaultKey::load_or_create(&path).unwrap().id(), key.id());
         assert!(VaultKey::generate().write_new(&path).is_err());

@@ -39,16 +39,11 @@ impl Redactor {
                 STANDARD_NO_PAD.encode(value),
                 URL_SAFE.encode(value),
                 URL_SAFE_NO_PAD.encode(value),
-                percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC)
-                    .to_string(),
+                percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC).to_string(),
                 json[1..json.len() - 1].to_owned(),
             ];
             for c in candidates {
-                if c.len() >= MIN_SECRET_LEN
-                    && !forms
-                        .iter()
-                        .any(|(f, _): &(Zeroizing<String>, String)| **f == c)
-                {
+                if c.len() >= MIN_SECRET_LEN && !forms.iter().any(|(f, _): &(Zeroizing<String>, String)| **f == c) {
                     forms.push((Zeroizing::new(c), marker.clone()));
                 }
             }
@@ -79,11 +74,7 @@ mod tests {
     #[test]
     fn scrubs_raw_base64_url_and_json_forms_longest_first() {
         let secret = "p@ss w\"ord/42";
-        let r = Redactor::new([
-            ("password", secret),
-            ("pin", "1234"),
-            ("inner", "ss w\"ord"),
-        ]);
+        let r = Redactor::new([("password", secret), ("pin", "1234"), ("inner", "ss w\"ord")]);
         let text = format!(
             "raw={secret} b64={} url={} json={} pin=1234",
             STANDARD.encode(secret),

@@ -2,9 +2,7 @@
 //! reports what it saw as a RECORD on the `observations` stream, so tests
 //! assert on the sandbox from the outside.
 
-use pdpp_sdk::{
-    Answer, Connector, Failure, Interaction, Run, Value, export_connector, json, serde_json,
-};
+use pdpp_sdk::{Answer, Connector, Failure, Interaction, Run, Value, export_connector, json, serde_json};
 use std::hint::black_box;
 
 struct Probe;
@@ -35,18 +33,10 @@ impl Connector for Probe {
                 let passwd = err_text(std::fs::read_to_string("/etc/passwd").map(|s| s.len()));
                 let root = err_text(std::fs::read_dir("/").map(|d| d.count()));
                 let cwd_file = err_text(std::fs::read_to_string("Cargo.toml").map(|s| s.len()));
-                let port = run
-                    .settings()
-                    .get("port")
-                    .and_then(Value::as_u64)
-                    .unwrap_or(9);
-                let tcp = err_text(
-                    std::net::TcpStream::connect(("127.0.0.1", port as u16)).map(|_| "connected"),
-                );
+                let port = run.settings().get("port").and_then(Value::as_u64).unwrap_or(9);
+                let tcp = err_text(std::net::TcpStream::connect(("127.0.0.1", port as u16)).map(|_| "connected"));
                 let udp = err_text(std::net::UdpSocket::bind("127.0.0.1:0").map(|_| "bound"));
-                let dns = err_text(
-                    std::net::ToSocketAddrs::to_socket_addrs(&("localhost", 80)).map(|a| a.count()),
-                );
+                let dns = err_text(std::net::ToSocketAddrs::to_socket_addrs(&("localhost", 80)).map(|a| a.count()));
                 let what = json!({
                     "env": vars, "args": args, "passwd": passwd, "root": root,
                     "cwd_file": cwd_file, "tcp": tcp, "udp": udp, "dns": dns,
@@ -54,17 +44,9 @@ impl Connector for Probe {
                 observe(run, "isolation", what)
             }
             "items" => {
-                let n = run
-                    .settings()
-                    .get("count")
-                    .and_then(Value::as_u64)
-                    .unwrap_or(3);
+                let n = run.settings().get("count").and_then(Value::as_u64).unwrap_or(3);
                 for i in 0..n {
-                    run.record(
-                        "items",
-                        format!("i{i}"),
-                        &json!({ "id": format!("i{i}"), "n": i }),
-                    )?;
+                    run.record("items", format!("i{i}"), &json!({ "id": format!("i{i}"), "n": i }))?;
                 }
                 run.checkpoint("items", &json!({ "n": n }))
             }
@@ -78,11 +60,7 @@ impl Connector for Probe {
                 run.checkpoint("items", &json!({ "n": 1 }))?;
                 run.flush()?;
                 let v = black_box(vec![1u8; 1 << 30]);
-                observe(
-                    run,
-                    "alloc",
-                    json!({ "len": v.len(), "last": v[v.len() - 1] }),
-                )
+                observe(run, "alloc", json!({ "len": v.len(), "last": v[v.len() - 1] }))
             }
             "panic" => {
                 run.record("items", "i0", &json!({ "id": "i0", "n": 0 }))?;
@@ -93,9 +71,7 @@ impl Connector for Probe {
             "fail_after_state" => {
                 run.record("items", "i0", &json!({ "id": "i0", "n": 0 }))?;
                 run.checkpoint("items", &json!({ "n": 1 }))?;
-                Err(Failure::new("gave up on purpose")
-                    .code("probe_failed")
-                    .retryable(true))
+                Err(Failure::new("gave up on purpose").code("probe_failed").retryable(true))
             }
             "out_of_scope" => {
                 run.checkpoint("items", &json!({ "n": 1 }))?;
@@ -174,9 +150,7 @@ impl Connector for Probe {
                 run.checkpoint("items", &json!({ "n": 1, "leaked": joined }))?;
                 run.progress(None, &format!("progress: {joined}"), None, None);
                 if run.settings().get("fail").and_then(Value::as_bool) == Some(true) {
-                    return Err(
-                        Failure::new(format!("failed holding {joined}")).code("probe_failed")
-                    );
+                    return Err(Failure::new(format!("failed holding {joined}")).code("probe_failed"));
                 }
                 Ok(())
             }
