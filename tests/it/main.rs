@@ -3,6 +3,7 @@
 
 mod support;
 
+mod conformance;
 mod credentials;
 mod demo;
 mod interaction;

@@ -182,6 +182,18 @@ pub async fn run_connection(
     let mut outcome = execute(sandbox, plugin, req, opts.interaction, opts.observer, Some(sink)).await?;
 
     let mut events = Vec::new();
+    if store.cancel_pending_interactions(&run_id).await? > 0 {
+        events.push(RunEvent::new(
+            "run.interaction_completed",
+            json!({ "status": "cancelled", "reason": "run_ended" }),
+        ));
+    }
+    if let Some(super::FailureReason::ConnectorProtocolViolation(rule)) = &outcome.reason {
+        events.push(RunEvent::new(
+            "run.violation",
+            json!({ "rule": rule, "message": outcome.message }),
+        ));
+    }
     for w in &outcome.withheld {
         events.push(RunEvent::new(
             "run.state_withheld",

@@ -631,13 +631,7 @@ impl RunHooks for Session {
         if let p::Message::SkipResult(sk) = &mut msg {
             sk.diagnostics = bound_diagnostics(sk.diagnostics.take());
         }
-        if let Err(v) = self.check(&msg) {
-            self.event(
-                "run.violation",
-                json!({ "rule": v.rule, "message": v.message, "message_type": msg.type_name() }),
-            );
-            return Err(v);
-        }
+        self.check(&msg)?;
         if let Some(e) = event_for(&msg) {
             self.pending_events.push(e);
         }

@@ -556,6 +556,18 @@ impl Store {
         Ok(())
     }
 
+    /// A run that ended leaves nothing pending: open interactions become cancelled.
+    pub async fn cancel_pending_interactions(&self, run_id: &str) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE interactions SET status = 'cancelled', resolved_at = $1 WHERE run_id = $2 AND status = 'pending'",
+        )
+        .bind(now_ms())
+        .bind(run_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected())
+    }
+
     pub async fn interactions(&self, run_id: &str) -> Result<Vec<(String, String)>> {
         let rows = sqlx::query("SELECT kind, status FROM interactions WHERE run_id = $1 ORDER BY created_at")
             .bind(run_id)
