@@ -55,6 +55,11 @@ pub enum Command {
         #[arg(long)]
         stream: String,
     },
+    /// Read runs and their timelines.
+    Runs {
+        #[command(subcommand)]
+        command: RunsCommand,
+    },
     /// Manage the vault key.
     Vault {
         #[command(subcommand)]
@@ -116,6 +121,23 @@ pub enum ConnectionCommand {
     },
     /// Revoke a connection's credential: its runs are refused until a new one is set.
     RevokeCredential {
+        #[command(flatten)]
+        data: DataArgs,
+        #[arg(long)]
+        connection: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum RunsCommand {
+    /// A run and its timeline, one JSON object per line: the run, then each event.
+    Show {
+        #[command(flatten)]
+        data: DataArgs,
+        run_id: String,
+    },
+    /// The runs of a connection, newest first, one JSON object per line.
+    List {
         #[command(flatten)]
         data: DataArgs,
         #[arg(long)]
@@ -226,6 +248,7 @@ pub async fn main(cli: Cli) -> i32 {
             connection,
             stream,
         } => records(data, &connection, &stream).await,
+        Command::Runs { command } => runs(command).await,
         Command::Vault {
             command: VaultCommand::RotateKey { data },
         } => rotate_key(data).await,
@@ -574,5 +597,30 @@ async fn rotate_key(data: DataArgs) -> anyhow::Result<i32> {
         "{}",
         serde_json::json!({ "old_key_id": r.old_key_id, "new_key_id": r.new_key_id, "resealed": r.resealed })
     );
+    Ok(exit::SUCCEEDED)
+}
+
+async fn runs(command: RunsCommand) -> anyhow::Result<i32> {
+    let mut out = std::io::BufWriter::new(std::io::stdout());
+    match command {
+        RunsCommand::Show { data, run_id } => {
+            let dep = data.open().await?;
+            let Some(run) = dep.store.run(&run_id).await? else {
+                eprintln!("pdpp-host: run {run_id} does not exist");
+                return Ok(exit::FAILED);
+            };
+            writeln!(out, "{}", serde_json::to_string(&run)?)?;
+            for e in dep.store.events(&run_id).await? {
+                writeln!(out, "{}", serde_json::to_string(&e)?)?;
+            }
+        }
+        RunsCommand::List { data, connection } => {
+            let dep = data.open().await?;
+            for run in dep.store.runs_of(&connection).await? {
+                writeln!(out, "{}", serde_json::to_string(&run)?)?;
+            }
+        }
+    }
+    out.flush()?;
     Ok(exit::SUCCEEDED)
 }

@@ -179,3 +179,63 @@ async fn sigkill_mid_batch_leaves_only_whole_batches() {
         "no state was committed"
     );
 }
+
+/// `pdpp-host runs list` and `runs show` read the stored runs and timelines.
+#[test]
+fn runs_show_prints_the_run_and_its_timeline() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data_s = data.to_str().unwrap();
+    let m = demo_manifest_path();
+    let (code, lines, err) = cli(
+        &[
+            "connection",
+            "add",
+            "--data-dir",
+            data_s,
+            "--manifest",
+            m.to_str().unwrap(),
+            "--settings",
+            r#"{"contacts": 3, "events": 2}"#,
+        ],
+        &[],
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    let conn = lines[0]["connection_id"].as_str().unwrap().to_owned();
+    let demo = guest_path("demo");
+    let (code, _, err) = cli(
+        &[
+            "run",
+            demo.to_str().unwrap(),
+            "--manifest",
+            m.to_str().unwrap(),
+            "--data-dir",
+            data_s,
+            "--connection",
+            &conn,
+        ],
+        &[],
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    let (code, runs, _) = cli(
+        &["runs", "list", "--data-dir", data_s, "--connection", &conn],
+        &[],
+        None,
+    );
+    assert_eq!(code, 0);
+    assert_eq!(runs.len(), 1);
+    let run_id = runs[0]["run_id"].as_str().unwrap();
+    let (code, shown, _) = cli(&["runs", "show", "--data-dir", data_s, run_id], &[], None);
+    assert_eq!(code, 0);
+    assert_eq!(shown[0]["status"], "succeeded");
+    assert_eq!(shown[0]["records_written"], 5);
+    let kinds: Vec<&str> = shown[1..].iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds.first(), Some(&"run.started"));
+    assert_eq!(kinds.last(), Some(&"run.completed"));
+    assert!(kinds.contains(&"run.state_advanced") && kinds.contains(&"run.progress_reported"));
+    let (code, _, err) = cli(&["runs", "show", "--data-dir", data_s, "run_missing"], &[], None);
+    assert_eq!(code, 1);
+    assert!(err.contains("does not exist"));
+}

@@ -377,6 +377,19 @@ impl Store {
         row.map(|r| RunRow::from_row(&r)).transpose()
     }
 
+    /// A connection's runs, newest first.
+    pub async fn runs_of(&self, connection_id: &str) -> Result<Vec<RunRow>> {
+        let rows = sqlx::query(
+            "SELECT run_id, connection_id, connector_id, status, run_trigger, started_at, finished_at,
+               records_emitted, records_written, failure_reason, failure_message, resource_report
+             FROM runs WHERE connection_id = $1 ORDER BY started_at DESC, run_id DESC",
+        )
+        .bind(connection_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(RunRow::from_row).collect()
+    }
+
     pub async fn events(&self, run_id: &str) -> Result<Vec<RunEvent>> {
         let rows = sqlx::query("SELECT kind, data FROM run_events WHERE run_id = $1 ORDER BY seq")
             .bind(run_id)
