@@ -70,6 +70,8 @@ pub struct ConnectionRun {
     pub namespace: Option<Namespace>,
     /// The owner's handle to cancel the run.
     pub control: crate::sandbox::RunControl,
+    /// Bindings the deployment satisfies (see [`RunRequest::capabilities`]).
+    pub capabilities: BTreeMap<String, serde_json::Value>,
     pub mode: CollectionMode,
     pub streams: Option<Vec<StreamScope>>,
     pub limits: RunLimits,
@@ -83,6 +85,7 @@ impl ConnectionRun {
             trigger,
             namespace: Some(Namespace::Global),
             control: crate::sandbox::RunControl::new(),
+            capabilities: BTreeMap::new(),
             mode: CollectionMode::Incremental,
             streams: None,
             limits: RunLimits::default(),
@@ -353,6 +356,7 @@ async fn prepare(
         None => StateInput::SingleUse,
     };
     req.control = opts.control.clone();
+    req.capabilities = opts.capabilities.clone();
     req.settings = conn.binding_metadata;
     req.secrets = secrets;
     req.limits = opts.limits.clone();

@@ -51,6 +51,9 @@ pub struct RunRequest {
     pub limits: RunLimits,
     /// The owner's handle to cancel the run.
     pub control: RunControl,
+    /// Bindings the deployment satisfies beyond `interactive` (which comes
+    /// with an interaction handler), with the descriptor START carries.
+    pub capabilities: BTreeMap<String, Value>,
 }
 
 impl RunRequest {
@@ -65,6 +68,7 @@ impl RunRequest {
             secrets: BTreeMap::new(),
             limits: RunLimits::default(),
             control: RunControl::new(),
+            capabilities: BTreeMap::new(),
         }
     }
 }
@@ -274,12 +278,13 @@ pub fn build_start(req: &RunRequest, run_id: &str, interactive: bool) -> Result<
         streams.push(entry);
     }
 
-    let mut bindings = BTreeMap::new();
+    let mut bindings = req.capabilities.clone();
     if interactive {
         bindings.insert("interactive".to_owned(), json!({}));
     }
+    let offered: Vec<&str> = bindings.keys().map(|k| canonical_binding(k)).collect();
     for name in manifest.required_bindings() {
-        if !bindings.contains_key(name) {
+        if !offered.contains(&canonical_binding(name)) {
             return Err(StartError::UnsatisfiedBinding(name.to_owned()));
         }
     }
@@ -302,6 +307,15 @@ pub fn build_start(req: &RunRequest, run_id: &str, interactive: bool) -> Result<
         state,
         bindings,
     })
+}
+
+/// The profile's name for a binding; the reference implementation's aliases
+/// map to it (`browser` is `browser_automation`).
+pub fn canonical_binding(name: &str) -> &str {
+    match name {
+        "browser" => "browser_automation",
+        other => other,
+    }
 }
 
 /// A fresh run id: `run_<unix-ms>_<random>`.

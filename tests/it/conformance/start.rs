@@ -138,3 +138,26 @@ on_both_backends! {
         assert_eq!(runs.status, pdpp_host::store::ConnectionStatus::Paused);
     }
 }
+
+on_both_backends! {
+    /// Deployment capabilities satisfy required bindings, by profile name or
+    /// by the reference implementation's alias, and START carries their descriptors.
+    async fn required_bindings_match_deployment_capabilities_and_aliases(t: TestDeployment) {
+        let m = manifest_with(vec![stream("a", json!({}))], json!({ "runtime_requirements": { "bindings": {
+            "browser": { "required": true }, "acme:gpu": { "required": true }, "filesystem": { "required": false } } } }));
+        let mut opts = ConnectionRun::new(Trigger::Manual);
+        opts.capabilities = [
+            ("browser_automation".to_string(), json!({ "engine": "chromium" })),
+            ("acme:gpu".to_string(), json!({})),
+        ].into_iter().collect();
+        let p = play_opts(&t, m.clone(), vec![done()], opts).await;
+        assert!(p.out.succeeded(), "{:?}", p.out);
+        let s = start_of(&p);
+        assert_eq!(s.bindings["browser_automation"], json!({ "engine": "chromium" }));
+        assert!(s.bindings.contains_key("acme:gpu"));
+        let mut opts = ConnectionRun::new(Trigger::Manual);
+        opts.capabilities = [("acme:gpu".to_string(), json!({}))].into_iter().collect();
+        let e = refused(&t, m, opts).await;
+        assert!(matches!(e, RunRefused::Start(StartError::UnsatisfiedBinding(ref b)) if b == "browser"), "{e}");
+    }
+}
