@@ -57,7 +57,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     let manifest = Arc::new(load_manifest(&args.plugin, Some(&args.manifest))?);
     let sandbox = Sandbox::new()?;
     let t = Instant::now();
-    let plugin = load_plugin(&sandbox, &args.plugin)?;
+    let plugin = load_plugin(&sandbox, &args.plugin, &manifest)?;
     let compile = t.elapsed();
 
     let mut inst = Vec::new();

@@ -209,8 +209,31 @@ pub struct RunArgs {
     /// With --connection: mark the run as scheduled rather than manual.
     #[arg(long, requires = "connection")]
     pub scheduled: bool,
+    /// Send requests for one origin to another (`https://api.example.com=http://127.0.0.1:8080`); repeatable.
+    #[arg(long = "rewrite-origin", value_name = "FROM=TO")]
+    pub rewrite_origin: Vec<String>,
+    /// Let rewritten origins reach loopback addresses (provider test doubles).
+    #[arg(long)]
+    pub allow_loopback_rewrites: bool,
     #[command(flatten)]
     pub data: DataArgs,
+}
+
+fn egress_config(args: &RunArgs) -> anyhow::Result<crate::sandbox::egress::EgressConfig> {
+    use crate::sandbox::egress::Origin;
+    let mut config = crate::sandbox::egress::EgressConfig {
+        allow_loopback_for_rewrites: args.allow_loopback_rewrites,
+        ..Default::default()
+    };
+    for r in &args.rewrite_origin {
+        let (from, to) = r
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("--rewrite-origin takes FROM=TO, got {r}"))?;
+        let from = Origin::parse(from).ok_or_else(|| anyhow::anyhow!("not an origin: {from}"))?;
+        let to = Origin::parse(to).ok_or_else(|| anyhow::anyhow!("not an origin: {to}"))?;
+        config.rewrites.push((from, to));
+    }
+    Ok(config)
 }
 
 /// Exit statuses of `pdpp-host run`.
@@ -281,10 +304,13 @@ pub fn load_manifest(plugin: &Path, explicit: Option<&Path>) -> anyhow::Result<M
     Ok(Manifest::from_file(&path)?)
 }
 
-pub fn load_plugin(sandbox: &Sandbox, path: &Path) -> anyhow::Result<Plugin> {
+/// Load a plugin for `manifest`: linked with `wasi:http` only when the manifest
+/// requires the `network` binding.
+pub fn load_plugin(sandbox: &Sandbox, path: &Path, manifest: &Manifest) -> anyhow::Result<Plugin> {
+    let networked = manifest.required_bindings().any(|b| b == "network");
     let bytes = std::fs::read(path).with_context(|| format!("cannot read plugin {}", path.display()))?;
     Ok(sandbox
-        .compile(&bytes)
+        .compile_for(&bytes, networked)
         .with_context(|| format!("cannot load plugin {}", path.display()))?)
 }
 
@@ -383,7 +409,7 @@ async fn run(args: RunArgs) -> anyhow::Result<i32> {
         bail!("--settings must be a JSON object");
     }
     let sandbox = Sandbox::new()?;
-    let plugin = load_plugin(&sandbox, &args.plugin)?;
+    let plugin = load_plugin(&sandbox, &args.plugin, &manifest)?;
 
     let state = match (&args.state, args.single_use) {
         (_, true) => StateInput::SingleUse,
@@ -411,6 +437,7 @@ async fn run(args: RunArgs) -> anyhow::Result<i32> {
     req.state = state;
     req.settings = settings;
     req.limits = limits;
+    req.egress = Arc::new(egress_config(&args)?);
     if let Some(path) = &args.secrets {
         req.secrets = read_secrets(path)?;
     }
@@ -434,6 +461,7 @@ async fn run(args: RunArgs) -> anyhow::Result<i32> {
         opts.mode = req.mode;
         opts.streams = req.streams.clone();
         opts.limits = req.limits.clone();
+        opts.egress = req.egress.clone();
         opts.interaction = handler;
         opts.observer = observer;
         match runtime::run_connection(&dep, &sandbox, &plugin, req.manifest.clone(), connection_id, opts).await {

@@ -76,6 +76,7 @@ pub mod __bindings {
 
 use __bindings::pdpp::connector as wit;
 
+pub mod http;
 pub mod time;
 pub use time::now_rfc3339;
 

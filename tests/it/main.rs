@@ -6,6 +6,7 @@ mod support;
 mod conformance;
 mod credentials;
 mod demo;
+mod egress;
 mod interaction;
 mod isolation;
 mod limits;

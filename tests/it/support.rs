@@ -36,6 +36,8 @@ fn guest_dir() -> &'static PathBuf {
                 "probe",
                 "-p",
                 "script",
+                "-p",
+                "fetch",
                 "--target-dir",
             ])
             .arg(&target)
@@ -68,6 +70,19 @@ pub fn demo() -> &'static Plugin {
 pub fn probe() -> &'static Plugin {
     static P: OnceLock<Plugin> = OnceLock::new();
     P.get_or_init(|| compile("probe"))
+}
+
+/// The egress test guest, linked with `wasi:http` (its manifest requires `network`).
+pub fn fetch() -> &'static Plugin {
+    static P: OnceLock<Plugin> = OnceLock::new();
+    P.get_or_init(|| {
+        let bytes = std::fs::read(guest_path("fetch")).expect("guest wasm");
+        sandbox().compile_for(&bytes, true).expect("guest compiles")
+    })
+}
+
+pub fn fetch_manifest() -> Arc<Manifest> {
+    Arc::new(Manifest::from_file(&workspace().join("tests/guests/fetch/fetch.json")).expect("fetch manifest"))
 }
 
 pub fn script() -> &'static Plugin {

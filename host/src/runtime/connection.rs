@@ -2,7 +2,7 @@
 //! state from the store, its records into the store.
 
 use super::{
-    InteractionHandler, Observer, RunOutcome, RunRequest, RunSink, StartError, StateInput, build_start, execute,
+    InteractionHandler, Observer, RunOutcome, RunRequest, RunSink, StartError, StateInput, build_start_for, execute,
     new_run_id,
 };
 use crate::deploy::Deployment;
@@ -72,6 +72,8 @@ pub struct ConnectionRun {
     pub control: crate::sandbox::RunControl,
     /// Bindings the deployment satisfies (see [`RunRequest::capabilities`]).
     pub capabilities: BTreeMap<String, serde_json::Value>,
+    /// The deployment's egress settings.
+    pub egress: Arc<crate::sandbox::egress::EgressConfig>,
     pub mode: CollectionMode,
     pub streams: Option<Vec<StreamScope>>,
     pub limits: RunLimits,
@@ -86,6 +88,7 @@ impl ConnectionRun {
             namespace: Some(Namespace::Global),
             control: crate::sandbox::RunControl::new(),
             capabilities: BTreeMap::new(),
+            egress: Arc::default(),
             mode: CollectionMode::Incremental,
             streams: None,
             limits: RunLimits::default(),
@@ -141,7 +144,7 @@ pub async fn run_connection(
 ) -> Result<RunOutcome, RunRefused> {
     let store = &dep.store;
     let run_id = new_run_id();
-    let prepared = prepare(dep, &manifest, connection_id, &opts, &run_id).await;
+    let prepared = prepare(dep, &manifest, connection_id, &opts, &run_id, plugin.networked()).await;
     let req = match prepared {
         Ok(req) => req,
         Err(refused) => {
@@ -172,7 +175,7 @@ pub async fn run_connection(
         json!({
             "trigger": opts.trigger.as_str(),
             "collection_mode": opts.mode,
-            "streams": build_start(&req, &run_id, opts.interaction.is_some())?.scope.streams,
+            "streams": build_start_for(&req, &run_id, opts.interaction.is_some(), plugin.networked())?.scope.streams,
         }),
     );
     store.append_events(&run_id, &[started]).await?;
@@ -259,9 +262,22 @@ pub async fn run_connection(
         .unwrap_or_default();
     let terminal = match outcome.status {
         p::DoneStatus::Succeeded => "run.completed",
-        p::DoneStatus::Cancelled if outcome.reason.is_none() => "run.cancelled",
+        p::DoneStatus::Cancelled
+            if matches!(
+                outcome.reason,
+                Some(super::FailureReason::OwnerCancelled | super::FailureReason::OwnerCancelForced)
+            ) =>
+        {
+            "run.cancelled"
+        }
         _ => "run.failed",
     };
+    for r in &outcome.usage.requests {
+        events.push(RunEvent::new(
+            "run.http_request",
+            serde_json::to_value(r).unwrap_or_default(),
+        ));
+    }
     events.push(RunEvent::new(
         terminal,
         json!({
@@ -298,6 +314,9 @@ pub async fn run_connection(
                     "stdout_bytes": u.stdout.bytes_observed,
                     "stderr_bytes": u.stderr.bytes_observed,
                     "stderr_tail": u.stderr.tail,
+                    "http_requests": u.requests.len(),
+                    "bytes_in": u.bytes_in,
+                    "bytes_out": u.bytes_out,
                 }),
             },
         )
@@ -311,6 +330,7 @@ async fn prepare(
     connection_id: &str,
     opts: &ConnectionRun,
     run_id: &str,
+    networked: bool,
 ) -> Result<RunRequest, RunRefused> {
     let store = &dep.store;
     let conn = store
@@ -357,10 +377,11 @@ async fn prepare(
     };
     req.control = opts.control.clone();
     req.capabilities = opts.capabilities.clone();
+    req.egress = opts.egress.clone();
     req.settings = conn.binding_metadata;
     req.secrets = secrets;
     req.limits = opts.limits.clone();
-    build_start(&req, run_id, opts.interaction.is_some())?;
+    build_start_for(&req, run_id, opts.interaction.is_some(), networked)?;
     Ok(req)
 }
 

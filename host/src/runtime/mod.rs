@@ -20,7 +20,8 @@ pub use session::Session;
 
 use crate::manifest::Manifest;
 use crate::protocol::{self as p, CollectionMode, StateMap, StreamScope};
-use crate::sandbox::{GuestExit, GuestRun, Plugin, RunControl, RunLimits, Sandbox, SecretSet, Usage};
+use crate::sandbox::egress::{EgressConfig, Origin};
+use crate::sandbox::{EgressSetup, GuestExit, GuestRun, Plugin, RunControl, RunLimits, Sandbox, SecretSet, Usage};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -54,6 +55,8 @@ pub struct RunRequest {
     /// Bindings the deployment satisfies beyond `interactive` (which comes
     /// with an interaction handler), with the descriptor START carries.
     pub capabilities: BTreeMap<String, Value>,
+    /// The deployment's egress settings (origin rewrites, address policy).
+    pub egress: Arc<EgressConfig>,
 }
 
 impl RunRequest {
@@ -69,6 +72,7 @@ impl RunRequest {
             limits: RunLimits::default(),
             control: RunControl::new(),
             capabilities: BTreeMap::new(),
+            egress: Arc::default(),
         }
     }
 }
@@ -100,6 +104,10 @@ pub trait RunSink: Send + Sync {
 /// An observer that ignores everything.
 pub struct Quiet;
 impl Observer for Quiet {}
+
+/// The pseudo-rule a hook uses when the host itself failed mid-call (the
+/// store refused a write); such a run fails as `runtime_error`.
+pub(crate) const HOST_FAULT_RULE: &str = "runtime_error";
 
 /// Why a run could not start. Nothing was instantiated.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -231,8 +239,45 @@ impl RunOutcome {
     }
 }
 
+/// The origins a manifest's `network` binding allows (`allowed_origins`).
+pub fn allowed_origins(manifest: &Manifest) -> Vec<Origin> {
+    manifest
+        .runtime_requirements
+        .bindings
+        .get("network")
+        .and_then(|b| b.params.get("allowed_origins"))
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).filter_map(Origin::parse).collect())
+        .unwrap_or_default()
+}
+
+/// Build START for a request, or refuse it. `networked` says the plugin was
+/// linked with `wasi:http`, which is what satisfies the `network` binding.
+pub fn build_start_for(
+    req: &RunRequest,
+    run_id: &str,
+    interactive: bool,
+    networked: bool,
+) -> Result<p::Start, StartError> {
+    let mut req_caps = req.capabilities.clone();
+    if networked {
+        let origins: Vec<String> = allowed_origins(&req.manifest).iter().map(|o| o.to_string()).collect();
+        req_caps.insert("network".into(), json!({ "allowed_origins": origins }));
+    }
+    build_start_with(req, run_id, interactive, req_caps)
+}
+
 /// Build START for a request, or refuse it.
 pub fn build_start(req: &RunRequest, run_id: &str, interactive: bool) -> Result<p::Start, StartError> {
+    build_start_with(req, run_id, interactive, req.capabilities.clone())
+}
+
+fn build_start_with(
+    req: &RunRequest,
+    run_id: &str,
+    interactive: bool,
+    capabilities: BTreeMap<String, Value>,
+) -> Result<p::Start, StartError> {
     let manifest = &req.manifest;
     let requested = match &req.streams {
         Some(list) => list.clone(),
@@ -278,7 +323,7 @@ pub fn build_start(req: &RunRequest, run_id: &str, interactive: bool) -> Result<
         streams.push(entry);
     }
 
-    let mut bindings = req.capabilities.clone();
+    let mut bindings = capabilities;
     if interactive {
         bindings.insert("interactive".to_owned(), json!({}));
     }
@@ -339,7 +384,7 @@ pub async fn execute(
     sink: Option<Arc<dyn RunSink>>,
 ) -> Result<RunOutcome, StartError> {
     let run_id = req.run_id.clone().unwrap_or_else(new_run_id);
-    let start = build_start(&req, &run_id, interaction.is_some())?;
+    let start = build_start_for(&req, &run_id, interaction.is_some(), plugin.networked())?;
     let declared = req
         .manifest
         .credential_fields()
@@ -363,6 +408,15 @@ pub async fn execute(
         secrets,
         limits: req.limits.clone(),
         control: req.control.clone(),
+        egress: EgressSetup {
+            allowed: if plugin.networked() {
+                allowed_origins(&req.manifest)
+            } else {
+                Vec::new()
+            },
+            config: req.egress.clone(),
+            limits: req.limits.http.clone(),
+        },
     };
     let (exit, usage, hooks) = sandbox.run(plugin, guest, Box::new(session)).await;
     let mut session = *hooks
@@ -405,6 +459,10 @@ pub(crate) fn evaluate(
                 (done.status, reason, message, Some(done))
             }
         },
+        // The host failed to record what the guest did (not the guest's fault).
+        GuestExit::Violation(v) if v.rule == HOST_FAULT_RULE => {
+            (Failed, Some(FailureReason::RuntimeError), Some(v.message), None)
+        }
         GuestExit::Violation(v) => (
             Failed,
             Some(FailureReason::ConnectorProtocolViolation(v.rule)),

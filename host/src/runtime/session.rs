@@ -700,14 +700,13 @@ impl RunHooks for Session {
             "run.interaction_required",
             json!({ "request_id": req.request_id, "kind": req.kind, "stream": req.stream, "message": req.message }),
         );
-        let stored = match &self.sink {
-            Some(sink) => Some(
-                sink.interaction_opened(&req)
-                    .await
-                    .map_err(|e| Violation::new("runtime_error", format!("cannot record the interaction: {e}")))?,
-            ),
-            None => None,
-        };
+        let stored =
+            match &self.sink {
+                Some(sink) => Some(sink.interaction_opened(&req).await.map_err(|e| {
+                    Violation::new(super::HOST_FAULT_RULE, format!("cannot record the interaction: {e}"))
+                })?),
+                None => None,
+            };
         let answer = match req.timeout_seconds {
             Some(secs) => tokio::time::timeout(Duration::from_secs(secs.into()), handler.answer(&req))
                 .await
@@ -722,7 +721,7 @@ impl RunHooks for Session {
         if let (Some(sink), Some(id)) = (&self.sink, &stored) {
             sink.interaction_resolved(id, answer.status)
                 .await
-                .map_err(|e| Violation::new("runtime_error", format!("cannot record the interaction: {e}")))?;
+                .map_err(|e| Violation::new(super::HOST_FAULT_RULE, format!("cannot record the interaction: {e}")))?;
         }
         self.event(
             "run.interaction_completed",

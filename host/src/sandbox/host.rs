@@ -55,6 +55,8 @@ impl RunClock {
 
 /// Everything a store holds for one run.
 pub struct RunState {
+    pub(super) http: wasmtime_wasi_http::WasiHttpCtx,
+    pub(super) egress: super::egress::EgressHooks,
     pub(super) wasi: WasiCtx,
     pub(super) table: ResourceTable,
     pub(super) limiter: Limiter,
@@ -74,6 +76,16 @@ impl WasiView for RunState {
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
+        }
+    }
+}
+
+impl wasmtime_wasi_http::WasiHttpView for RunState {
+    fn http(&mut self) -> wasmtime_wasi_http::WasiHttpCtxView<'_> {
+        wasmtime_wasi_http::WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.egress,
         }
     }
 }

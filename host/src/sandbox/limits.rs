@@ -17,6 +17,8 @@ pub struct RunLimits {
     pub output_capture_bytes: usize,
     /// Largest single message (e.g. one record's data) in bytes.
     pub message_bytes: usize,
+    /// Outgoing HTTP: timeouts, response size, request count.
+    pub http: super::egress::HttpLimits,
 }
 
 impl Default for RunLimits {
@@ -27,6 +29,7 @@ impl Default for RunLimits {
             memory_bytes: 256 << 20,
             output_capture_bytes: 16 << 10,
             message_bytes: 4 << 20,
+            http: super::egress::HttpLimits::default(),
         }
     }
 }

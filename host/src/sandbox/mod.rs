@@ -14,6 +14,7 @@
 //! [`RunHooks`] implementation (the runtime), which validates them.
 
 mod capture;
+pub mod egress;
 mod host;
 mod limits;
 
@@ -299,6 +300,14 @@ pub enum LoadError {
 #[derive(Clone)]
 pub struct Plugin {
     pre: ConnectorPre<RunState>,
+    /// Linked with `wasi:http/outgoing-handler` (the manifest requires `network`).
+    networked: bool,
+}
+
+impl Plugin {
+    pub fn networked(&self) -> bool {
+        self.networked
+    }
 }
 
 impl fmt::Debug for Plugin {
@@ -314,6 +323,17 @@ pub struct GuestRun {
     pub secrets: SecretSet,
     pub limits: RunLimits,
     pub control: RunControl,
+    /// Where this run may send HTTP requests (empty: nowhere).
+    pub egress: EgressSetup,
+}
+
+/// The run's network permissions: the manifest's origins, the deployment's
+/// settings, the run's HTTP limits.
+#[derive(Clone, Debug, Default)]
+pub struct EgressSetup {
+    pub allowed: Vec<egress::Origin>,
+    pub config: Arc<egress::EgressConfig>,
+    pub limits: egress::HttpLimits,
 }
 
 /// How the guest's `run` ended.
@@ -342,12 +362,18 @@ pub struct Usage {
     pub peak_memory_bytes: u64,
     pub stdout: CapturedText,
     pub stderr: CapturedText,
+    /// HTTP requests in order (no header values).
+    pub requests: Vec<egress::RequestSummary>,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
 }
 
 /// The engine and linker shared by every plugin and run.
 pub struct Sandbox {
     engine: Engine,
     linker: Linker<RunState>,
+    /// The same, plus `wasi:http`, for connectors that require `network`.
+    net_linker: Linker<RunState>,
     ticker_stop: Arc<AtomicBool>,
 }
 
@@ -367,6 +393,8 @@ impl Sandbox {
         let mut linker = Linker::<RunState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         host::Connector::add_to_linker::<RunState, host::Marker>(&mut linker, |s| s)?;
+        let mut net_linker = linker.clone();
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut net_linker)?;
 
         let ticker_stop = Arc::new(AtomicBool::new(false));
         let stop = ticker_stop.clone();
@@ -380,6 +408,7 @@ impl Sandbox {
         Ok(Sandbox {
             engine,
             linker,
+            net_linker,
             ticker_stop,
         })
     }
@@ -388,19 +417,32 @@ impl Sandbox {
         &self.engine
     }
 
-    /// Compile a component and resolve its imports against the host.
+    /// Compile a component and resolve its imports against the host, without network.
     pub fn compile(&self, wasm: &[u8]) -> Result<Plugin, LoadError> {
-        let component = Component::new(&self.engine, wasm).map_err(|e| LoadError::NotAComponent(root(&e)))?;
-        self.prepare(&component)
+        self.compile_for(wasm, false)
     }
 
-    fn prepare(&self, component: &Component) -> Result<Plugin, LoadError> {
-        let pre = self
-            .linker
-            .instantiate_pre(component)
+    /// Compile a component; `networked` links `wasi:http/outgoing-handler`
+    /// (only for connectors whose manifest requires the `network` binding).
+    pub fn compile_for(&self, wasm: &[u8], networked: bool) -> Result<Plugin, LoadError> {
+        let component = Component::new(&self.engine, wasm).map_err(|e| LoadError::NotAComponent(root(&e)))?;
+        let linker = if networked { &self.net_linker } else { &self.linker };
+        if !networked {
+            let ty = component.component_type();
+            if let Some((name, _)) = ty
+                .imports(&self.engine)
+                .find(|(name, _)| name.starts_with("wasi:http/"))
+            {
+                return Err(LoadError::WrongWorld(format!(
+                    "it imports {name}, but its manifest does not require the network binding"
+                )));
+            }
+        }
+        let pre = linker
+            .instantiate_pre(&component)
             .map_err(|e| LoadError::WrongWorld(root(&e)))?;
         let pre = ConnectorPre::new(pre).map_err(|e| LoadError::WrongWorld(root(&e)))?;
-        Ok(Plugin { pre })
+        Ok(Plugin { pre, networked })
     }
 
     /// A fresh store for one run: nothing ambient, limits armed.
@@ -410,6 +452,7 @@ impl Sandbox {
         secrets: SecretSet,
         limits: &RunLimits,
         control: RunControl,
+        egress: EgressSetup,
     ) -> Store<RunState> {
         let stdout = Capture::new(limits.output_capture_bytes);
         let stderr = Capture::new(limits.output_capture_bytes);
@@ -424,7 +467,17 @@ impl Sandbox {
             .stdout(stdout.clone())
             .stderr(stderr.clone());
         let started = Instant::now();
+        let egress = egress::EgressHooks {
+            allowed: egress.allowed,
+            config: egress.config,
+            limits: egress.limits,
+            secrets: secrets.clone(),
+            deadline: started + limits.wall_clock,
+            log: Arc::default(),
+        };
         let state = RunState {
+            http: wasmtime_wasi_http::WasiHttpCtx::new(),
+            egress,
             wasi: wasi.build(),
             table: ResourceTable::new(),
             limiter: limits::Limiter::new(limits.memory_bytes),
@@ -465,6 +518,7 @@ impl Sandbox {
             SecretSet::default(),
             &RunLimits::default(),
             RunControl::new(),
+            EgressSetup::default(),
         );
         plugin.pre.instantiate_async(&mut store).await?;
         Ok(t.elapsed())
@@ -477,7 +531,7 @@ impl Sandbox {
         run: GuestRun,
         hooks: Box<dyn RunHooks>,
     ) -> (GuestExit, Usage, Box<dyn RunHooks>) {
-        let mut store = self.store(hooks, run.secrets, &run.limits, run.control);
+        let mut store = self.store(hooks, run.secrets, &run.limits, run.control, run.egress);
         let started = store.data().clock.started;
         let start = host::start(&run.start, &run.settings);
         let result = async {
@@ -497,7 +551,17 @@ impl Sandbox {
             peak_memory_bytes: state.limiter.peak_memory as u64,
             stdout: state.stdout.snapshot(),
             stderr: state.stderr.snapshot(),
+            requests: Vec::new(),
+            bytes_in: 0,
+            bytes_out: 0,
         };
+        let mut usage = usage;
+        {
+            let mut log = state.egress.log.lock().expect("egress log");
+            usage.requests = std::mem::take(&mut log.requests);
+            usage.bytes_in = log.bytes_in;
+            usage.bytes_out = log.bytes_out;
+        }
         (exit, usage, state.hooks)
     }
 }

@@ -118,6 +118,16 @@ impl Store {
         Store::open(&format!("sqlite://{}?mode=rwc", path.display())).await
     }
 
+    /// A write transaction. On SQLite it takes the write lock up front
+    /// (`BEGIN IMMEDIATE`), so it waits for other writers (busy timeout)
+    /// instead of failing when it later upgrades a read snapshot.
+    async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
+    }
+
     pub fn backend(&self) -> Backend {
         self.backend
     }
@@ -285,7 +295,7 @@ impl Store {
 
     /// Replace the seal of every listed bundle in one transaction (key rotation).
     pub async fn reseal_all(&self, resealed: &[(String, Sealed)]) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         for (connection_id, s) in resealed {
             let done = sqlx::query(
                 "UPDATE credentials SET key_id = $1, nonce = $2, ciphertext = $3, fingerprint = $4, format_version = $5
@@ -414,7 +424,7 @@ impl Store {
         records: &[p::Record],
         events: &[RunEvent],
     ) -> Result<u64> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let now = now_ms();
         for r in records {
             let key = key_text(&r.key);
@@ -449,7 +459,7 @@ impl Store {
     }
 
     pub async fn append_events(&self, run_id: &str, events: &[RunEvent]) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         append_events(&mut tx, run_id, events).await?;
         tx.commit().await?;
         Ok(())
@@ -511,7 +521,7 @@ impl Store {
         run_id: &str,
         cursors: &[(String, Value)],
     ) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let now = now_ms();
         for (stream, cursor) in cursors {
             sqlx::query(

@@ -1,0 +1,320 @@
+//! A small blocking HTTP client over `wasi:http`, for connectors whose
+//! manifest requires the `network` binding.
+//!
+//! The host decides where a request may go (the manifest's allowed origins,
+//! the deployment's rewrites and address policy); a refused request comes
+//! back as [`HttpError::Refused`]. Credentials travel as placeholders: put
+//! [`crate::Secret::placeholder`] in a header (see [`Request::bearer`]) and
+//! the host substitutes the value only for an allowed origin.
+//!
+//! ```no_run
+//! # fn demo(run: &mut pdpp_sdk::Run) -> Result<(), pdpp_sdk::Failure> {
+//! use pdpp_sdk::http::{self, Retry};
+//! let token = run.secret("token")?;
+//! let user: serde_json::Value = http::get("https://api.example.com/user")
+//!     .bearer(&token)
+//!     .send_with(&Retry::default())?
+//!     .json()?;
+//! # Ok(()) }
+//! ```
+
+use crate::{Failure, Recovery, Secret};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::time::{Duration, Instant};
+use wasip2::http::outgoing_handler;
+use wasip2::http::types::{self as wt, ErrorCode, Fields, Method, OutgoingBody, OutgoingRequest, Scheme};
+
+/// A request to build and send.
+#[derive(Clone, Debug)]
+pub struct Request {
+    pub method: String,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// A response, body read in full.
+#[derive(Clone, Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HttpError {
+    /// The host refused the request (origin not allowed, address blocked,
+    /// request budget spent, response too large…).
+    Refused(String),
+    /// The request failed on the way (connection, timeout, TLS…).
+    Transport(String),
+    /// A response with a status the caller treats as an error.
+    Status { status: u16, retry_after: Option<u64> },
+    /// The URL or the response body could not be understood.
+    Invalid(String),
+}
+
+impl std::fmt::Display for HttpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HttpError::Refused(why) => write!(f, "the host refused the request: {why}"),
+            HttpError::Transport(why) => write!(f, "the request failed: {why}"),
+            HttpError::Status { status, .. } => write!(f, "the server answered HTTP {status}"),
+            HttpError::Invalid(why) => write!(f, "{why}"),
+        }
+    }
+}
+
+impl From<HttpError> for Failure {
+    fn from(e: HttpError) -> Self {
+        match &e {
+            HttpError::Status { status: 401 | 403, .. } => Failure::new(e.to_string())
+                .code("credential_rejected")
+                .recovery(Recovery::RefreshCredentials)
+                .retryable(false),
+            HttpError::Status { status: 429, .. } => Failure::new(e.to_string())
+                .code("rate_limited")
+                .recovery(Recovery::RetryByRuntime)
+                .retryable(true),
+            HttpError::Refused(_) => Failure::new(e.to_string())
+                .code("egress_refused")
+                .recovery(Recovery::NotRetriable)
+                .retryable(false),
+            _ => Failure::new(e.to_string())
+                .code("http_failed")
+                .recovery(Recovery::RetryByRuntime)
+                .retryable(true),
+        }
+    }
+}
+
+pub fn get(url: &str) -> Request {
+    Request::new("GET", url)
+}
+
+pub fn post(url: &str) -> Request {
+    Request::new("POST", url)
+}
+
+impl Request {
+    pub fn new(method: &str, url: &str) -> Self {
+        Request {
+            method: method.to_owned(),
+            url: url.to_owned(),
+            headers: Vec::new(),
+            body: Vec::new(),
+        }
+    }
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+    /// `Authorization: Bearer <secret>`, substituted by the host.
+    pub fn bearer(self, secret: &Secret) -> Self {
+        let value = format!("Bearer {}", secret.placeholder());
+        self.header("authorization", &value)
+    }
+    pub fn json_body(mut self, body: &impl Serialize) -> Result<Self, HttpError> {
+        self.body = serde_json::to_vec(body).map_err(|e| HttpError::Invalid(e.to_string()))?;
+        Ok(self.header("content-type", "application/json"))
+    }
+
+    /// Send once. Any status is a response; see [`Response::error_for_status`].
+    pub fn send(&self) -> Result<Response, HttpError> {
+        send(self)
+    }
+
+    /// Send, retrying 429 / 5xx / transport failures with backoff that honours
+    /// `Retry-After`, as long as the wait fits the policy's budget. Returns the
+    /// last response as an error when the status is still not a success.
+    pub fn send_with(&self, retry: &Retry) -> Result<Response, HttpError> {
+        let started = Instant::now();
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let result = self.send().and_then(Response::error_for_status);
+            let wait = match &result {
+                Err(HttpError::Status { status, retry_after }) if *status == 429 || *status >= 500 => retry_after
+                    .map(Duration::from_secs)
+                    .unwrap_or_else(|| retry.backoff(attempt)),
+                Err(HttpError::Transport(_)) => retry.backoff(attempt),
+                _ => return result,
+            };
+            if attempt >= retry.max_attempts || started.elapsed() + wait > retry.budget {
+                return result;
+            }
+            std::thread::sleep(wait);
+        }
+    }
+}
+
+/// How [`Request::send_with`] retries.
+#[derive(Clone, Debug)]
+pub struct Retry {
+    pub max_attempts: u32,
+    pub base_delay: Duration,
+    /// The most time all attempts and waits may take.
+    pub budget: Duration,
+}
+
+impl Default for Retry {
+    fn default() -> Self {
+        Retry {
+            max_attempts: 4,
+            base_delay: Duration::from_millis(500),
+            budget: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Retry {
+    fn backoff(&self, attempt: u32) -> Duration {
+        self.base_delay * 2u32.saturating_pow(attempt.saturating_sub(1))
+    }
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, HttpError> {
+        serde_json::from_slice(&self.body)
+            .map_err(|e| HttpError::Invalid(format!("response is not the expected JSON: {e}")))
+    }
+    /// `Err(Status)` unless the status is 2xx.
+    pub fn error_for_status(self) -> Result<Response, HttpError> {
+        if (200..300).contains(&self.status) {
+            Ok(self)
+        } else {
+            let retry_after = self.header("retry-after").and_then(|v| v.trim().parse().ok());
+            Err(HttpError::Status {
+                status: self.status,
+                retry_after,
+            })
+        }
+    }
+}
+
+struct Url<'a> {
+    scheme: &'a str,
+    authority: &'a str,
+    path: &'a str,
+}
+
+fn parse(url: &str) -> Result<Url<'_>, HttpError> {
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| HttpError::Invalid(format!("not a URL: {url}")))?;
+    let (authority, path) = match rest.find(['/', '?']) {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    if authority.is_empty() {
+        return Err(HttpError::Invalid(format!("URL without a host: {url}")));
+    }
+    Ok(Url {
+        scheme,
+        authority,
+        path,
+    })
+}
+
+fn refused_or_transport(e: ErrorCode) -> HttpError {
+    match e {
+        ErrorCode::HttpRequestDenied
+        | ErrorCode::DestinationIpProhibited
+        | ErrorCode::ConnectionLimitReached
+        | ErrorCode::HttpResponseBodySize(_) => HttpError::Refused(format!("{e:?}")),
+        other => HttpError::Transport(format!("{other:?}")),
+    }
+}
+
+fn send(req: &Request) -> Result<Response, HttpError> {
+    let url = parse(&req.url)?;
+    let headers = Fields::new();
+    for (k, v) in &req.headers {
+        headers
+            .append(&k.to_ascii_lowercase(), &v.as_bytes().to_vec())
+            .map_err(|e| HttpError::Refused(format!("header {k}: {e:?}")))?;
+    }
+    let out = OutgoingRequest::new(headers);
+    let method = match req.method.as_str() {
+        "GET" => Method::Get,
+        "POST" => Method::Post,
+        "PUT" => Method::Put,
+        "DELETE" => Method::Delete,
+        "PATCH" => Method::Patch,
+        "HEAD" => Method::Head,
+        other => Method::Other(other.to_owned()),
+    };
+    let scheme = match url.scheme {
+        "https" => Scheme::Https,
+        "http" => Scheme::Http,
+        other => Scheme::Other(other.to_owned()),
+    };
+    out.set_method(&method)
+        .map_err(|_| HttpError::Invalid("bad method".into()))?;
+    out.set_scheme(Some(&scheme))
+        .map_err(|_| HttpError::Invalid("bad scheme".into()))?;
+    out.set_authority(Some(url.authority))
+        .map_err(|_| HttpError::Invalid("bad authority".into()))?;
+    out.set_path_with_query(Some(url.path))
+        .map_err(|_| HttpError::Invalid("bad path".into()))?;
+    let body = out
+        .body()
+        .map_err(|_| HttpError::Invalid("request body already taken".into()))?;
+    if !req.body.is_empty() {
+        let stream = body
+            .write()
+            .map_err(|_| HttpError::Invalid("request body stream".into()))?;
+        for chunk in req.body.chunks(4096) {
+            stream
+                .blocking_write_and_flush(chunk)
+                .map_err(|e| HttpError::Transport(format!("{e:?}")))?;
+        }
+        drop(stream);
+    }
+    let future = outgoing_handler::handle(out, None).map_err(refused_or_transport)?;
+    OutgoingBody::finish(body, None).map_err(refused_or_transport)?;
+    future.subscribe().block();
+    let incoming = match future.get() {
+        Some(Ok(Ok(r))) => r,
+        Some(Ok(Err(e))) => return Err(refused_or_transport(e)),
+        Some(Err(())) | None => return Err(HttpError::Transport("no response".into())),
+    };
+    let status = incoming.status();
+    let headers: Vec<(String, String)> = incoming
+        .headers()
+        .entries()
+        .into_iter()
+        .map(|(k, v)| (k, String::from_utf8_lossy(&v).into_owned()))
+        .collect();
+    let body = incoming
+        .consume()
+        .map_err(|_| HttpError::Transport("response body".into()))?;
+    let stream = body
+        .stream()
+        .map_err(|_| HttpError::Transport("response body stream".into()))?;
+    let mut bytes = Vec::new();
+    loop {
+        match stream.blocking_read(64 * 1024) {
+            Ok(chunk) => bytes.extend_from_slice(&chunk),
+            Err(wasip2::io::streams::StreamError::Closed) => break,
+            Err(e) => return Err(HttpError::Transport(format!("{e:?}"))),
+        }
+    }
+    drop(stream);
+    let _ = wt::IncomingBody::finish(body);
+    Ok(Response {
+        status,
+        headers,
+        body: bytes,
+    })
+}
