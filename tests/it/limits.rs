@@ -120,3 +120,57 @@ async fn broken_wasm_is_a_typed_load_error() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn record_flood_ends_as_a_typed_record_limit_failure() {
+    let mut req = probe_request("many");
+    req.limits.max_records = 1_000;
+    let (out, t) = run_with(probe(), req, None).await;
+    assert_eq!(out.reason, Some(FailureReason::RecordLimit), "{out:?}");
+    assert!(out.commit.is_none());
+    assert!(t.records().len() <= 1_000, "no record past the limit was taken");
+}
+
+#[tokio::test]
+async fn log_flood_ends_as_a_typed_log_limit_failure() {
+    let mut req = probe_request("log_flood");
+    req.limits.log_bytes = 64 << 10;
+    let (out, t) = run_with(probe(), req, None).await;
+    assert_eq!(out.reason, Some(FailureReason::LogLimit), "{out:?}");
+    let logged: usize = t.logs.lock().unwrap().iter().map(String::len).sum();
+    assert!(logged < 80 << 10, "logs stopped at the budget: {logged}");
+}
+
+#[tokio::test]
+async fn stack_overflow_is_a_failed_run_and_the_host_stays_healthy() {
+    let (out, _) = run_with(probe(), probe_request("recurse"), None).await;
+    assert_eq!(out.reason, Some(FailureReason::ConnectorExitWithoutDone), "{out:?}");
+    // Guest stack overflow runs off its linear memory: a trap, not a host crash.
+    assert!(
+        out.message.as_deref().unwrap().contains("wasm trap"),
+        "{:?}",
+        out.message
+    );
+    // The same sandbox runs the next connector as if nothing happened.
+    let (next, _) = run_with(probe(), probe_request("items"), None).await;
+    assert!(next.succeeded());
+}
+
+#[tokio::test]
+async fn manifest_limits_only_lower_the_deployment_limits() {
+    let mut m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(probe_manifest_path()).unwrap()).unwrap();
+    m["runtime_requirements"]["limits"] = serde_json::json!({ "records": 10, "cpu_seconds": 100000 });
+    let manifest = Arc::new(pdpp_host::manifest::Manifest::from_json(&m.to_string()).unwrap());
+    // The manifest lowers the record limit…
+    let mut req = pdpp_host::runtime::RunRequest::new(manifest.clone());
+    req.settings = serde_json::json!({ "behavior": "items", "count": 20 });
+    let (out, _) = run_with(probe(), req, None).await;
+    assert_eq!(out.reason, Some(FailureReason::RecordLimit));
+    // …and cannot raise the CPU limit past the deployment's.
+    let mut req = pdpp_host::runtime::RunRequest::new(manifest);
+    req.settings = serde_json::json!({ "behavior": "cpu_loop" });
+    req.limits.cpu = Duration::from_millis(200);
+    let (out, _) = run_with(probe(), req, None).await;
+    assert_eq!(out.reason, Some(FailureReason::CpuLimit));
+}

@@ -95,6 +95,23 @@ pub struct Selection {
 pub struct RuntimeRequirements {
     #[serde(default)]
     pub bindings: BTreeMap<String, BindingRequirement>,
+    /// Limits the connector asks for; they only ever lower the deployment's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits: Option<ManifestLimits>,
+}
+
+/// `runtime_requirements.limits`: each field, when present, lowers the
+/// deployment's limit of the same name (never raises it).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestLimits {
+    pub cpu_seconds: Option<u64>,
+    pub wall_clock_seconds: Option<u64>,
+    pub memory_mb: Option<u64>,
+    pub record_bytes: Option<u64>,
+    pub records: Option<u64>,
+    pub log_bytes: Option<u64>,
+    pub http_requests: Option<u64>,
+    pub response_bytes: Option<u64>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -137,6 +137,8 @@ pub enum FailureReason {
     CpuLimit,
     WallClockLimit,
     MemoryLimit,
+    RecordLimit,
+    LogLimit,
     /// The host could not keep what the run produced.
     RuntimeError,
     OwnerCancelled,
@@ -153,6 +155,8 @@ impl FailureReason {
             FailureReason::CpuLimit => "cpu_limit",
             FailureReason::WallClockLimit => "wall_clock_limit",
             FailureReason::MemoryLimit => "memory_limit",
+            FailureReason::RecordLimit => "record_limit",
+            FailureReason::LogLimit => "log_limit",
             FailureReason::RuntimeError => "runtime_error",
             FailureReason::OwnerCancelled => "owner_cancelled",
             FailureReason::OwnerCancelForced => "owner_cancel_forced",
@@ -384,6 +388,9 @@ pub async fn execute(
     sink: Option<Arc<dyn RunSink>>,
 ) -> Result<RunOutcome, StartError> {
     let run_id = req.run_id.clone().unwrap_or_else(new_run_id);
+    // A manifest may only lower the deployment's limits.
+    let mut req = req;
+    req.limits = req.limits.lowered_by(req.manifest.runtime_requirements.limits.as_ref());
     let start = build_start_for(&req, &run_id, interaction.is_some(), plugin.networked())?;
     let declared = req
         .manifest
@@ -474,6 +481,8 @@ pub(crate) fn evaluate(
                 crate::sandbox::Breach::Cpu => FailureReason::CpuLimit,
                 crate::sandbox::Breach::WallClock => FailureReason::WallClockLimit,
                 crate::sandbox::Breach::Memory => FailureReason::MemoryLimit,
+                crate::sandbox::Breach::Records => FailureReason::RecordLimit,
+                crate::sandbox::Breach::Logs => FailureReason::LogLimit,
             };
             (Failed, Some(reason), Some(b.to_string()), None)
         }

@@ -69,6 +69,9 @@ pub struct RunState {
     /// The first violation; once set, the guest is being stopped.
     pub(super) violation: Option<Violation>,
     pub(super) control: super::RunControl,
+    pub(super) max_records: u64,
+    pub(super) records: u64,
+    pub(super) log_budget: u64,
 }
 
 impl WasiView for RunState {
@@ -303,6 +306,11 @@ impl emit::Host for RunState {
         if let Some(v) = &self.violation {
             return Err(wasmtime::Error::new(v.clone()));
         }
+        let records = batch.iter().filter(|m| matches!(m, emit::Message::Record(_))).count() as u64;
+        self.records += records;
+        if self.records > self.max_records {
+            return Err(wasmtime::Error::new(Breach::Records));
+        }
         for msg in batch {
             let msg = self.convert(msg)?;
             if let Err(v) = self.hooks.message(msg) {
@@ -411,6 +419,11 @@ impl log::Host for RunState {
         message: String,
         fields: Vec<(String, String)>,
     ) -> wasmtime::Result<()> {
+        let size = (message.len() + fields.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()) as u64;
+        if size > self.log_budget {
+            return Err(wasmtime::Error::new(Breach::Logs));
+        }
+        self.log_budget -= size;
         let level = match level {
             log::Level::Trace => LogLevel::Trace,
             log::Level::Debug => LogLevel::Debug,

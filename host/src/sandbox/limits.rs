@@ -19,6 +19,36 @@ pub struct RunLimits {
     pub message_bytes: usize,
     /// Outgoing HTTP: timeouts, response size, request count.
     pub http: super::egress::HttpLimits,
+    /// RECORDs one run may emit.
+    pub max_records: u64,
+    /// Bytes of structured log one run may write.
+    pub log_bytes: u64,
+}
+
+impl RunLimits {
+    /// These limits lowered by what a manifest asks for (never raised).
+    pub fn lowered_by(&self, m: Option<&crate::manifest::ManifestLimits>) -> RunLimits {
+        let mut l = self.clone();
+        let Some(m) = m else { return l };
+        let secs = |v: Option<u64>, cur: Duration| v.map_or(cur, |s| cur.min(Duration::from_secs(s)));
+        l.cpu = secs(m.cpu_seconds, l.cpu);
+        l.wall_clock = secs(m.wall_clock_seconds, l.wall_clock);
+        if let Some(mb) = m.memory_mb {
+            l.memory_bytes = l.memory_bytes.min((mb as usize).saturating_mul(1 << 20));
+        }
+        if let Some(b) = m.record_bytes {
+            l.message_bytes = l.message_bytes.min(b as usize);
+        }
+        l.max_records = m.records.map_or(l.max_records, |r| l.max_records.min(r));
+        l.log_bytes = m.log_bytes.map_or(l.log_bytes, |b| l.log_bytes.min(b));
+        l.http.max_requests = m
+            .http_requests
+            .map_or(l.http.max_requests, |r| l.http.max_requests.min(r));
+        l.http.max_response_bytes = m
+            .response_bytes
+            .map_or(l.http.max_response_bytes, |b| l.http.max_response_bytes.min(b));
+        l
+    }
 }
 
 impl Default for RunLimits {
@@ -30,6 +60,8 @@ impl Default for RunLimits {
             output_capture_bytes: 16 << 10,
             message_bytes: 4 << 20,
             http: super::egress::HttpLimits::default(),
+            max_records: 10_000_000,
+            log_bytes: 4 << 20,
         }
     }
 }
@@ -41,6 +73,8 @@ pub enum Breach {
     Cpu,
     WallClock,
     Memory,
+    Records,
+    Logs,
 }
 
 impl Breach {
@@ -50,6 +84,8 @@ impl Breach {
             Breach::Cpu => "cpu_limit",
             Breach::WallClock => "wall_clock_limit",
             Breach::Memory => "memory_limit",
+            Breach::Records => "record_limit",
+            Breach::Logs => "log_limit",
         }
     }
 }
@@ -60,6 +96,8 @@ impl fmt::Display for Breach {
             Breach::Cpu => write!(f, "the connector used up its CPU time"),
             Breach::WallClock => write!(f, "the run exceeded its wall-clock deadline"),
             Breach::Memory => write!(f, "the connector tried to grow its memory past the limit"),
+            Breach::Records => write!(f, "the connector emitted more records than one run may"),
+            Breach::Logs => write!(f, "the connector wrote more log than one run may"),
         }
     }
 }

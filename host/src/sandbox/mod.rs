@@ -426,6 +426,12 @@ impl Sandbox {
     /// (only for connectors whose manifest requires the `network` binding).
     pub fn compile_for(&self, wasm: &[u8], networked: bool) -> Result<Plugin, LoadError> {
         let component = Component::new(&self.engine, wasm).map_err(|e| LoadError::NotAComponent(root(&e)))?;
+        self.prepare_component(&component, networked)
+    }
+
+    /// Resolve the imports of a component already compiled for this engine
+    /// (e.g. loaded from the plugin AOT cache); `networked` as in [`Sandbox::compile_for`].
+    pub fn prepare_component(&self, component: &Component, networked: bool) -> Result<Plugin, LoadError> {
         let linker = if networked { &self.net_linker } else { &self.linker };
         if !networked {
             let ty = component.component_type();
@@ -439,7 +445,7 @@ impl Sandbox {
             }
         }
         let pre = linker
-            .instantiate_pre(&component)
+            .instantiate_pre(component)
             .map_err(|e| LoadError::WrongWorld(root(&e)))?;
         let pre = ConnectorPre::new(pre).map_err(|e| LoadError::WrongWorld(root(&e)))?;
         Ok(Plugin { pre, networked })
@@ -494,6 +500,9 @@ impl Sandbox {
             stderr,
             violation: None,
             control,
+            max_records: limits.max_records,
+            records: 0,
+            log_budget: limits.log_bytes,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
@@ -586,7 +595,7 @@ fn classify(e: &wasmtime::Error, state: &RunState) -> GuestExit {
         return GuestExit::HostFault(f.0.clone());
     }
     match e.downcast_ref::<wasmtime::Trap>() {
-        Some(trap) => GuestExit::Trap(format!("wasm trap: {trap}")),
+        Some(trap) => GuestExit::Trap(trap.to_string()),
         None => GuestExit::Trap(root(e)),
     }
 }

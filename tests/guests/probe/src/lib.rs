@@ -154,6 +154,16 @@ impl Connector for Probe {
                 }
                 Ok(())
             }
+            "log_flood" => loop {
+                run.info(&"log line ".repeat(100));
+            },
+            "recurse" => {
+                fn deeper(n: u64) -> u64 {
+                    let pad = std::hint::black_box([n; 64]);
+                    if pad[0] == u64::MAX { 0 } else { deeper(n + 1) + pad[63] }
+                }
+                observe(run, "recurse", json!({ "depth": deeper(0) }))
+            }
             "reject" => Err(Failure::new("the provider said 401")
                 .code("credential_rejected")
                 .recovery(pdpp_sdk::Recovery::RefreshCredentials)),
