@@ -146,6 +146,7 @@ on_both_backends! {
         assert_eq!(p.out.status, p::DoneStatus::Cancelled);
         assert_eq!(p.reason(), Some("owner_cancel_forced"));
         assert!(p.committed().is_empty());
+        assert_eq!(p.terminal().kind, "run.cancelled");
     }
 }
 
