@@ -127,6 +127,7 @@ on_both_backends! {
 
 on_both_backends! {
     async fn owner_cancellation_while_waiting_for_an_answer_cancels_the_run(t: TestDeployment) {
+        let _ = script(); // compile first: the clock below is for the run, not for compiling
         let opts = with(Arc::new(Never));
         let control = opts.control.clone();
         tokio::spawn(async move {

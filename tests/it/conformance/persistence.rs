@@ -114,6 +114,7 @@ on_both_backends! {
 }
 
 fn cancel_after(opts: &ConnectionRun, after: Duration) {
+    let _ = script(); // compile first: the clock below is for the run, not for compiling
     let control = opts.control.clone();
     tokio::spawn(async move {
         tokio::time::sleep(after).await;
