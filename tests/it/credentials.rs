@@ -224,22 +224,14 @@ fn host_environment_is_never_a_credential_fallback() {
         ("token", "env-token-value-xyz"),
         ("TOKEN", "env-token-value-xyz"),
     ];
-    let (code, lines, err) = cli(
-        &[
-            "connection",
-            "add",
-            "--data-dir",
-            data_s,
-            "--manifest",
-            m.to_str().unwrap(),
-            "--settings",
-            r#"{"behavior":"secrets"}"#,
-        ],
-        &[],
-        None,
-    );
-    assert_eq!(code, 0, "{err}");
-    let conn = lines[0]["connection_id"].as_str().unwrap().to_owned();
+    let conn = cli_add_connection(&[
+        "--data-dir",
+        data_s,
+        "--manifest",
+        m.to_str().unwrap(),
+        "--settings",
+        r#"{"behavior":"secrets"}"#,
+    ]);
     let probe = guest_path("probe");
     for extra in [None, Some("--scheduled")] {
         let mut args = vec![

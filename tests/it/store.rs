@@ -97,24 +97,16 @@ async fn sigkill_mid_batch_leaves_only_whole_batches() {
         r#"{"kind":"secret_bundle","fields":{"token":"tok-sigkill-0001"}}"#,
     )
     .unwrap();
-    let (code, lines, err) = cli(
-        &[
-            "connection",
-            "add",
-            "--data-dir",
-            &data_s,
-            "--manifest",
-            m.to_str().unwrap(),
-            "--settings",
-            r#"{"behavior":"many"}"#,
-            "--credential",
-            cred.to_str().unwrap(),
-        ],
-        &[],
-        None,
-    );
-    assert_eq!(code, 0, "{err}");
-    let conn = lines[0]["connection_id"].as_str().unwrap().to_owned();
+    let conn = cli_add_connection(&[
+        "--data-dir",
+        &data_s,
+        "--manifest",
+        m.to_str().unwrap(),
+        "--settings",
+        r#"{"behavior":"many"}"#,
+        "--credential",
+        cred.to_str().unwrap(),
+    ]);
 
     let probe = guest_path("probe");
     let mut child = Command::new(env!("CARGO_BIN_EXE_pdpp-host"))
@@ -187,22 +179,14 @@ fn runs_show_prints_the_run_and_its_timeline() {
     let data = dir.path().join("data");
     let data_s = data.to_str().unwrap();
     let m = demo_manifest_path();
-    let (code, lines, err) = cli(
-        &[
-            "connection",
-            "add",
-            "--data-dir",
-            data_s,
-            "--manifest",
-            m.to_str().unwrap(),
-            "--settings",
-            r#"{"contacts": 3, "events": 2}"#,
-        ],
-        &[],
-        None,
-    );
-    assert_eq!(code, 0, "{err}");
-    let conn = lines[0]["connection_id"].as_str().unwrap().to_owned();
+    let conn = cli_add_connection(&[
+        "--data-dir",
+        data_s,
+        "--manifest",
+        m.to_str().unwrap(),
+        "--settings",
+        r#"{"contacts": 3, "events": 2}"#,
+    ]);
     let demo = guest_path("demo");
     let (code, _, err) = cli(
         &[

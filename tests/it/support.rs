@@ -210,6 +210,16 @@ pub fn cli(args: &[&str], envs: &[(&str, &str)], stdin: Option<&str>) -> (i32, V
     )
 }
 
+/// `pdpp-host connection add` with these arguments after `connection add`;
+/// returns the new connection id.
+pub fn cli_add_connection(args: &[&str]) -> String {
+    let mut all = vec!["connection", "add"];
+    all.extend_from_slice(args);
+    let (code, lines, err) = cli(&all, &[], None);
+    assert_eq!(code, 0, "{err}");
+    lines[0]["connection_id"].as_str().expect("a connection id").to_owned()
+}
+
 // ---- deployments on both backends ---------------------------------------
 
 use pdpp_host::deploy::{DeployOptions, Deployment};
