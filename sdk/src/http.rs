@@ -120,9 +120,22 @@ impl Request {
         Ok(self.header("content-type", "application/json"))
     }
 
-    /// Send once. Any status is a response; see [`Response::error_for_status`].
+    /// Send once, following up to five redirects for GET and HEAD (each hop
+    /// goes through the host's checks again, so a redirect to an origin the
+    /// manifest does not allow is refused). Any final status is a response;
+    /// see [`Response::error_for_status`].
     pub fn send(&self) -> Result<Response, HttpError> {
-        send(self)
+        let mut current = self.clone();
+        for _ in 0..=5 {
+            let resp = send(&current)?;
+            let redirect =
+                matches!(resp.status, 301 | 302 | 303 | 307 | 308) && matches!(current.method.as_str(), "GET" | "HEAD");
+            match resp.header("location").filter(|_| redirect) {
+                Some(location) => current.url = resolve(&current.url, location)?,
+                None => return Ok(resp),
+            }
+        }
+        Err(HttpError::Invalid(format!("too many redirects from {}", self.url)))
     }
 
     /// Send, retrying 429 / 5xx / transport failures with backoff that honours
@@ -199,6 +212,19 @@ impl Response {
                 retry_after,
             })
         }
+    }
+}
+
+/// A `Location` against the URL it came from (absolute, or a path on the same origin).
+fn resolve(base: &str, location: &str) -> Result<String, HttpError> {
+    if location.contains("://") {
+        return Ok(location.to_owned());
+    }
+    let url = parse(base)?;
+    if location.starts_with('/') {
+        Ok(format!("{}://{}{}", url.scheme, url.authority, location))
+    } else {
+        Err(HttpError::Invalid(format!("unsupported redirect location {location}")))
     }
 }
 

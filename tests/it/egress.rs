@@ -83,6 +83,8 @@ impl Double {
                             tokio::time::sleep(Duration::from_secs(30)).await;
                             return;
                         }
+                        "/redirect-out" => ("302 Found", "location: http://elsewhere.test/ok\r\n", Vec::new()),
+                        "/redirect-in" => ("302 Found", "location: /ok\r\n", Vec::new()),
                         "/limited" if hits == 1 => ("429 Too Many Requests", "retry-after: 1\r\n", b"later".to_vec()),
                         "/limited" => ("200 OK", "", b"finally".to_vec()),
                         _ => ("404 Not Found", "", Vec::new()),
@@ -380,4 +382,47 @@ async fn cli_rewrite_origin_reaches_the_double() {
     let rec = lines.iter().find(|l| l["type"] == "RECORD").unwrap();
     assert_eq!(rec["data"]["what"]["body"], "welcome");
     assert!(!format!("{lines:?}{stderr}").contains(TOKEN));
+}
+
+#[tokio::test]
+async fn redirects_are_checked_again_at_every_hop() {
+    let double = Double::start().await;
+    let req = request(
+        json!([{ "url": "http://double.test/redirect-in" }, { "url": "http://double.test/redirect-out" }]),
+        double.config(),
+    );
+    let (out, t) = run_with(fetch(), req, None).await;
+    assert_eq!(
+        result(&t, 0)["body"],
+        "hello",
+        "a redirect within the allowed origin is followed"
+    );
+    assert!(
+        result(&t, 1)["refused"].as_str().unwrap().contains("HttpRequestDenied"),
+        "{}",
+        result(&t, 1)
+    );
+    let refused: Vec<&str> = out.usage.requests.iter().filter_map(|r| r.refused.as_deref()).collect();
+    assert_eq!(refused, ["origin_not_allowed"]);
+    assert_eq!(out.usage.requests.last().unwrap().origin, "http://elsewhere.test:80");
+}
+
+/// A hostile connector does not disturb a well-behaved one running beside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_runs_leave_the_host_and_other_runs_healthy() {
+    let mut spin = probe_request("cpu_loop");
+    spin.limits.cpu = Duration::from_millis(800);
+    let mut flood = probe_request("many");
+    flood.limits.max_records = 20_000;
+    let mut good = RunRequest::new(demo_manifest());
+    good.settings = json!({ "contacts": 200, "events": 50 });
+    let (a, b, c) = tokio::join!(
+        run_with(probe(), spin, None),
+        run_with(probe(), flood, None),
+        run_with(demo(), good, None)
+    );
+    assert_eq!(a.0.reason.as_ref().map(|r| r.code()), Some("cpu_limit"));
+    assert_eq!(b.0.reason.as_ref().map(|r| r.code()), Some("record_limit"));
+    assert!(c.0.succeeded(), "{:?}", c.0);
+    assert_eq!(c.0.records_emitted, 250);
 }
