@@ -65,6 +65,11 @@ pub enum Command {
         #[command(subcommand)]
         command: VaultCommand,
     },
+    /// Inspect, validate and pack plugin files; list the plugin directory.
+    Plugins {
+        #[command(subcommand)]
+        command: crate::plugins::cli::PluginsCommand,
+    },
 }
 
 /// Where a deployment keeps its data.
@@ -275,6 +280,7 @@ pub async fn main(cli: Cli) -> i32 {
         Command::Vault {
             command: VaultCommand::RotateKey { data },
         } => rotate_key(data).await,
+        Command::Plugins { command } => crate::plugins::cli::main(command).await,
     };
     match result {
         Ok(code) => code,
@@ -287,21 +293,24 @@ pub async fn main(cli: Cli) -> i32 {
 
 /// The manifest for a plugin: explicit, or the sidecar `<name>.json`.
 pub fn load_manifest(plugin: &Path, explicit: Option<&Path>) -> anyhow::Result<Manifest> {
-    let path = match explicit {
-        Some(p) => p.to_path_buf(),
-        None => {
-            let sidecar = plugin.with_extension("json");
-            if !sidecar.exists() {
-                bail!(
-                    "no manifest for {}: pass --manifest FILE or put {} next to it",
-                    plugin.display(),
-                    sidecar.display()
-                );
-            }
-            sidecar
-        }
-    };
-    Ok(Manifest::from_file(&path)?)
+    if let Some(p) = explicit {
+        return Ok(Manifest::from_file(p)?);
+    }
+    // The manifest embedded in the component (`plugins pack`) wins over a sidecar.
+    let bytes = std::fs::read(plugin).with_context(|| format!("cannot read plugin {}", plugin.display()))?;
+    if let Ok(Some(text)) = crate::plugins::format::embedded_manifest(&bytes) {
+        let text = std::str::from_utf8(text).context("the embedded manifest is not UTF-8")?;
+        return Ok(Manifest::from_json(text)?);
+    }
+    let sidecar = plugin.with_extension("json");
+    if !sidecar.exists() {
+        bail!(
+            "no manifest for {}: pass --manifest FILE, pack one in with `pdpp-host plugins pack`, or put {} next to it",
+            plugin.display(),
+            sidecar.display()
+        );
+    }
+    Ok(Manifest::from_file(&sidecar)?)
 }
 
 /// Load a plugin for `manifest`: linked with `wasi:http` only when the manifest

@@ -9,6 +9,7 @@ pub mod bench;
 pub mod cli;
 pub mod deploy;
 pub mod manifest;
+pub mod plugins;
 pub mod protocol;
 pub mod runtime;
 pub mod sandbox;

@@ -49,7 +49,23 @@ impl Double {
                             Ok(n) => buf.extend_from_slice(&chunk[..n]),
                         }
                     }
-                    let head = String::from_utf8_lossy(&buf).into_owned();
+                    let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                    let head = String::from_utf8_lossy(&buf[..end]).into_owned();
+                    let length: usize = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length: ")
+                                .map(|v| v.trim().parse().unwrap_or(0))
+                        })
+                        .unwrap_or(0);
+                    let mut body_in = buf[end..].to_vec();
+                    while body_in.len() < length {
+                        match sock.read(&mut chunk).await {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => body_in.extend_from_slice(&chunk[..n]),
+                        }
+                    }
                     let mut lines = head.split("\r\n");
                     let path = lines
                         .next()
@@ -73,6 +89,10 @@ impl Double {
                     };
                     let (status, extra, body): (&str, &str, Vec<u8>) = match path.as_str() {
                         "/ok" => ("200 OK", "", b"hello".to_vec()),
+                        "/body" if body_in == format!(r#"{{"api_key":"{TOKEN}"}}"#).as_bytes() => {
+                            ("200 OK", "", b"body-ok".to_vec())
+                        }
+                        "/body" => ("400 Bad Request", "", b"body-wrong".to_vec()),
                         "/auth" if header("authorization").as_deref() == Some(&format!("Bearer {TOKEN}")) => {
                             ("200 OK", "", b"welcome".to_vec())
                         }
@@ -425,4 +445,27 @@ async fn hostile_runs_leave_the_host_and_other_runs_healthy() {
     assert_eq!(b.0.reason.as_ref().map(|r| r.code()), Some("record_limit"));
     assert!(c.0.succeeded(), "{:?}", c.0);
     assert_eq!(c.0.records_emitted, 250);
+}
+
+#[tokio::test]
+async fn secret_placeholders_in_the_body_are_substituted_host_side() {
+    let double = Double::start().await;
+    let req = request(
+        json!([{ "url": "http://double.test/body", "method": "POST", "body_secret": true }]),
+        double.config(),
+    );
+    let (out, t) = run_with(fetch(), req, None).await;
+    assert_eq!(result(&t, 0)["body"], "body-ok", "{}", result(&t, 0));
+    assert_eq!(
+        out.usage.requests[0].bytes_out,
+        format!(r#"{{"api_key":"{TOKEN}"}}"#).len() as u64
+    );
+    // To an origin the manifest does not allow, nothing is sent, so nothing is substituted.
+    let req = request(
+        json!([{ "url": "http://elsewhere.test/body", "method": "POST", "body_secret": true }]),
+        double.config(),
+    );
+    let (_, t) = run_with(fetch(), req, None).await;
+    assert!(result(&t, 0)["refused"].is_string());
+    assert!(!double.seen().iter().any(|s| s.path != "/body"));
 }

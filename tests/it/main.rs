@@ -10,5 +10,6 @@ mod egress;
 mod interaction;
 mod isolation;
 mod limits;
+mod plugins;
 mod secrets;
 mod store;

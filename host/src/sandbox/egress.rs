@@ -129,6 +129,9 @@ pub struct EgressLog {
     pub count: u64,
 }
 
+/// The largest request body the host forwards (it is buffered to substitute placeholders).
+const MAX_REQUEST_BODY: usize = 8 << 20;
+
 /// The `WasiHttpHooks` of one run.
 pub struct EgressHooks {
     pub allowed: Vec<Origin>,
@@ -357,6 +360,7 @@ impl WasiHttpHooks for EgressHooks {
         let max_bytes = self.limits.max_response_bytes;
         let log = self.log.clone();
         let started = Instant::now();
+        let secrets = self.secrets.clone();
 
         Box::new(async move {
             let summary = |status: Option<u16>, refused: Option<&str>| RequestSummary {
@@ -373,6 +377,35 @@ impl WasiHttpHooks for EgressHooks {
                 log.lock().expect("egress log").requests.push(summary(None, Some(why)));
                 e
             };
+            // The body, bounded: placeholders in it become values for this allowed origin.
+            let (mut head, body) = request.into_parts();
+            let sent = match tokio::time::timeout(total, body.collect()).await {
+                Ok(Ok(c)) => c.to_bytes(),
+                Ok(Err(e)) => return Err(fail("request_body_failed", e)),
+                Err(_) => return Err(fail("total_timeout", HttpError::ConnectionWriteTimeout)),
+            };
+            if sent.len() > MAX_REQUEST_BODY {
+                return Err(fail(
+                    "request_too_large",
+                    HttpError::HttpRequestBodySize(Some(sent.len() as u64)),
+                ));
+            }
+            let sent = match std::str::from_utf8(&sent) {
+                Ok(text) if text.contains("{{pdpp-secret:") => Bytes::from(substitute(&secrets, text)),
+                _ => sent,
+            };
+            if head.headers.contains_key(http::header::CONTENT_LENGTH) || !sent.is_empty() {
+                head.headers
+                    .insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(sent.len()));
+            }
+            let bytes_out = sent.len() as u64;
+            log.lock().expect("egress log").bytes_out += bytes_out;
+            let request = http::Request::from_parts(
+                head,
+                http_body_util::Full::new(sent)
+                    .map_err(|never| match never {})
+                    .boxed_unsync(),
+            );
             // Resolve, check every address, connect to a checked one.
             let addrs: Vec<SocketAddr> = match tokio::time::timeout(
                 connect_timeout,
@@ -475,6 +508,7 @@ impl WasiHttpHooks for EgressHooks {
                 l.bytes_in += bytes.len() as u64;
                 let mut s = summary(Some(status), None);
                 s.bytes_in = bytes.len() as u64;
+                s.bytes_out = bytes_out;
                 l.requests.push(s);
             }
             let body = http_body_util::Full::new(Bytes::from(bytes))

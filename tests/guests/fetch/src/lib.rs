@@ -25,6 +25,11 @@ impl Connector for Fetch {
                     req = req.header(k, v);
                 }
             }
+            if r.get("body_secret") == Some(&json!(true)) {
+                let placeholder = run.secret("token")?.placeholder();
+                req.body = format!(r#"{{"api_key":"{placeholder}"}}"#).into_bytes();
+                req = req.header("content-type", "application/json");
+            }
             if r.get("bearer") == Some(&json!(true)) {
                 req = req.bearer(&run.secret("token")?);
             }

@@ -1,0 +1,376 @@
+//! The catalog: every plugin of a directory, as one atomically swapped
+//! snapshot, and a watcher that rescans the directory when it changes.
+
+use super::{AotCache, Inputs, LoadOptions, LoadedPlugin, PluginError, load_inputs};
+use crate::sandbox::Sandbox;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::Duration;
+
+/// Where the plugins are and how to load them.
+#[derive(Clone, Debug)]
+pub struct CatalogOptions {
+    pub dir: PathBuf,
+    pub load: LoadOptions,
+    /// Quiet time after the last change before the directory is rescanned.
+    pub debounce: Duration,
+}
+
+impl CatalogOptions {
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        CatalogOptions {
+            dir: dir.into(),
+            load: LoadOptions::default(),
+            debounce: Duration::from_millis(300),
+        }
+    }
+}
+
+/// The catalog at one moment. Never changes; a rescan makes a new one.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// Counts scans; 0 before the first.
+    pub generation: u64,
+    pub plugins: BTreeMap<String, Arc<LoadedPlugin>>,
+    /// Files that are not usable plugins, and why.
+    pub errors: BTreeMap<PathBuf, PluginError>,
+    /// Connector ids that were in the catalog since it opened and are not now
+    /// (their connections should show "plugin unavailable").
+    pub removed: BTreeSet<String>,
+}
+
+impl Snapshot {
+    pub fn get(&self, connector_id: &str) -> Option<Arc<LoadedPlugin>> {
+        self.plugins.get(connector_id).cloned()
+    }
+}
+
+/// How compiled code was obtained, since the catalog opened.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheStats {
+    /// Compiled by cranelift.
+    pub compiled: u64,
+    /// Read from the AOT cache.
+    pub from_cache: u64,
+}
+
+/// What the previous scans learned, kept between scans.
+#[derive(Default)]
+struct ScanState {
+    /// Path → (inputs fingerprint, plugin) for every file that loaded, so an
+    /// unchanged file is reused as is.
+    loaded: BTreeMap<PathBuf, (String, Arc<LoadedPlugin>)>,
+    /// Every connector id seen since the catalog opened.
+    known: BTreeSet<String>,
+}
+
+pub struct Catalog {
+    sandbox: Arc<Sandbox>,
+    options: CatalogOptions,
+    cache: Option<AotCache>,
+    current: RwLock<Arc<Snapshot>>,
+    scan: Mutex<ScanState>,
+    compiled: AtomicU64,
+    from_cache: AtomicU64,
+}
+
+impl std::fmt::Debug for Catalog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Catalog").field("dir", &self.options.dir).finish()
+    }
+}
+
+impl Catalog {
+    /// Open a catalog and scan its directory once.
+    pub fn open(sandbox: Arc<Sandbox>, options: CatalogOptions) -> Arc<Catalog> {
+        let cache = options
+            .load
+            .cache_dir
+            .as_deref()
+            .map(|d| AotCache::new(d, sandbox.engine()));
+        let catalog = Arc::new(Catalog {
+            sandbox,
+            options,
+            cache,
+            current: RwLock::new(Arc::default()),
+            scan: Mutex::default(),
+            compiled: AtomicU64::new(0),
+            from_cache: AtomicU64::new(0),
+        });
+        catalog.rescan();
+        catalog
+    }
+
+    /// The sandbox the plugins were compiled for: runs must use it.
+    pub fn sandbox(&self) -> &Arc<Sandbox> {
+        &self.sandbox
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.options.dir
+    }
+
+    /// The current snapshot. Holding it (or an `Arc<LoadedPlugin>` from it)
+    /// keeps that version alive whatever happens to the directory.
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.current.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The current version of a connector.
+    pub fn get(&self, connector_id: &str) -> Option<Arc<LoadedPlugin>> {
+        self.snapshot().get(connector_id)
+    }
+
+    pub fn stats(&self) -> CacheStats {
+        CacheStats {
+            compiled: self.compiled.load(Ordering::Relaxed),
+            from_cache: self.from_cache.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Scan the directory and swap in the new snapshot. Files whose bytes,
+    /// sidecar and signature are unchanged keep their loaded plugin.
+    pub fn rescan(&self) -> Arc<Snapshot> {
+        let mut state = self.scan.lock().unwrap_or_else(|e| e.into_inner());
+        let previous = self.snapshot();
+        let mut errors = BTreeMap::new();
+        let mut loaded: BTreeMap<PathBuf, (String, Arc<LoadedPlugin>)> = BTreeMap::new();
+
+        for path in self.list_files() {
+            let inputs = match Inputs::read(&path) {
+                Ok(i) => i,
+                Err(e) => {
+                    errors.insert(path, e);
+                    continue;
+                }
+            };
+            let fingerprint = inputs.fingerprint();
+            if let Some((fp, plugin)) = state.loaded.get(&path)
+                && *fp == fingerprint
+            {
+                loaded.insert(path, (fingerprint, plugin.clone()));
+                continue;
+            }
+            match load_inputs(&self.sandbox, inputs, &self.options.load, self.cache.as_ref()) {
+                Ok(p) => {
+                    let counter = if p.from_cache { &self.from_cache } else { &self.compiled };
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    loaded.insert(path, (fingerprint, Arc::new(p)));
+                }
+                Err(e) => {
+                    errors.insert(path, e);
+                }
+            }
+        }
+
+        // One file per connector id: the file that already provided it keeps
+        // it, otherwise the first by path; the others are errors.
+        let mut claims: BTreeMap<String, Vec<&Arc<LoadedPlugin>>> = BTreeMap::new();
+        for (_, p) in loaded.values() {
+            claims.entry(p.manifest.connector_id.clone()).or_default().push(p);
+        }
+        let mut plugins = BTreeMap::new();
+        for (id, candidates) in claims {
+            let incumbent = previous.plugins.get(&id).map(|p| &p.path);
+            let winner = candidates
+                .iter()
+                .find(|p| Some(&p.path) == incumbent)
+                .unwrap_or(&candidates[0]);
+            for other in candidates.iter().filter(|p| p.path != winner.path) {
+                errors.insert(
+                    other.path.clone(),
+                    PluginError::Duplicate {
+                        connector_id: id.clone(),
+                        loaded_from: winner.path.clone(),
+                    },
+                );
+            }
+            plugins.insert(id, Arc::clone(winner));
+        }
+
+        state.known.extend(plugins.keys().cloned());
+        let removed: BTreeSet<String> = state
+            .known
+            .iter()
+            .filter(|id| !plugins.contains_key(*id))
+            .cloned()
+            .collect();
+        state.loaded = loaded;
+
+        let snapshot = Arc::new(Snapshot {
+            generation: previous.generation + 1,
+            plugins,
+            errors,
+            removed,
+        });
+        log_changes(&previous, &snapshot);
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = snapshot.clone();
+        snapshot
+    }
+
+    /// The `.wasm` files of the directory, sorted. Hidden files (temporary
+    /// files of an atomic write) are skipped.
+    fn list_files(&self) -> Vec<PathBuf> {
+        let entries = match std::fs::read_dir(&self.options.dir) {
+            Ok(e) => e,
+            Err(e) => {
+                eprintln!(
+                    "pdpp-host: plugins: cannot read the plugin directory {}: {e}",
+                    self.options.dir.display()
+                );
+                return Vec::new();
+            }
+        };
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok())
+            .filter(|e| {
+                let name = e.file_name();
+                let name = name.to_string_lossy();
+                name.ends_with(".wasm") && !name.starts_with('.') && e.file_type().is_ok_and(|t| !t.is_dir())
+            })
+            .map(|e| e.path())
+            .collect();
+        files.sort();
+        files
+    }
+
+    /// Watch the directory: after changes settle for the debounce time, it is
+    /// rescanned on a background thread. Dropping the handle stops watching.
+    pub fn watch(self: &Arc<Self>) -> Result<WatchHandle, PluginError> {
+        use notify::Watcher;
+        let dir = self.options.dir.clone();
+        std::fs::create_dir_all(&dir).map_err(|e| PluginError::io(&dir, &e))?;
+        let (tx, rx) = std::sync::mpsc::channel::<notify::Result<notify::Event>>();
+        let mut watcher = notify::recommended_watcher(tx).map_err(|e| PluginError::Io {
+            path: dir.clone(),
+            message: format!("cannot watch: {e}"),
+        })?;
+        watcher
+            .watch(&dir, notify::RecursiveMode::NonRecursive)
+            .map_err(|e| PluginError::Io {
+                path: dir.clone(),
+                message: format!("cannot watch: {e}"),
+            })?;
+        let weak: Weak<Catalog> = Arc::downgrade(self);
+        let debounce = self.options.debounce;
+        let thread = std::thread::Builder::new()
+            .name("pdpp-plugins".into())
+            .spawn(move || watch_loop(rx, weak, debounce))
+            .map_err(|e| PluginError::io(&dir, &e))?;
+        // Catch whatever landed between the first scan and the watch.
+        self.rescan();
+        Ok(WatchHandle {
+            watcher: Some(watcher),
+            thread: Some(thread),
+        })
+    }
+}
+
+/// Stops watching when dropped.
+pub struct WatchHandle {
+    watcher: Option<notify::RecommendedWatcher>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for WatchHandle {
+    fn drop(&mut self) {
+        // Dropping the watcher drops the channel's sender: the thread wakes
+        // up, sees the channel closed and ends.
+        drop(self.watcher.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Does this event say something about the directory's plugins? Reads (the
+/// catalog's own scans open the files) do not.
+fn relevant(event: &notify::Result<notify::Event>) -> bool {
+    use notify::EventKind;
+    use notify::event::{AccessKind, AccessMode};
+    let Ok(event) = event else {
+        return true; // a watcher error: rescan to be safe
+    };
+    match event.kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => {}
+        EventKind::Access(_) => return false,
+        _ => {}
+    }
+    event.paths.is_empty()
+        || event.paths.iter().any(|p| {
+            let name = p.file_name().unwrap_or_default().to_string_lossy();
+            !name.starts_with('.') && (name.ends_with(".wasm") || name.ends_with(".json") || name.ends_with(".sig"))
+        })
+}
+
+fn watch_loop(
+    rx: std::sync::mpsc::Receiver<notify::Result<notify::Event>>,
+    catalog: Weak<Catalog>,
+    debounce: Duration,
+) {
+    use std::sync::mpsc::RecvTimeoutError;
+    loop {
+        // Wait for a change.
+        loop {
+            match rx.recv() {
+                Ok(e) if relevant(&e) => break,
+                Ok(_) => {}
+                Err(_) => return,
+            }
+        }
+        // Coalesce: wait until nothing relevant happened for `debounce`.
+        let mut quiet_since = std::time::Instant::now();
+        loop {
+            let left = debounce.saturating_sub(quiet_since.elapsed());
+            match rx.recv_timeout(left) {
+                Ok(e) if relevant(&e) => quiet_since = std::time::Instant::now(),
+                Ok(_) => {}
+                Err(RecvTimeoutError::Timeout) => break,
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+        }
+        let Some(catalog) = catalog.upgrade() else {
+            return;
+        };
+        catalog.rescan();
+    }
+}
+
+/// Log what changed between two snapshots: new and replaced plugins, removed
+/// connectors, and files that newly fail or fail differently.
+fn log_changes(before: &Snapshot, after: &Snapshot) {
+    for (id, p) in &after.plugins {
+        match before.plugins.get(id) {
+            Some(old) if Arc::ptr_eq(old, p) => {}
+            Some(old) => eprintln!(
+                "pdpp-host: plugins: {id} replaced: {} ({}) → {} ({}) from {}",
+                old.manifest.version,
+                &old.sha256[..12],
+                p.manifest.version,
+                &p.sha256[..12],
+                p.path.display()
+            ),
+            None => eprintln!(
+                "pdpp-host: plugins: {id} {} loaded from {} ({})",
+                p.manifest.version,
+                p.path.display(),
+                &p.sha256[..12]
+            ),
+        }
+        if before.plugins.get(id).is_none_or(|old| !Arc::ptr_eq(old, p)) {
+            for w in &p.warnings {
+                eprintln!("pdpp-host: plugins: warning: {}: {w}", p.path.display());
+            }
+        }
+    }
+    for id in before.plugins.keys().filter(|id| !after.plugins.contains_key(*id)) {
+        eprintln!("pdpp-host: plugins: {id} is no longer available");
+    }
+    for (path, e) in &after.errors {
+        if before.errors.get(path) != Some(e) {
+            eprintln!("pdpp-host: plugins: {}: {e}", path.display());
+        }
+    }
+}

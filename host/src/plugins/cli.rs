@@ -1,0 +1,307 @@
+//! `pdpp-host plugins …`: list, inspect, validate and pack plugin files.
+
+use super::{
+    Catalog, CatalogOptions, Inputs, LoadOptions, PluginError, SignaturePolicy, TrustedKeys, format, signature,
+};
+use crate::cli::exit;
+use crate::manifest::Manifest;
+use crate::sandbox::Sandbox;
+use anyhow::{Context, bail};
+use clap::Subcommand;
+use serde_json::{Value, json};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use wasmtime::component::types::ComponentItem;
+
+#[derive(Subcommand)]
+pub enum PluginsCommand {
+    /// Load every plugin of the directory: one JSON line per plugin, then one per broken file.
+    List {
+        /// The plugin directory.
+        #[arg(long, env = "PDPP_PLUGIN_DIR", default_value = "plugins")]
+        dir: PathBuf,
+        #[command(flatten)]
+        cache: CacheArgs,
+        #[command(flatten)]
+        trust: TrustArgs,
+    },
+    /// Describe one plugin file: manifest, sha256, signature, the component's imports and exports.
+    Inspect {
+        file: PathBuf,
+        #[command(flatten)]
+        trust: TrustArgs,
+    },
+    /// Check that a file would load as a plugin; exit status 0 when it would, 1 when not.
+    Validate {
+        file: PathBuf,
+        #[command(flatten)]
+        trust: TrustArgs,
+    },
+    /// Embed a manifest in a component, making one plugin file.
+    Pack {
+        /// The component, as built (`cargo build --target wasm32-wasip2 --release`).
+        #[arg(long)]
+        wasm: PathBuf,
+        /// The connector's manifest; it is validated first.
+        #[arg(long)]
+        manifest: PathBuf,
+        /// The plugin file to write (replaced in one step).
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+#[derive(clap::Args, Clone)]
+pub struct CacheArgs {
+    /// The AOT cache directory (default: `<data dir>/cache`).
+    #[arg(long, env = "PDPP_PLUGIN_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// The data directory, for the default cache location.
+    #[arg(long, env = "PDPP_DATA_DIR", default_value = ".pdpp/data")]
+    pub data_dir: PathBuf,
+}
+
+impl CacheArgs {
+    pub fn dir(&self) -> PathBuf {
+        self.cache_dir.clone().unwrap_or_else(|| self.data_dir.join("cache"))
+    }
+}
+
+#[derive(clap::Args, Clone)]
+pub struct TrustArgs {
+    /// What to do with plugin signatures (`<name>.wasm.sig`).
+    #[arg(long, env = "PDPP_PLUGIN_SIGNATURES", value_enum, default_value = "off")]
+    pub signatures: SignaturePolicy,
+    /// A trusted ed25519 public key, as 64 hex digits (repeatable; comma-separated in the environment).
+    #[arg(
+        long = "trusted-key",
+        value_name = "HEX",
+        env = "PDPP_PLUGIN_TRUSTED_KEYS",
+        value_delimiter = ','
+    )]
+    pub trusted_keys: Vec<String>,
+}
+
+impl TrustArgs {
+    fn keys(&self) -> anyhow::Result<TrustedKeys> {
+        let keys = TrustedKeys::from_hex(&self.trusted_keys).map_err(anyhow::Error::msg)?;
+        if self.signatures == SignaturePolicy::Require && keys.is_empty() {
+            bail!("--signatures require needs at least one --trusted-key");
+        }
+        Ok(keys)
+    }
+
+    fn options(&self, cache_dir: Option<PathBuf>) -> anyhow::Result<LoadOptions> {
+        Ok(LoadOptions {
+            cache_dir,
+            signatures: self.signatures,
+            trusted_keys: self.keys()?,
+        })
+    }
+}
+
+pub async fn main(command: PluginsCommand) -> anyhow::Result<i32> {
+    match command {
+        PluginsCommand::List { dir, cache, trust } => list(&dir, &cache, &trust),
+        PluginsCommand::Inspect { file, trust } => inspect(&file, &trust),
+        PluginsCommand::Validate { file, trust } => validate(&file, &trust),
+        PluginsCommand::Pack { wasm, manifest, out } => pack(&wasm, &manifest, &out),
+    }
+}
+
+fn print(out: &mut impl Write, v: &Value) -> anyhow::Result<()> {
+    writeln!(out, "{v}")?;
+    Ok(())
+}
+
+fn list(dir: &Path, cache: &CacheArgs, trust: &TrustArgs) -> anyhow::Result<i32> {
+    if !dir.is_dir() {
+        bail!("the plugin directory {} does not exist", dir.display());
+    }
+    let mut options = CatalogOptions::new(dir);
+    options.load = trust.options(Some(cache.dir()))?;
+    let catalog = Catalog::open(Arc::new(Sandbox::new()?), options);
+    let snapshot = catalog.snapshot();
+    let mut out = std::io::BufWriter::new(std::io::stdout());
+    for p in snapshot.plugins.values() {
+        print(&mut out, &p.to_json())?;
+    }
+    for (path, e) in &snapshot.errors {
+        print(&mut out, &json!({ "path": path, "error": e.to_json() }))?;
+    }
+    out.flush()?;
+    Ok(exit::SUCCEEDED)
+}
+
+fn validate(file: &Path, trust: &TrustArgs) -> anyhow::Result<i32> {
+    let sandbox = Sandbox::new()?;
+    match super::load_file(&sandbox, file, &trust.options(None)?) {
+        Ok(p) => {
+            let mut line = p.to_json();
+            line["valid"] = true.into();
+            println!("{line}");
+            Ok(exit::SUCCEEDED)
+        }
+        Err(e) => {
+            println!("{}", json!({ "path": file, "valid": false, "error": e.to_json() }));
+            eprintln!("{}: {e}", file.display());
+            Ok(exit::FAILED)
+        }
+    }
+}
+
+/// Everything that can be learned about a file, step by step; the first
+/// failing step is the error, and the steps before it are still shown.
+fn inspect(file: &Path, trust: &TrustArgs) -> anyhow::Result<i32> {
+    let options = trust.options(None)?;
+    let inputs = match Inputs::read(file) {
+        Ok(i) => i,
+        Err(e) => {
+            println!("{}", json!({ "path": file, "valid": false, "error": e.to_json() }));
+            return Ok(exit::FAILED);
+        }
+    };
+    let sandbox = Sandbox::new()?;
+    let mut report = json!({
+        "path": file,
+        "sha256": inputs.sha256,
+        "size_bytes": inputs.bytes.len(),
+        "signature": if trust.trusted_keys.is_empty() && inputs.signature.is_some() {
+            json!({ "status": "present", "checked": false })
+        } else {
+            serde_json::to_value(signature::check(&inputs.bytes, inputs.signature.as_deref(), &options.trusted_keys))?
+        },
+    });
+    let result = (|| -> Result<(), PluginError> {
+        format::require_component(&inputs.bytes)?;
+        let manifest = super::resolve_manifest(&inputs);
+        if let Ok((m, source, _)) = &manifest {
+            let required: Vec<&str> = m.required_bindings().collect();
+            report["manifest"] = json!({
+                "source": source.as_str(),
+                "connector_id": m.connector_id,
+                "name": m.name,
+                "version": m.version,
+                "description": m.description,
+                "streams": m.streams.iter().map(|s| &s.name).collect::<Vec<_>>(),
+                "required_bindings": required,
+            });
+        }
+        let (component, _) = super::compile(&sandbox, &inputs.bytes, &inputs.sha256, None)?;
+        let engine = sandbox.engine();
+        let ty = component.component_type();
+        let item = |name: &str, item: &ComponentItem| json!({ "name": name, "kind": item_kind(item) });
+        report["imports"] = ty.imports(engine).map(|(n, e)| item(n, &e.ty)).collect();
+        report["exports"] = ty.exports(engine).map(|(n, e)| item(n, &e.ty)).collect();
+        // Whether it loads, under the signature policy given.
+        let (m, source, mut warnings) = manifest?;
+        super::apply_policy(&inputs, &source, &options, &mut warnings)?;
+        let networked = m.required_bindings().any(|b| b == "network");
+        report["networked"] = networked.into();
+        sandbox.prepare_component(&component, networked)?;
+        report["warnings"] = json!(warnings);
+        Ok(())
+    })();
+    match result {
+        Ok(()) => {
+            report["valid"] = true.into();
+            println!("{report}");
+            Ok(exit::SUCCEEDED)
+        }
+        Err(e) => {
+            report["valid"] = false.into();
+            report["error"] = e.to_json();
+            println!("{report}");
+            Ok(exit::FAILED)
+        }
+    }
+}
+
+fn item_kind(item: &ComponentItem) -> &'static str {
+    use ComponentItem as I;
+    match item {
+        I::ComponentFunc(_) => "func",
+        I::CoreFunc(_) => "core-func",
+        I::Module(_) => "module",
+        I::Component(_) => "component",
+        I::ComponentInstance(_) => "instance",
+        I::Type(_) => "type",
+        I::Resource(_) => "resource",
+    }
+}
+
+fn pack(wasm: &Path, manifest: &Path, out: &Path) -> anyhow::Result<i32> {
+    let bytes = std::fs::read(wasm).with_context(|| format!("cannot read {}", wasm.display()))?;
+    let text = std::fs::read_to_string(manifest).with_context(|| format!("cannot read {}", manifest.display()))?;
+    let fail = |e: &dyn std::fmt::Display, error: Value| {
+        println!("{}", json!({ "out": out, "packed": false, "error": error }));
+        eprintln!("pdpp-host: plugins pack: {e}");
+        Ok(exit::FAILED)
+    };
+    let value: Value = match serde_json::from_str(&text) {
+        Ok(v) => v,
+        Err(e) => {
+            let e = PluginError::BadManifest {
+                rule: "manifest_json",
+                message: format!("{}: not JSON: {e}", manifest.display()),
+            };
+            return fail(&e, e.to_json());
+        }
+    };
+    let m = match Manifest::from_value(value.clone()) {
+        Ok(m) => m,
+        Err(e) => {
+            let e = PluginError::BadManifest {
+                rule: e.rule,
+                message: e.to_string(),
+            };
+            return fail(&e, e.to_json());
+        }
+    };
+    let packed = match format::embed_manifest(&bytes, serde_json::to_string(&value)?.as_bytes()) {
+        Ok(p) => p,
+        Err(e) => return fail(&e, e.to_json()),
+    };
+    write_atomically(out, &packed)?;
+    println!(
+        "{}",
+        json!({
+            "out": out,
+            "packed": true,
+            "connector_id": m.connector_id,
+            "version": m.version,
+            "sha256": super::sha256_hex(&packed),
+        })
+    );
+    Ok(exit::SUCCEEDED)
+}
+
+/// Write to a hidden temporary file beside `path`, then rename it into place,
+/// so a watching host never sees half a file.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .with_context(|| format!("{} is not a file path", path.display()))?;
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}-{}",
+        name.to_string_lossy(),
+        std::process::id(),
+        super::cache::unique()
+    ));
+    let written = (|| -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e).with_context(|| format!("cannot write {}", path.display()));
+    }
+    Ok(())
+}
