@@ -664,3 +664,51 @@ fn run_uses_the_manifest_packed_into_the_plugin() {
     assert_eq!(code, 0, "{err}");
     assert_eq!(lines.iter().filter(|l| l["type"] == "RECORD").count(), 3);
 }
+
+/// A removed plugin leaves its connections and data in place, marked unavailable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removed_plugin_leaves_connections_and_data_marked_unavailable() {
+    let t = deployment(pdpp_host::store::Backend::Sqlite).await;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_path_buf();
+    std::fs::write(d.join("demo.wasm"), packed_demo("0.1.0")).unwrap();
+    let catalog = catalog(&d, &shared_cache());
+    let snap = catalog.snapshot();
+    snap.sync_to(&t.dep.store).await.unwrap();
+    let demo = snap.get("demo").unwrap();
+    let conn = t
+        .connection(&demo.manifest, serde_json::json!({ "contacts": 3, "events": 0 }), None)
+        .await;
+    let out = pdpp_host::runtime::run_connection(
+        &t.dep,
+        catalog.sandbox(),
+        &demo.plugin,
+        demo.manifest.clone(),
+        &conn,
+        pdpp_host::runtime::ConnectionRun::new(pdpp_host::store::Trigger::Manual),
+    )
+    .await
+    .unwrap();
+    assert!(out.succeeded());
+    assert_eq!(
+        t.dep.store.connector_availability("demo").await.unwrap().as_deref(),
+        Some("available")
+    );
+
+    std::fs::remove_file(d.join("demo.wasm")).unwrap();
+    let snap = catalog.rescan();
+    snap.sync_to(&t.dep.store).await.unwrap();
+    assert_eq!(
+        t.dep.store.connector_availability("demo").await.unwrap().as_deref(),
+        Some("unavailable")
+    );
+    assert!(
+        t.dep.store.connection(&conn).await.unwrap().is_some(),
+        "the connection stays"
+    );
+    assert_eq!(
+        t.dep.store.count_records(&conn).await.unwrap(),
+        3,
+        "and so do its records"
+    );
+}

@@ -45,6 +45,19 @@ impl Snapshot {
     pub fn get(&self, connector_id: &str) -> Option<Arc<LoadedPlugin>> {
         self.plugins.get(connector_id).cloned()
     }
+
+    /// Record this snapshot in the store: every loaded plugin's connector is
+    /// `available` (with its manifest and hash), every removed one
+    /// `unavailable` — its connections, credentials and records stay.
+    pub async fn sync_to(&self, store: &crate::store::Store) -> Result<(), crate::store::StoreError> {
+        for p in self.plugins.values() {
+            store.upsert_connector(&p.manifest, Some(&p.sha256)).await?;
+        }
+        for id in &self.removed {
+            store.set_connector_availability(id, "unavailable").await?;
+        }
+        Ok(())
+    }
 }
 
 /// How compiled code was obtained, since the catalog opened.

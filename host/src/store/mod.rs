@@ -160,6 +160,26 @@ impl Store {
         Ok(())
     }
 
+    /// Mark a connector `available`, `unavailable` (its plugin is gone; its
+    /// connections and data stay) or `removed`.
+    pub async fn set_connector_availability(&self, connector_id: &str, availability: &str) -> Result<()> {
+        sqlx::query("UPDATE connectors SET availability = $1, updated_at = $2 WHERE connector_id = $3")
+            .bind(availability)
+            .bind(now_ms())
+            .bind(connector_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn connector_availability(&self, connector_id: &str) -> Result<Option<String>> {
+        let row = sqlx::query("SELECT availability FROM connectors WHERE connector_id = $1")
+            .bind(connector_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get("availability")).transpose()?)
+    }
+
     // ---- connections ---------------------------------------------------
 
     pub async fn create_connection(&self, new: NewConnection) -> Result<Connection> {
