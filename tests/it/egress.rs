@@ -469,3 +469,23 @@ async fn secret_placeholders_in_the_body_are_substituted_host_side() {
     assert!(result(&t, 0)["refused"].is_string());
     assert!(!double.seen().iter().any(|s| s.path != "/body"));
 }
+
+#[tokio::test]
+async fn run_byte_budget_is_a_typed_refusal() {
+    let double = Double::start().await;
+    let mut req = request(
+        json!([{ "url": "http://double.test/big" }, { "url": "http://double.test/big" }, { "url": "http://double.test/ok" }]),
+        double.config(),
+    );
+    req.limits.http.max_total_bytes = 3 << 20;
+    let (out, t) = run_with(fetch(), req, None).await;
+    assert_eq!(result(&t, 0)["bytes"], 2 << 20);
+    assert!(
+        result(&t, 1)["refused"].is_string(),
+        "the second 2 MiB does not fit: {}",
+        result(&t, 1)
+    );
+    assert_eq!(out.usage.requests[1].refused.as_deref(), Some("response_too_large"));
+    assert_eq!(result(&t, 2)["status"], 200, "what still fits the budget goes through");
+    assert_eq!(out.usage.bytes_in, (2 << 20) + 5);
+}

@@ -91,6 +91,8 @@ pub struct HttpLimits {
     pub total_timeout: Duration,
     pub max_response_bytes: u64,
     pub max_requests: u64,
+    /// Response bytes all requests of a run may bring in.
+    pub max_total_bytes: u64,
 }
 
 impl Default for HttpLimits {
@@ -101,6 +103,7 @@ impl Default for HttpLimits {
             total_timeout: Duration::from_secs(120),
             max_response_bytes: 32 << 20,
             max_requests: 10_000,
+            max_total_bytes: 1 << 30,
         }
     }
 }
@@ -276,11 +279,15 @@ impl WasiHttpHooks for EgressHooks {
         let shown = asked.to_string();
 
         // Limits and the allow-list, before anything leaves the host.
-        let count = {
+        let (count, bytes_in) = {
             let mut log = self.log.lock().expect("egress log");
             log.count += 1;
-            log.count
+            (log.count, log.bytes_in)
         };
+        if bytes_in >= self.limits.max_total_bytes {
+            let e = self.refuse(&method, &shown, &path, "byte_limit", HttpError::ConnectionLimitReached);
+            return Box::new(async move { Err(e) });
+        }
         if count > self.limits.max_requests {
             let e = self.refuse(
                 &method,
@@ -357,7 +364,10 @@ impl WasiHttpHooks for EgressHooks {
             .min(self.limits.first_byte_timeout)
             .min(remaining);
         let total = self.limits.total_timeout.min(remaining);
-        let max_bytes = self.limits.max_response_bytes;
+        let max_bytes = self
+            .limits
+            .max_response_bytes
+            .min(self.limits.max_total_bytes.saturating_sub(bytes_in));
         let log = self.log.clone();
         let started = Instant::now();
         let secrets = self.secrets.clone();
