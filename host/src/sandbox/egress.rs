@@ -3,7 +3,7 @@
 //! Every request the guest makes through `wasi:http/outgoing-handler` comes
 //! here. It must go to an origin the manifest allows (scheme, host, port;
 //! `*.` subdomain wildcards); the deployment may rewrite an origin (to a
-//! GitHub Enterprise URL, or a loopback test double); the host resolves the
+//! self-hosted instance, or a loopback test double); the host resolves the
 //! name itself and refuses loopback, private, link-local, CGNAT and metadata
 //! addresses unless the deployment allows them, then connects to the address
 //! it checked (no second lookup). Forbidden headers, including a smuggled
@@ -542,21 +542,21 @@ mod tests {
 
     #[test]
     fn origins_parse_with_default_ports_and_match_wildcards() {
-        let api = Origin::parse("https://api.github.com").unwrap();
+        let api = Origin::parse("https://api.example.com").unwrap();
         assert_eq!(api.port, 443);
-        let wild = Origin::parse("https://*.notion.so").unwrap();
-        assert!(wild.admits(&Origin::parse("https://api.notion.so").unwrap()));
+        let wild = Origin::parse("https://*.example.net").unwrap();
+        assert!(wild.admits(&Origin::parse("https://api.example.net").unwrap()));
         assert!(
-            !wild.admits(&Origin::parse("https://notion.so").unwrap()),
+            !wild.admits(&Origin::parse("https://example.net").unwrap()),
             "a wildcard needs a subdomain"
         );
-        assert!(!wild.admits(&Origin::parse("https://evilnotion.so").unwrap()));
+        assert!(!wild.admits(&Origin::parse("https://evilexample.net").unwrap()));
         assert!(
-            !api.admits(&Origin::parse("http://api.github.com").unwrap()),
+            !api.admits(&Origin::parse("http://api.example.com").unwrap()),
             "scheme matters"
         );
         assert!(
-            !api.admits(&Origin::parse("https://api.github.com:8443").unwrap()),
+            !api.admits(&Origin::parse("https://api.example.com:8443").unwrap()),
             "port matters"
         );
         assert!(Origin::parse("https://x.test/path").is_none());
