@@ -55,6 +55,8 @@ pub enum Command {
         #[arg(long)]
         stream: String,
     },
+    /// Serve the owner API over HTTP, with the plugin directory loaded and watched.
+    Serve(ServeArgs),
     /// Read runs and their timelines.
     Runs {
         #[command(subcommand)]
@@ -131,6 +133,18 @@ pub enum ConnectionCommand {
         #[arg(long)]
         connection: String,
     },
+}
+
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Address and port to listen on.
+    #[arg(long, env = "PDPP_BIND", default_value = "127.0.0.1:8787")]
+    pub bind: String,
+    /// The plugin directory: `.wasm` files with embedded manifests (or sidecars).
+    #[arg(long, env = "PDPP_PLUGIN_DIR", default_value = "plugins")]
+    pub plugin_dir: PathBuf,
 }
 
 #[derive(Subcommand)]
@@ -277,6 +291,7 @@ pub async fn main(cli: Cli) -> i32 {
             stream,
         } => records(data, &connection, &stream).await,
         Command::Runs { command } => runs(command).await,
+        Command::Serve(args) => serve(args).await,
         Command::Vault {
             command: VaultCommand::RotateKey { data },
         } => rotate_key(data).await,
@@ -659,5 +674,53 @@ async fn runs(command: RunsCommand) -> anyhow::Result<i32> {
         }
     }
     out.flush()?;
+    Ok(exit::SUCCEEDED)
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
+    use crate::api::{AppState, OwnerToken};
+    use crate::plugins::{Catalog, CatalogOptions};
+    let dep = args.data.open().await?;
+    let (token, fresh) = OwnerToken::load_or_create(&dep.data_dir)?;
+    if let Some(t) = fresh {
+        // Shown once; only its hash is kept.
+        println!("owner token: {}", t.as_str());
+        println!(
+            "(shown once: keep it; only its hash is stored in {})",
+            dep.data_dir.display()
+        );
+    }
+    std::fs::create_dir_all(&args.plugin_dir)
+        .with_context(|| format!("cannot create {}", args.plugin_dir.display()))?;
+    let sandbox = Arc::new(Sandbox::new()?);
+    let mut options = CatalogOptions::new(&args.plugin_dir);
+    options.load.cache_dir = Some(dep.data_dir.join("cache"));
+    let catalog = Catalog::open(sandbox, options);
+    let snap = catalog.snapshot();
+    snap.sync_to(&dep.store).await?;
+    for (path, e) in &snap.errors {
+        eprintln!("pdpp-host: plugin {} not loaded: {e}", path.display());
+    }
+    let _watch = catalog.watch()?;
+    let listener = tokio::net::TcpListener::bind(&args.bind)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.bind))?;
+    eprintln!(
+        "pdpp-host: serving the owner API on http://{} ({} plugins from {})",
+        listener.local_addr()?,
+        snap.plugins.len(),
+        args.plugin_dir.display()
+    );
+    let state = Arc::new(AppState {
+        dep,
+        catalog,
+        token,
+        active: Default::default(),
+    });
+    axum::serve(listener, crate::api::router(state))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
     Ok(exit::SUCCEEDED)
 }

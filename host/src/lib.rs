@@ -5,6 +5,7 @@
 //! executes the guest and converts what it emits into [`protocol`] messages,
 //! and the runtime validates them and decides what may be committed.
 
+pub mod api;
 pub mod bench;
 pub mod cli;
 pub mod deploy;

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod api;
 mod conformance;
 mod credentials;
 mod demo;

@@ -65,6 +65,8 @@ impl RunRefused {
 /// How to run a connection.
 pub struct ConnectionRun {
     pub trigger: Trigger,
+    /// The run's id; a fresh one when `None`.
+    pub run_id: Option<String>,
     /// Whose state the run reads and commits; `None` for a single-use run
     /// (no prior state, nothing committed).
     pub namespace: Option<Namespace>,
@@ -85,6 +87,7 @@ impl ConnectionRun {
     pub fn new(trigger: Trigger) -> Self {
         ConnectionRun {
             trigger,
+            run_id: None,
             namespace: Some(Namespace::Global),
             control: crate::sandbox::RunControl::new(),
             capabilities: BTreeMap::new(),
@@ -143,7 +146,7 @@ pub async fn run_connection(
     opts: ConnectionRun,
 ) -> Result<RunOutcome, RunRefused> {
     let store = &dep.store;
-    let run_id = new_run_id();
+    let run_id = opts.run_id.clone().unwrap_or_else(new_run_id);
     let prepared = prepare(dep, &manifest, connection_id, &opts, &run_id, plugin.networked()).await;
     let req = match prepared {
         Ok(req) => req,

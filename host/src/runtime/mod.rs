@@ -85,7 +85,7 @@ pub trait InteractionHandler: Send + Sync {
 }
 
 /// Sees the run as it happens: every message in order, and guest logs.
-pub trait Observer: Send {
+pub trait Observer: Send + Sync {
     fn message(&mut self, _msg: &p::Message) {}
     fn log(&mut self, _level: crate::sandbox::LogLevel, _message: &str, _fields: &[(String, String)]) {}
 }

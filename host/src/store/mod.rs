@@ -222,6 +222,17 @@ impl Store {
         row.map(|r| Connection::from_row(&r)).transpose()
     }
 
+    /// Every connection, oldest first.
+    pub async fn all_connections(&self) -> Result<Vec<Connection>> {
+        let rows = sqlx::query(
+            "SELECT connection_id, connector_id, status, display_name, account_identity, binding_metadata,
+               created_at, updated_at FROM connections ORDER BY created_at, connection_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(Connection::from_row).collect()
+    }
+
     pub async fn connections_of(&self, connector_id: &str) -> Result<Vec<Connection>> {
         let rows = sqlx::query(
             "SELECT connection_id, connector_id, status, display_name, account_identity, binding_metadata,

@@ -1,0 +1,248 @@
+//! The owner API through the real `pdpp-host serve` process over loopback
+//! HTTP, with the real store, vault and wasm connectors.
+
+use crate::support::*;
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Server {
+    child: Child,
+    addr: String,
+    token: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn pack(wasm: &std::path::Path, manifest: &std::path::Path, out: &std::path::Path) {
+    let (code, _, err) = cli(
+        &[
+            "plugins",
+            "pack",
+            "--wasm",
+            wasm.to_str().unwrap(),
+            "--manifest",
+            manifest.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &[],
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+}
+
+fn serve() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    pack(&guest_path("demo"), &demo_manifest_path(), &plugins.join("demo.wasm"));
+    pack(
+        &guest_path("probe"),
+        &probe_manifest_path(),
+        &plugins.join("probe.wasm"),
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pdpp-host"))
+        .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .arg("--plugin-dir")
+        .arg(&plugins)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let token = line
+        .trim()
+        .strip_prefix("owner token: ")
+        .expect("the token is printed once at first start")
+        .to_owned();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let addr = loop {
+        let mut l = String::new();
+        assert!(
+            err.read_line(&mut l).unwrap() > 0,
+            "the server stopped before listening"
+        );
+        if let Some(rest) = l.split("http://").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    Server {
+        child,
+        addr,
+        token,
+        _dir: dir,
+    }
+}
+
+/// One HTTP/1.1 request over a fresh loopback connection.
+fn call(s: &Server, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+    let mut sock = TcpStream::connect(&s.addr).unwrap();
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let auth = token
+        .map(|t| format!("authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        sock,
+        "{method} {path} HTTP/1.1\r\nhost: {}\r\n{auth}content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        s.addr,
+        body.len()
+    )
+    .unwrap();
+    let mut text = String::new();
+    sock.read_to_string(&mut text).unwrap();
+    let status: u16 = text.split(' ').nth(1).unwrap().parse().unwrap();
+    let payload = text.split("\r\n\r\n").nth(1).unwrap_or_default();
+    (status, serde_json::from_str(payload).unwrap_or(Value::Null))
+}
+
+#[test]
+fn every_route_needs_the_owner_token_except_health() {
+    let s = serve();
+    assert_eq!(call(&s, "GET", "/healthz", None, None).0, 200);
+    let (status, body) = call(&s, "GET", "/v1/connectors", None, None);
+    assert_eq!((status, body["code"].as_str()), (401, Some("unauthenticated")));
+    let (status, _) = call(&s, "GET", "/v1/connections", Some("pdpp_owner_wrong"), None);
+    assert_eq!(status, 401);
+    assert_eq!(call(&s, "GET", "/v1/connections", Some(&s.token), None).0, 200);
+}
+
+#[test]
+fn owner_connects_the_demo_runs_it_and_reads_records() {
+    let s = serve();
+    let t = Some(s.token.as_str());
+    let (status, catalog) = call(&s, "GET", "/v1/connectors", t, None);
+    assert_eq!(status, 200);
+    let demo = catalog["connectors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["connector_id"] == "demo")
+        .unwrap()
+        .clone();
+    assert_eq!(demo["setup"]["modality"], "none");
+
+    let (status, created) = call(
+        &s,
+        "POST",
+        "/v1/connections",
+        t,
+        Some(json!({ "connector_id": "demo", "settings": { "contacts": 4, "events": 2 } })),
+    );
+    assert_eq!(status, 201, "{created}");
+    let id = created["connection"]["connection_id"].as_str().unwrap().to_owned();
+    assert_eq!(created["connection"]["status"], "active");
+
+    let (status, started) = call(&s, "POST", &format!("/v1/connections/{id}/runs"), t, None);
+    assert_eq!(status, 202);
+    let run_id = started["run_id"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let run = loop {
+        let (status, r) = call(&s, "GET", &format!("/v1/runs/{run_id}"), t, None);
+        if status == 200 && r["run"]["status"] != "running" {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "the run did not finish");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(run["run"]["status"], "succeeded", "{run}");
+    assert_eq!(
+        run["events"].as_array().unwrap().last().unwrap()["kind"],
+        "run.completed"
+    );
+
+    let (status, records) = call(
+        &s,
+        "GET",
+        &format!("/v1/records?connection_id={id}&stream=contacts"),
+        t,
+        None,
+    );
+    assert_eq!(status, 200);
+    assert_eq!(records["records"].as_array().unwrap().len(), 4);
+    let (_, view) = call(&s, "GET", &format!("/v1/connections/{id}"), t, None);
+    assert_eq!(view["last_run"]["run_id"], run_id.as_str());
+}
+
+#[test]
+fn credential_capture_activates_a_draft_and_never_returns_the_secret() {
+    let s = serve();
+    let t = Some(s.token.as_str());
+    let (status, created) = call(
+        &s,
+        "POST",
+        "/v1/connections",
+        t,
+        Some(json!({ "connector_id": "probe" })),
+    );
+    assert_eq!(status, 201);
+    assert_eq!(
+        created["connection"]["status"], "draft",
+        "a connector that needs a credential starts as a draft"
+    );
+    let id = created["connection"]["connection_id"].as_str().unwrap().to_owned();
+    let secret = "api-planted-credential-551e";
+    let (status, body) = call(
+        &s,
+        "PUT",
+        &format!("/v1/connections/{id}/credential"),
+        t,
+        Some(json!({ "kind": "secret_bundle", "fields": { "token": secret } })),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["credential"]["present"], true);
+    assert_eq!(body["credential"]["fields"], json!(["token"]));
+    let (_, view) = call(&s, "GET", &format!("/v1/connections/{id}"), t, None);
+    assert_eq!(view["connection"]["status"], "active");
+    assert!(
+        !format!("{body}{view}").contains(secret),
+        "no API response carries the secret"
+    );
+    // A bad credential is a typed 400 that stores nothing.
+    let (status, err) = call(
+        &s,
+        "PUT",
+        &format!("/v1/connections/{id}/credential"),
+        t,
+        Some(json!({ "kind": "api_key", "fields": {} })),
+    );
+    assert_eq!((status, err["code"].as_str()), (400, Some("invalid_credential")));
+    let (_, view) = call(&s, "GET", &format!("/v1/connections/{id}"), t, None);
+    assert_eq!(
+        view["credential"]["kind"], "secret_bundle",
+        "the stored credential is untouched"
+    );
+}
+
+#[test]
+fn bad_requests_get_typed_errors() {
+    let s = serve();
+    let t = Some(s.token.as_str());
+    let (status, e) = call(&s, "POST", "/v1/connections", t, Some(json!({ "nope": 1 })));
+    assert_eq!((status, e["code"].as_str()), (400, Some("invalid_body")));
+    let (status, e) = call(
+        &s,
+        "POST",
+        "/v1/connections",
+        t,
+        Some(json!({ "connector_id": "ghost" })),
+    );
+    assert_eq!((status, e["code"].as_str()), (404, Some("not_found")));
+    let (status, _) = call(&s, "GET", "/v1/runs/run_missing", t, None);
+    assert_eq!(status, 404);
+    let (status, _) = call(&s, "POST", "/v1/runs/run_missing/cancel", t, None);
+    assert_eq!(status, 404);
+    let (status, e) = call(&s, "GET", "/v1/records?stream=contacts", t, None);
+    assert_eq!((status, e["code"].as_str()), (400, Some("invalid_query")));
+}
