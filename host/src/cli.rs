@@ -716,6 +716,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
         catalog,
         token,
         active: Default::default(),
+        pending: Default::default(),
     });
     axum::serve(listener, crate::api::router(state))
         .with_graceful_shutdown(async {

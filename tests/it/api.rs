@@ -246,3 +246,86 @@ fn bad_requests_get_typed_errors() {
     let (status, e) = call(&s, "GET", "/v1/records?stream=contacts", t, None);
     assert_eq!((status, e["code"].as_str()), (400, Some("invalid_query")));
 }
+
+#[test]
+fn owner_answers_an_interaction_over_http_and_the_answer_is_never_kept() {
+    let s = serve();
+    let t = Some(s.token.as_str());
+    let (_, created) = call(
+        &s,
+        "POST",
+        "/v1/connections",
+        t,
+        Some(json!({ "connector_id": "demo", "settings": { "require_otp": true, "contacts": 2, "events": 0 } })),
+    );
+    let id = created["connection"]["connection_id"].as_str().unwrap().to_owned();
+    let (_, started) = call(&s, "POST", &format!("/v1/connections/{id}/runs"), t, None);
+    let run_id = started["run_id"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let pending = loop {
+        let (_, list) = call(&s, "GET", "/v1/interactions", t, None);
+        if let Some(i) = list["interactions"].as_array().unwrap().first() {
+            break i.clone();
+        }
+        assert!(Instant::now() < deadline, "no interaction appeared");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(
+        (pending["kind"].as_str(), pending["run_id"].as_str()),
+        (Some("otp"), Some(run_id.as_str()))
+    );
+    let ix = pending["interaction_id"].as_str().unwrap();
+    let (status, _) = call(
+        &s,
+        "POST",
+        "/v1/interactions/nope",
+        t,
+        Some(json!({ "status": "success" })),
+    );
+    assert_eq!(status, 404, "an unknown or stale interaction id");
+    let (status, e) = call(
+        &s,
+        "POST",
+        &format!("/v1/interactions/{ix}"),
+        t,
+        Some(json!({ "status": "timeout" })),
+    );
+    assert_eq!((status, e["code"].as_str()), (400, Some("invalid_status")));
+    let code = "864213";
+    let (status, answered) = call(
+        &s,
+        "POST",
+        &format!("/v1/interactions/{ix}"),
+        t,
+        Some(json!({ "status": "success", "data": { "code": code } })),
+    );
+    assert_eq!(status, 200, "{answered}");
+    let run = loop {
+        let (_, r) = call(&s, "GET", &format!("/v1/runs/{run_id}"), t, None);
+        if r["run"]["status"] != "running" {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "the run did not finish");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(run["run"]["status"], "succeeded", "{run}");
+    let kinds: Vec<&str> = run["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert!(kinds.contains(&"run.interaction_required") && kinds.contains(&"run.interaction_completed"));
+    assert!(
+        !format!("{run}{answered}").contains(code),
+        "the answer is never stored or returned"
+    );
+    let (status, _) = call(
+        &s,
+        "POST",
+        &format!("/v1/interactions/{ix}"),
+        t,
+        Some(json!({ "status": "success" })),
+    );
+    assert_eq!(status, 404, "answered once");
+}

@@ -7,9 +7,11 @@
 //! first start and only its SHA-256 is kept.
 
 mod auth;
+mod interactions;
 mod routes;
 
 pub use auth::{Owner, OwnerToken};
+pub use interactions::PendingInteractions;
 
 use crate::deploy::Deployment;
 use crate::plugins::Catalog;
@@ -28,6 +30,8 @@ pub struct AppState {
     pub token: OwnerToken,
     /// Runs in progress in this process, for cancellation.
     pub active: Mutex<HashMap<String, RunControl>>,
+    /// INTERACTIONs waiting for the owner.
+    pub pending: interactions::PendingInteractions,
 }
 
 /// A typed API error: `{code, message}` with its status.

@@ -26,6 +26,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/runs/{id}", get(run))
         .route("/v1/runs/{id}/cancel", post(cancel_run))
         .route("/v1/records", get(records))
+        .route("/v1/interactions", get(super::interactions::list))
+        .route("/v1/interactions/{id}", post(super::interactions::answer))
         .with_state(state)
 }
 
@@ -207,6 +209,11 @@ async fn start_run(_: Owner, State(s): St, Path(id): Path<String>) -> Result<(St
     let run_id = new_run_id();
     let mut opts = ConnectionRun::new(Trigger::Manual);
     opts.run_id = Some(run_id.clone());
+    opts.interaction = Some(Arc::new(super::interactions::HttpInteractions {
+        state: Arc::downgrade(&s),
+        run_id: run_id.clone(),
+        connection_id: id.clone(),
+    }));
     s.active
         .lock()
         .expect("active runs")
