@@ -22,30 +22,12 @@ impl Drop for Server {
     }
 }
 
-fn pack(wasm: &std::path::Path, manifest: &std::path::Path, out: &std::path::Path) {
-    let (code, _, err) = cli(
-        &[
-            "plugins",
-            "pack",
-            "--wasm",
-            wasm.to_str().unwrap(),
-            "--manifest",
-            manifest.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ],
-        &[],
-        None,
-    );
-    assert_eq!(code, 0, "{err}");
-}
-
 fn serve() -> Server {
     let dir = tempfile::tempdir().unwrap();
     let plugins = dir.path().join("plugins");
     std::fs::create_dir_all(&plugins).unwrap();
-    pack(&guest_path("demo"), &demo_manifest_path(), &plugins.join("demo.wasm"));
-    pack(
+    cli_pack(&guest_path("demo"), &demo_manifest_path(), &plugins.join("demo.wasm"));
+    cli_pack(
         &guest_path("probe"),
         &probe_manifest_path(),
         &plugins.join("probe.wasm"),

@@ -635,22 +635,7 @@ fn run_uses_the_manifest_packed_into_the_plugin() {
     let dir = tempfile::tempdir().unwrap();
     let packed = dir.path().join("demo-packed.wasm");
     let demo = guest_path("demo");
-    let manifest = demo_manifest_path();
-    let (code, _, err) = cli(
-        &[
-            "plugins",
-            "pack",
-            "--wasm",
-            demo.to_str().unwrap(),
-            "--manifest",
-            manifest.to_str().unwrap(),
-            "--out",
-            packed.to_str().unwrap(),
-        ],
-        &[],
-        None,
-    );
-    assert_eq!(code, 0, "{err}");
+    cli_pack(&demo, &demo_manifest_path(), &packed);
     let (code, lines, err) = cli(
         &[
             "run",

@@ -220,6 +220,25 @@ pub fn cli_add_connection(args: &[&str]) -> String {
     lines[0]["connection_id"].as_str().expect("a connection id").to_owned()
 }
 
+/// `pdpp-host plugins pack`: the manifest embedded into a copy of the component.
+pub fn cli_pack(wasm: &Path, manifest: &Path, out: &Path) {
+    let (code, _, err) = cli(
+        &[
+            "plugins",
+            "pack",
+            "--wasm",
+            wasm.to_str().unwrap(),
+            "--manifest",
+            manifest.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+        &[],
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+}
+
 // ---- deployments on both backends ---------------------------------------
 
 use pdpp_host::deploy::{DeployOptions, Deployment};

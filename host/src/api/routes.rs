@@ -126,6 +126,15 @@ async fn create_connection(
     Ok((StatusCode::CREATED, Json(json!({ "connection": conn }))))
 }
 
+/// The connection, or a typed 404.
+async fn load_connection(s: &AppState, id: &str) -> Result<crate::store::Connection, ApiError> {
+    s.dep
+        .store
+        .connection(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("connection", id))
+}
+
 /// Credential metadata an owner may see: never the secret.
 async fn credential_view(s: &AppState, id: &str) -> Result<Value, ApiError> {
     Ok(match s.dep.store.credential(id).await? {
@@ -143,12 +152,7 @@ async fn credential_view(s: &AppState, id: &str) -> Result<Value, ApiError> {
 }
 
 async fn connection(_: Owner, State(s): St, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    let conn = s
-        .dep
-        .store
-        .connection(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("connection", &id))?;
+    let conn = load_connection(&s, &id).await?;
     let last_run = s.dep.store.runs_of(&id).await?.into_iter().next();
     let credential = credential_view(&s, &id).await?;
     Ok(Json(
@@ -171,12 +175,7 @@ async fn put_credential(
     // Never echo the body back: it holds the secret.
     let Json(body) =
         body.map_err(|_| ApiError::bad_request("invalid_body", "expected {\"kind\": ..., \"fields\": {...}}"))?;
-    let conn = s
-        .dep
-        .store
-        .connection(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("connection", &id))?;
+    let conn = load_connection(&s, &id).await?;
     let bundle = Bundle::new(&body.kind, body.fields);
     let sealed = s
         .dep
@@ -193,12 +192,7 @@ async fn put_credential(
 }
 
 async fn start_run(_: Owner, State(s): St, Path(id): Path<String>) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let conn = s
-        .dep
-        .store
-        .connection(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("connection", &id))?;
+    let conn = load_connection(&s, &id).await?;
     let plugin = s.catalog.get(&conn.connector_id).ok_or_else(|| {
         ApiError::new(
             StatusCode::CONFLICT,
@@ -272,9 +266,7 @@ async fn records(
     q: Result<Query<RecordsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
-    if s.dep.store.connection(&q.connection_id).await?.is_none() {
-        return Err(ApiError::not_found("connection", &q.connection_id));
-    }
+    load_connection(&s, &q.connection_id).await?;
     Ok(Json(
         json!({ "records": s.dep.store.records(&q.connection_id, &q.stream).await? }),
     ))
