@@ -233,19 +233,8 @@ fn host_environment_is_never_a_credential_fallback() {
         r#"{"behavior":"secrets"}"#,
     ]);
     let probe = guest_path("probe");
-    for extra in [None, Some("--scheduled")] {
-        let mut args = vec![
-            "run",
-            probe.to_str().unwrap(),
-            "--manifest",
-            m.to_str().unwrap(),
-            "--data-dir",
-            data_s,
-            "--connection",
-            &conn,
-        ];
-        args.extend(extra);
-        let (code, lines, stderr) = cli(&args, &env, None);
+    for extra in [&[][..], &["--scheduled"][..]] {
+        let (code, lines, stderr) = cli_run_connection(&probe, &m, data_s, &conn, extra, &env);
         assert_eq!(code, 2, "refused before start: {stderr}");
         assert!(stderr.contains("credential_missing"), "{stderr}");
         assert!(lines.is_empty(), "nothing ran: {lines:?}");
@@ -272,20 +261,7 @@ fn host_environment_is_never_a_credential_fallback() {
         None,
     );
     assert_eq!(code, 0, "{err}");
-    let (code, lines, stderr) = cli(
-        &[
-            "run",
-            probe.to_str().unwrap(),
-            "--manifest",
-            m.to_str().unwrap(),
-            "--data-dir",
-            data_s,
-            "--connection",
-            &conn,
-        ],
-        &env,
-        None,
-    );
+    let (code, lines, stderr) = cli_run_connection(&probe, &m, data_s, &conn, &[], &env);
     assert_eq!(code, 0, "{stderr}");
     let seen: &Value = &lines.iter().find(|l| l["type"] == "RECORD").unwrap()["data"]["what"];
     assert_eq!(seen["available"], json!(["signing_key", "token"]));

@@ -188,20 +188,7 @@ fn runs_show_prints_the_run_and_its_timeline() {
         r#"{"contacts": 3, "events": 2}"#,
     ]);
     let demo = guest_path("demo");
-    let (code, _, err) = cli(
-        &[
-            "run",
-            demo.to_str().unwrap(),
-            "--manifest",
-            m.to_str().unwrap(),
-            "--data-dir",
-            data_s,
-            "--connection",
-            &conn,
-        ],
-        &[],
-        None,
-    );
+    let (code, _, err) = cli_run_connection(&demo, &m, data_s, &conn, &[], &[]);
     assert_eq!(code, 0, "{err}");
     let (code, runs, _) = cli(
         &["runs", "list", "--data-dir", data_s, "--connection", &conn],

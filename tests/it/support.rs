@@ -239,6 +239,29 @@ pub fn cli_pack(wasm: &Path, manifest: &Path, out: &Path) {
     assert_eq!(code, 0, "{err}");
 }
 
+/// `pdpp-host run PLUGIN --manifest M --data-dir D --connection C` (plus `extra`).
+pub fn cli_run_connection(
+    plugin: &Path,
+    manifest: &Path,
+    data_dir: &str,
+    connection: &str,
+    extra: &[&str],
+    envs: &[(&str, &str)],
+) -> (i32, Vec<Value>, String) {
+    let mut args = vec![
+        "run",
+        plugin.to_str().unwrap(),
+        "--manifest",
+        manifest.to_str().unwrap(),
+        "--data-dir",
+        data_dir,
+        "--connection",
+        connection,
+    ];
+    args.extend_from_slice(extra);
+    cli(&args, envs, None)
+}
+
 // ---- deployments on both backends ---------------------------------------
 
 use pdpp_host::deploy::{DeployOptions, Deployment};

@@ -19,6 +19,27 @@ use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Row};
 use std::path::Path;
 
+/// The columns each row type's `from_row` reads: one list per table, so a
+/// query and its decoder cannot drift apart.
+macro_rules! select_connections {
+    () => {
+        "SELECT connection_id, connector_id, status, display_name, account_identity, binding_metadata, \
+         created_at, updated_at FROM connections"
+    };
+}
+macro_rules! select_credentials {
+    () => {
+        "SELECT connection_id, kind, field_names, status, format_version, key_id, nonce, ciphertext, fingerprint, \
+         captured_at, rotated_at FROM credentials"
+    };
+}
+macro_rules! select_runs {
+    () => {
+        "SELECT run_id, connection_id, connector_id, status, run_trigger, started_at, finished_at, \
+         records_emitted, records_written, failure_reason, failure_message, resource_report FROM runs"
+    };
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("unsupported database URL (use sqlite://PATH or postgres://…): {0}")]
@@ -212,32 +233,26 @@ impl Store {
     }
 
     pub async fn connection(&self, connection_id: &str) -> Result<Option<Connection>> {
-        let row = sqlx::query(
-            "SELECT connection_id, connector_id, status, display_name, account_identity, binding_metadata,
-               created_at, updated_at FROM connections WHERE connection_id = $1",
-        )
-        .bind(connection_id)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row = sqlx::query(concat!(select_connections!(), " WHERE connection_id = $1"))
+            .bind(connection_id)
+            .fetch_optional(&self.pool)
+            .await?;
         row.map(|r| Connection::from_row(&r)).transpose()
     }
 
     /// Every connection, oldest first.
     pub async fn all_connections(&self) -> Result<Vec<Connection>> {
-        let rows = sqlx::query(
-            "SELECT connection_id, connector_id, status, display_name, account_identity, binding_metadata,
-               created_at, updated_at FROM connections ORDER BY created_at, connection_id",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(concat!(select_connections!(), " ORDER BY created_at, connection_id"))
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(Connection::from_row).collect()
     }
 
     pub async fn connections_of(&self, connector_id: &str) -> Result<Vec<Connection>> {
-        let rows = sqlx::query(
-            "SELECT connection_id, connector_id, status, display_name, account_identity, binding_metadata,
-               created_at, updated_at FROM connections WHERE connector_id = $1 ORDER BY created_at, connection_id",
-        )
+        let rows = sqlx::query(concat!(
+            select_connections!(),
+            " WHERE connector_id = $1 ORDER BY created_at, connection_id"
+        ))
         .bind(connector_id)
         .fetch_all(&self.pool)
         .await?;
@@ -289,23 +304,17 @@ impl Store {
     }
 
     pub async fn credential(&self, connection_id: &str) -> Result<Option<StoredCredential>> {
-        let row = sqlx::query(
-            "SELECT connection_id, kind, field_names, status, format_version, key_id, nonce, ciphertext, fingerprint,
-               captured_at, rotated_at FROM credentials WHERE connection_id = $1",
-        )
-        .bind(connection_id)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row = sqlx::query(concat!(select_credentials!(), " WHERE connection_id = $1"))
+            .bind(connection_id)
+            .fetch_optional(&self.pool)
+            .await?;
         row.map(|r| StoredCredential::from_row(&r)).transpose()
     }
 
     pub async fn all_credentials(&self) -> Result<Vec<StoredCredential>> {
-        let rows = sqlx::query(
-            "SELECT connection_id, kind, field_names, status, format_version, key_id, nonce, ciphertext, fingerprint,
-               captured_at, rotated_at FROM credentials ORDER BY connection_id",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query(concat!(select_credentials!(), " ORDER BY connection_id"))
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(StoredCredential::from_row).collect()
     }
 
@@ -407,24 +416,19 @@ impl Store {
     }
 
     pub async fn run(&self, run_id: &str) -> Result<Option<RunRow>> {
-        let row = sqlx::query(
-            "SELECT run_id, connection_id, connector_id, status, run_trigger, started_at, finished_at,
-               records_emitted, records_written, failure_reason, failure_message, resource_report
-             FROM runs WHERE run_id = $1",
-        )
-        .bind(run_id)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row = sqlx::query(concat!(select_runs!(), " WHERE run_id = $1"))
+            .bind(run_id)
+            .fetch_optional(&self.pool)
+            .await?;
         row.map(|r| RunRow::from_row(&r)).transpose()
     }
 
     /// A connection's runs, newest first.
     pub async fn runs_of(&self, connection_id: &str) -> Result<Vec<RunRow>> {
-        let rows = sqlx::query(
-            "SELECT run_id, connection_id, connector_id, status, run_trigger, started_at, finished_at,
-               records_emitted, records_written, failure_reason, failure_message, resource_report
-             FROM runs WHERE connection_id = $1 ORDER BY started_at DESC, run_id DESC",
-        )
+        let rows = sqlx::query(concat!(
+            select_runs!(),
+            " WHERE connection_id = $1 ORDER BY started_at DESC, run_id DESC"
+        ))
         .bind(connection_id)
         .fetch_all(&self.pool)
         .await?;
