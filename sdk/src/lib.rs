@@ -87,6 +87,90 @@ pub use serde_json::{self, Value, json};
 pub trait Connector {
     /// Collect what the run's scope asks for. `Ok(())` is DONE `succeeded`.
     fn run(run: &mut Run) -> Result<(), Failure>;
+
+    /// Check a candidate credential before the host stores it (the
+    /// credential probe). The default has no probe: the host then validates
+    /// at the first sync. A probe should make one cheap authenticated call
+    /// and return the account it belongs to.
+    fn validate_credential(probe: &Probe) -> Result<Account, ProbeError> {
+        let _ = probe;
+        Err(ProbeError::Unsupported)
+    }
+}
+
+/// What a credential probe sees: the candidate credential (through
+/// [`Probe::secret`]) and the connection's non-secret setup fields.
+pub struct Probe {
+    settings: Value,
+}
+
+impl Probe {
+    /// The non-secret setup fields (a JSON object).
+    pub fn settings(&self) -> &Value {
+        &self.settings
+    }
+    /// One non-secret setup field as text.
+    pub fn setting(&self, name: &str) -> Option<&str> {
+        self.settings.get(name).and_then(Value::as_str)
+    }
+    /// A handle to a field of the candidate credential.
+    pub fn secret(&self, field: &str) -> Result<Secret, SecretError> {
+        wit::secrets::get(field).map(Secret).map_err(SecretError::from)
+    }
+    /// A structured log line, attributed to the probe.
+    pub fn log(&self, level: Level, message: &str) {
+        wit::log::write(level.into(), message, &[]);
+    }
+}
+
+impl From<Level> for wit::log::Level {
+    fn from(level: Level) -> Self {
+        match level {
+            Level::Trace => wit::log::Level::Trace,
+            Level::Debug => wit::log::Level::Debug,
+            Level::Info => wit::log::Level::Info,
+            Level::Warn => wit::log::Level::Warn,
+            Level::Error => wit::log::Level::Error,
+        }
+    }
+}
+
+/// The account a credential belongs to. Never a secret.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Account {
+    /// A stable identity at the provider (login, user id, workspace).
+    pub identity: String,
+    /// A human-readable label.
+    pub detail: Option<String>,
+}
+
+/// Why a probe did not accept a credential.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProbeError {
+    /// The provider refused the credential.
+    Rejected(String),
+    /// Valid, but missing a permission the connector needs.
+    InsufficientScope(String),
+    /// The provider could not be asked.
+    Unavailable(String),
+    /// No probe: validate at the first sync.
+    Unsupported,
+}
+
+impl From<http::HttpError> for ProbeError {
+    fn from(e: http::HttpError) -> Self {
+        match &e {
+            http::HttpError::Status { status: 401, .. } => ProbeError::Rejected(e.to_string()),
+            http::HttpError::Status { status: 403, .. } => ProbeError::InsufficientScope(e.to_string()),
+            _ => ProbeError::Unavailable(e.to_string()),
+        }
+    }
+}
+
+impl From<SecretError> for ProbeError {
+    fn from(e: SecretError) -> Self {
+        ProbeError::Rejected(e.to_string())
+    }
 }
 
 /// Export a [`Connector`] as the component's `run` function.
@@ -101,6 +185,14 @@ macro_rules! export_connector {
                 ) -> $crate::__bindings::pdpp::connector::types::Done {
                     $crate::__private::run::<$connector>(start)
                 }
+                fn validate_credential(
+                    settings: ::std::string::String,
+                ) -> ::std::result::Result<
+                    $crate::__bindings::pdpp::connector::probe::Account,
+                    $crate::__bindings::pdpp::connector::probe::ProbeError,
+                > {
+                    $crate::__private::probe::<$connector>(settings)
+                }
             }
             $crate::__bindings::__export_connector_world!(
                 __PdppExport with_types_in $crate::__bindings
@@ -112,6 +204,20 @@ macro_rules! export_connector {
 #[doc(hidden)]
 pub mod __private {
     use super::*;
+
+    pub fn probe<C: Connector>(settings: String) -> Result<wit::probe::Account, wit::probe::ProbeError> {
+        let settings = serde_json::from_str(&settings).unwrap_or(Value::Object(Default::default()));
+        match C::validate_credential(&Probe { settings }) {
+            Ok(a) => Ok(wit::probe::Account {
+                identity: a.identity,
+                detail: a.detail,
+            }),
+            Err(ProbeError::Rejected(m)) => Err(wit::probe::ProbeError::Rejected(m)),
+            Err(ProbeError::InsufficientScope(m)) => Err(wit::probe::ProbeError::InsufficientScope(m)),
+            Err(ProbeError::Unavailable(m)) => Err(wit::probe::ProbeError::Unavailable(m)),
+            Err(ProbeError::Unsupported) => Err(wit::probe::ProbeError::Unsupported),
+        }
+    }
 
     pub fn run<C: Connector>(start: wit::types::Start) -> wit::types::Done {
         let mut run = Run::new(start);
@@ -779,15 +885,8 @@ impl Run {
 
     /// Structured log line, attributed to this run.
     pub fn log(&self, level: Level, message: &str, fields: &[(&str, &str)]) {
-        let level = match level {
-            Level::Trace => wit::log::Level::Trace,
-            Level::Debug => wit::log::Level::Debug,
-            Level::Info => wit::log::Level::Info,
-            Level::Warn => wit::log::Level::Warn,
-            Level::Error => wit::log::Level::Error,
-        };
         let fields: Vec<(String, String)> = fields.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        wit::log::write(level, message, &fields);
+        wit::log::write(level.into(), message, &fields);
     }
 
     pub fn info(&self, message: &str) {

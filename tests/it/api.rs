@@ -1,92 +1,13 @@
 //! The owner API through the real `pdpp-host serve` process over loopback
 //! HTTP, with the real store, vault and wasm connectors.
 
+use crate::server::*;
 use crate::support::*;
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-struct Server {
-    child: Child,
-    addr: String,
-    token: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn serve() -> Server {
-    let dir = tempfile::tempdir().unwrap();
-    let plugins = dir.path().join("plugins");
-    std::fs::create_dir_all(&plugins).unwrap();
-    cli_pack(&guest_path("demo"), &demo_manifest_path(), &plugins.join("demo.wasm"));
-    cli_pack(
-        &guest_path("probe"),
-        &probe_manifest_path(),
-        &plugins.join("probe.wasm"),
-    );
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pdpp-host"))
-        .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path().join("data"))
-        .arg("--plugin-dir")
-        .arg(&plugins)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    let token = line
-        .trim()
-        .strip_prefix("owner token: ")
-        .expect("the token is printed once at first start")
-        .to_owned();
-    let mut err = BufReader::new(child.stderr.take().unwrap());
-    let addr = loop {
-        let mut l = String::new();
-        assert!(
-            err.read_line(&mut l).unwrap() > 0,
-            "the server stopped before listening"
-        );
-        if let Some(rest) = l.split("http://").nth(1) {
-            break rest.split_whitespace().next().unwrap().to_owned();
-        }
-    };
-    Server {
-        child,
-        addr,
-        token,
-        _dir: dir,
-    }
-}
-
-/// One HTTP/1.1 request over a fresh loopback connection.
-fn call(s: &Server, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
-    let mut sock = TcpStream::connect(&s.addr).unwrap();
-    let body = body.map(|b| b.to_string()).unwrap_or_default();
-    let auth = token
-        .map(|t| format!("authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    write!(
-        sock,
-        "{method} {path} HTTP/1.1\r\nhost: {}\r\n{auth}content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        s.addr,
-        body.len()
-    )
-    .unwrap();
-    let mut text = String::new();
-    sock.read_to_string(&mut text).unwrap();
-    let status: u16 = text.split(' ').nth(1).unwrap().parse().unwrap();
-    let payload = text.split("\r\n\r\n").nth(1).unwrap_or_default();
-    (status, serde_json::from_str(payload).unwrap_or(Value::Null))
+    serve_with(ServeOptions::default().plugin("demo", &demo_manifest_path()).plugin("probe", &probe_manifest_path()))
 }
 
 #[test]

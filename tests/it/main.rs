@@ -2,6 +2,7 @@
 //! One test binary; each guest is built and compiled once per process.
 
 mod support;
+mod server;
 
 mod api;
 mod conformance;
@@ -12,5 +13,6 @@ mod interaction;
 mod isolation;
 mod limits;
 mod plugins;
+mod providers;
 mod secrets;
 mod store;

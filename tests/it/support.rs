@@ -38,6 +38,12 @@ fn guest_dir() -> &'static PathBuf {
                 "script",
                 "-p",
                 "fetch",
+                "-p",
+                "github",
+                "-p",
+                "notion",
+                "-p",
+                "oura",
                 "--target-dir",
             ])
             .arg(&target)
@@ -343,25 +349,28 @@ pub fn postgres_url() -> String {
     )
 }
 
+/// A new, empty database on the test PostgreSQL server; its URL.
+pub async fn fresh_postgres_database() -> String {
+    let base = postgres_url();
+    sqlx::any::install_default_drivers();
+    let admin = sqlx::AnyPool::connect(&base)
+        .await
+        .expect("the test PostgreSQL server answers");
+    let name = pdpp_host::store::new_id("pdpp_test");
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&admin)
+        .await
+        .unwrap();
+    admin.close().await;
+    let (prefix, _) = base.rsplit_once('/').expect("URL with a database");
+    format!("{prefix}/{name}")
+}
+
 pub async fn deployment(backend: Backend) -> TestDeployment {
     let dir = tempfile::tempdir().unwrap();
     let url = match backend {
         Backend::Sqlite => format!("sqlite://{}?mode=rwc", dir.path().join("pdpp.db").display()),
-        Backend::Postgres => {
-            let base = postgres_url();
-            sqlx::any::install_default_drivers();
-            let admin = sqlx::AnyPool::connect(&base)
-                .await
-                .expect("the test PostgreSQL server answers");
-            let name = pdpp_host::store::new_id("pdpp_test");
-            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                .execute(&admin)
-                .await
-                .unwrap();
-            admin.close().await;
-            let (prefix, _) = base.rsplit_once('/').expect("URL with a database");
-            format!("{prefix}/{name}")
-        }
+        Backend::Postgres => fresh_postgres_database().await,
     };
     let dep = Deployment::open(DeployOptions {
         data_dir: dir.path().to_path_buf(),

@@ -54,9 +54,44 @@ pub struct Manifest {
     pub setup: Option<Setup>,
     #[serde(default)]
     pub capabilities: Option<Value>,
+    /// Whether new connections may be made (tombstones, upstream blocks).
+    #[serde(default)]
+    pub lifecycle: Option<Lifecycle>,
     /// Everything else, kept as written.
     #[serde(flatten)]
     pub extra: BTreeMap<String, Value>,
+}
+
+/// `lifecycle`: a connector the catalog keeps listing but that takes no new
+/// connections. Data already collected stays readable.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lifecycle {
+    pub status: LifecycleStatus,
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub since: Option<String>,
+    #[serde(default)]
+    pub data_deleted_at: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LifecycleStatus {
+    Available,
+    Removed,
+    BlockedUpstream,
+}
+
+impl Manifest {
+    /// Why new connections are refused, when they are.
+    pub fn closed_for_setup(&self) -> Option<(LifecycleStatus, String)> {
+        let l = self.lifecycle.as_ref()?;
+        match l.status {
+            LifecycleStatus::Available => None,
+            status => Some((status, l.reason.clone().unwrap_or_default())),
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

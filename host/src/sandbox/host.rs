@@ -20,7 +20,10 @@ wasmtime::component::bindgen!({
 });
 
 pub use pdpp::connector::types as wit;
-use pdpp::connector::{emit, interaction, log, secrets};
+use pdpp::connector::{emit, interaction, log, probe, secrets};
+
+/// The probe interface has only types; nothing to implement.
+impl probe::Host for RunState {}
 
 /// A secret handle held by the guest: the field name only.
 pub struct SecretHandle {

@@ -554,24 +554,25 @@ impl Sandbox {
             Ok(done) => GuestExit::Done(host::done(done)),
             Err(e) => classify(&e, &state),
         };
-        let usage = Usage {
-            cpu: state.clock.guest_time().min(started.elapsed()),
-            wall: started.elapsed(),
-            peak_memory_bytes: state.limiter.peak_memory as u64,
-            stdout: state.stdout.snapshot(),
-            stderr: state.stderr.snapshot(),
-            requests: Vec::new(),
-            bytes_in: 0,
-            bytes_out: 0,
-        };
-        let mut usage = usage;
-        {
-            let mut log = state.egress.log.lock().expect("egress log");
-            usage.requests = std::mem::take(&mut log.requests);
-            usage.bytes_in = log.bytes_in;
-            usage.bytes_out = log.bytes_out;
-        }
+        let usage = state.usage(started);
         (exit, usage, state.hooks)
+    }
+}
+
+impl RunState {
+    /// What the guest used, read when its store is finished.
+    fn usage(&self, started: Instant) -> Usage {
+        let mut log = self.egress.log.lock().expect("egress log");
+        Usage {
+            cpu: self.clock.guest_time().min(started.elapsed()),
+            wall: started.elapsed(),
+            peak_memory_bytes: self.limiter.peak_memory as u64,
+            stdout: self.stdout.snapshot(),
+            stderr: self.stderr.snapshot(),
+            requests: std::mem::take(&mut log.requests),
+            bytes_in: log.bytes_in,
+            bytes_out: log.bytes_out,
+        }
     }
 }
 
@@ -603,6 +604,56 @@ fn classify(e: &wasmtime::Error, state: &RunState) -> GuestExit {
 /// The innermost message of an error, without a host backtrace.
 fn root(e: &wasmtime::Error) -> String {
     e.root_cause().to_string()
+}
+
+/// A credential probe of one plugin: its setup fields, the candidate
+/// credential, and the same limits and egress a run would have.
+pub struct GuestProbe {
+    pub settings: Value,
+    pub secrets: SecretSet,
+    pub limits: RunLimits,
+    pub control: RunControl,
+    pub egress: EgressSetup,
+}
+
+/// What the guest's `validate-credential` answered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProbeAnswer {
+    Accepted { identity: String, detail: Option<String> },
+    Rejected(String),
+    InsufficientScope(String),
+    Unavailable(String),
+    Unsupported,
+}
+
+impl Sandbox {
+    /// Call the guest's credential probe once in a fresh store. Emitting and
+    /// asking the owner are not available to a probe (the hooks refuse them).
+    pub async fn probe(&self, plugin: &Plugin, probe: GuestProbe) -> (Result<ProbeAnswer, GuestExit>, Usage) {
+        let mut store = self.store(Box::new(NullHooks), probe.secrets, &probe.limits, probe.control, probe.egress);
+        let started = store.data().clock.started;
+        let settings = probe.settings.to_string();
+        let result = async {
+            let instance = plugin.pre.instantiate_async(&mut store).await?;
+            instance.call_validate_credential(&mut store, &settings).await
+        }
+        .await;
+        let state = store.into_data();
+        let answer = match result {
+            Ok(Ok(a)) => Ok(ProbeAnswer::Accepted {
+                identity: a.identity,
+                detail: a.detail,
+            }),
+            Ok(Err(e)) => Ok(match e {
+                host::ProbeError::Rejected(m) => ProbeAnswer::Rejected(m),
+                host::ProbeError::InsufficientScope(m) => ProbeAnswer::InsufficientScope(m),
+                host::ProbeError::Unavailable(m) => ProbeAnswer::Unavailable(m),
+                host::ProbeError::Unsupported => ProbeAnswer::Unsupported,
+            }),
+            Err(e) => Err(classify(&e, &state)),
+        };
+        (answer, state.usage(started))
+    }
 }
 
 /// Hooks for a store that never runs the guest.

@@ -2,7 +2,10 @@
 //! reports what it saw as a RECORD on the `observations` stream, so tests
 //! assert on the sandbox from the outside.
 
-use pdpp_sdk::{Answer, Connector, Failure, Interaction, Run, Value, export_connector, json, serde_json};
+use pdpp_sdk::{
+    Account, Answer, Connector, Failure, Interaction, Probe as ProbeCtx, ProbeError, Run, Value, export_connector, json,
+    serde_json,
+};
 use std::hint::black_box;
 
 struct Probe;
@@ -19,6 +22,31 @@ fn err_text<T: std::fmt::Debug, E: std::fmt::Display>(r: Result<T, E>) -> Value 
 }
 
 impl Connector for Probe {
+    /// The credential probe: the revealable `signing_key` decides. A key
+    /// starting `reject` is refused, `scope` lacks permission, `down` finds
+    /// the provider unreachable; anything else is accepted as the account
+    /// named by the `account` setup field.
+    fn validate_credential(probe: &ProbeCtx) -> Result<Account, ProbeError> {
+        probe.secret("token")?;
+        let key = probe
+            .secret("signing_key")?
+            .reveal()
+            .map_err(|e| ProbeError::Rejected(e.to_string()))?;
+        if key.starts_with("reject") {
+            return Err(ProbeError::Rejected("the provider refused this key".into()));
+        }
+        if key.starts_with("scope") {
+            return Err(ProbeError::InsufficientScope("the key cannot read items".into()));
+        }
+        if key.starts_with("down") {
+            return Err(ProbeError::Unavailable("the provider did not answer".into()));
+        }
+        Ok(Account {
+            identity: probe.setting("account").unwrap_or("probe-account").to_owned(),
+            detail: Some("Probe account".into()),
+        })
+    }
+
     fn run(run: &mut Run) -> Result<(), Failure> {
         let behavior = run
             .settings()
@@ -68,6 +96,10 @@ impl Connector for Probe {
                 run.flush()?;
                 panic!("probe panicked on purpose");
             }
+            "fail_first" => Err(Failure::new("the provider is down").code("upstream_unavailable").retryable(true)),
+            "reject_run" => Err(Failure::new("the provider refused the token")
+                .code("credential_rejected")
+                .recovery(pdpp_sdk::Recovery::RefreshCredentials)),
             "fail_after_state" => {
                 run.record("items", "i0", &json!({ "id": "i0", "n": 0 }))?;
                 run.checkpoint("items", &json!({ "n": 1 }))?;

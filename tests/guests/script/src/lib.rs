@@ -18,7 +18,7 @@
 //!
 //! A script that ends without DONE returns DONE `succeeded`.
 
-use pdpp_sdk::__bindings::pdpp::connector::{emit, interaction, types as t};
+use pdpp_sdk::__bindings::pdpp::connector::{emit, interaction, probe, types as t};
 use serde_json::{Value, json};
 
 struct Script;
@@ -178,7 +178,22 @@ fn spin(ms: Option<u64>) {
     }
 }
 
+fn s_opt(v: Option<&Value>, key: &str) -> Option<String> {
+    v.and_then(|v| v.get(key)).and_then(Value::as_str).map(str::to_owned)
+}
+
 impl pdpp_sdk::__bindings::Guest for Script {
+    /// Scripted by `settings.probe`: `{"accept": identity}`, `{"reject": why}`, or no probe.
+    fn validate_credential(settings: String) -> Result<probe::Account, probe::ProbeError> {
+        let settings: Value = serde_json::from_str(&settings).unwrap_or(Value::Null);
+        let probe = settings.get("probe");
+        match (s_opt(probe, "accept"), s_opt(probe, "reject")) {
+            (Some(identity), _) => Ok(probe::Account { identity, detail: None }),
+            (None, Some(why)) => Err(probe::ProbeError::Rejected(why)),
+            (None, None) => Err(probe::ProbeError::Unsupported),
+        }
+    }
+
     fn run(start: t::Start) -> t::Done {
         let settings: Value = serde_json::from_str(&start.settings).unwrap_or(Value::Null);
         let steps = settings

@@ -1,0 +1,214 @@
+//! The real `pdpp-host serve` process, started per test, and a tiny HTTP/1.1
+//! client for it. Tests that need a provider double run it on its own
+//! thread and runtime (see `providers`), so these blocking calls never
+//! starve it.
+
+use crate::support::*;
+use pdpp_host::store::Backend;
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub struct Server {
+    child: Child,
+    pub addr: String,
+    pub token: String,
+    pub dir: tempfile::TempDir,
+    /// The database the server uses (a SQLite file URL or a PostgreSQL URL).
+    pub database_url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What to start the server with.
+#[derive(Default)]
+pub struct ServeOptions {
+    /// (guest name, manifest) pairs packed into the plugin directory.
+    plugins: Vec<(String, PathBuf)>,
+    /// Manifest-only listings (tombstones) copied into the plugin directory.
+    listings: Vec<PathBuf>,
+    /// The TOML configuration file's text (`--config`).
+    config: Option<String>,
+    backend: Option<Backend>,
+}
+
+impl ServeOptions {
+    pub fn plugin(mut self, guest: &str, manifest: &Path) -> Self {
+        self.plugins.push((guest.to_owned(), manifest.to_owned()));
+        self
+    }
+    pub fn listing(mut self, manifest: &Path) -> Self {
+        self.listings.push(manifest.to_owned());
+        self
+    }
+    pub fn config(mut self, toml: &str) -> Self {
+        self.config = Some(toml.to_owned());
+        self
+    }
+    pub fn backend(mut self, backend: Backend) -> Self {
+        self.backend = Some(backend);
+        self
+    }
+}
+
+pub fn serve_with(opts: ServeOptions) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    for (guest, manifest) in &opts.plugins {
+        cli_pack(&guest_path(guest), manifest, &plugins.join(format!("{guest}.wasm")));
+    }
+    for listing in &opts.listings {
+        std::fs::copy(listing, plugins.join(listing.file_name().unwrap())).unwrap();
+    }
+    let database_url = match opts.backend.unwrap_or(Backend::Sqlite) {
+        Backend::Sqlite => format!("sqlite://{}?mode=rwc", dir.path().join("data/pdpp.db").display()),
+        Backend::Postgres => tokio::runtime::Runtime::new()
+            .unwrap()
+            .block_on(fresh_postgres_database()),
+    };
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pdpp-host"));
+    cmd.args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .arg("--plugin-dir")
+        .arg(&plugins)
+        .arg("--database-url")
+        .arg(&database_url);
+    if let Some(toml) = &opts.config {
+        let path = dir.path().join("pdpp-host.toml");
+        std::fs::write(&path, toml).unwrap();
+        cmd.arg("--config").arg(path);
+    }
+    let mut child = cmd
+        .env_remove("PDPP_DATABASE_URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    let token = line
+        .trim()
+        .strip_prefix("owner token: ")
+        .expect("the token is printed once at first start")
+        .to_owned();
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let addr = loop {
+        let mut l = String::new();
+        assert!(
+            err.read_line(&mut l).unwrap() > 0,
+            "the server stopped before listening"
+        );
+        if let Some(rest) = l.split("http://").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    // Keep draining the server's stderr so it never blocks on a full pipe.
+    std::thread::spawn(move || {
+        let mut sink = String::new();
+        let _ = err.read_to_string(&mut sink);
+    });
+    Server {
+        child,
+        addr,
+        token,
+        dir,
+        database_url,
+    }
+}
+
+/// One HTTP/1.1 request over a fresh loopback connection: status and JSON body.
+pub fn call(s: &Server, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+    let (status, text) = call_raw(s, method, path, token, body.map(|b| b.to_string()));
+    (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+/// One request; status and the raw body text.
+pub fn call_raw(s: &Server, method: &str, path: &str, token: Option<&str>, body: Option<String>) -> (u16, String) {
+    let mut sock = TcpStream::connect(&s.addr).unwrap();
+    let body = body.unwrap_or_default();
+    let auth = token
+        .map(|t| format!("authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        sock,
+        "{method} {path} HTTP/1.1\r\nhost: {}\r\n{auth}content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        s.addr,
+        body.len()
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    sock.read_to_end(&mut raw).unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status: u16 = text.split(' ').nth(1).unwrap().parse().unwrap();
+    let (head, payload) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let payload = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        dechunk(payload)
+    } else {
+        payload.to_owned()
+    };
+    (status, payload)
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+impl Server {
+    /// GET/POST/... with the owner token.
+    pub fn owner(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        call(self, method, path, Some(&self.token), body)
+    }
+
+    /// Wait until a run has finished; the run object from `GET /v1/runs/{id}`.
+    pub fn wait_run(&self, run_id: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (status, body) = self.owner("GET", &format!("/v1/runs/{run_id}"), None);
+            if status == 200 && body["run"]["status"] != "running" {
+                return body["run"].clone();
+            }
+            assert!(Instant::now() < deadline, "run {run_id} did not finish: {body}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// Define a server test once; run it against SQLite and against PostgreSQL.
+#[macro_export]
+macro_rules! server_on_both_backends {
+    ($(#[$doc:meta])* fn $name:ident($b:ident: Backend) $body:block) => {
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            $(#[$doc])*
+            fn check($b: pdpp_host::store::Backend) $body
+            #[test]
+            fn sqlite() {
+                check(pdpp_host::store::Backend::Sqlite)
+            }
+            #[test]
+            fn postgres() {
+                check(pdpp_host::store::Backend::Postgres)
+            }
+        }
+    };
+}
