@@ -1,21 +1,31 @@
 #!/usr/bin/env bash
-# Builds the demo connector, packs it into the plugin directory and starts the
-# host with its embedded defaults (SQLite and the vault key in .pdpp/data).
-# On first start it prints the owner token once. Then, from another terminal:
-#   TOKEN=pdpp_owner_…
-#   curl -s -H "authorization: Bearer $TOKEN" localhost:8787/v1/connectors
-#   curl -s -H "authorization: Bearer $TOKEN" -H 'content-type: application/json' \
-#        -d '{"connector_id":"demo","settings":{"contacts":20}}' localhost:8787/v1/connections
-#   curl -s -X POST -H "authorization: Bearer $TOKEN" localhost:8787/v1/connections/<id>/runs
-#   curl -s -H "authorization: Bearer $TOKEN" "localhost:8787/v1/records?connection_id=<id>&stream=contacts"
-# Extra arguments go to `pdpp-host serve`.
+# README's first command. Builds every connector in connectors/ for
+# wasm32-wasip2, packs each with its manifest into the plugin directory (as a
+# deployer would drop a .wasm there), adds the manifest-only listings
+# (tombstones, upstream blocks), and starts the host with its embedded
+# defaults: SQLite and the vault key in .pdpp/data, the owner API on
+# 127.0.0.1:8787. On first start it prints the owner token once; then follow
+# docs/quickstart.md. Extra arguments go to `pdpp-host serve`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 rustup target add wasm32-wasip2 >&2
-cargo build --locked --release --target wasm32-wasip2 -p demo >&2
+connectors=()
+for dir in connectors/*/; do
+  name=$(basename "$dir")
+  [ -f "manifests/$name.json" ] && connectors+=("$name")
+done
+cargo build --locked --release --target wasm32-wasip2 $(printf -- '-p %s ' "${connectors[@]}") >&2
 cargo build --locked -q -p pdpp-host >&2
 mkdir -p .pdpp/plugins
-./target/debug/pdpp-host plugins pack --wasm target/wasm32-wasip2/release/demo.wasm \
-  --manifest manifests/demo.json --out .pdpp/plugins/demo.wasm >&2
+for name in "${connectors[@]}"; do
+  ./target/debug/pdpp-host plugins pack --wasm "target/wasm32-wasip2/release/$name.wasm" \
+    --manifest "manifests/$name.json" --out ".pdpp/plugins/$name.wasm" >&2
+done
+for manifest in manifests/*.json; do
+  name=$(basename "$manifest" .json)
+  if [ ! -d "connectors/$name" ] && grep -q '"lifecycle"' "$manifest"; then
+    cp "$manifest" ".pdpp/plugins/$name.json"
+  fi
+done
 exec ./target/debug/pdpp-host serve --data-dir .pdpp/data --plugin-dir .pdpp/plugins "$@"

@@ -137,14 +137,25 @@ pub enum ConnectionCommand {
 
 #[derive(clap::Args)]
 pub struct ServeArgs {
-    #[command(flatten)]
-    pub data: DataArgs,
-    /// Address and port to listen on.
-    #[arg(long, env = "PDPP_BIND", default_value = "127.0.0.1:8787")]
-    pub bind: String,
-    /// The plugin directory: `.wasm` files with embedded manifests (or sidecars).
-    #[arg(long, env = "PDPP_PLUGIN_DIR", default_value = "plugins")]
-    pub plugin_dir: PathBuf,
+    /// A TOML configuration file (see docs/configuration.md). Environment
+    /// variables override it; flags override both.
+    #[arg(long, env = "PDPP_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// The data directory (database, vault key, owner token hash, cache). Default `.pdpp/data`.
+    #[arg(long, env = "PDPP_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Database URL (`sqlite://…` or `postgres://…`); default: SQLite in the data directory.
+    #[arg(long, env = "PDPP_DATABASE_URL")]
+    pub database_url: Option<String>,
+    /// The vault key file.
+    #[arg(long, env = "PDPP_VAULT_KEY_FILE")]
+    pub vault_key_file: Option<PathBuf>,
+    /// Address and port to listen on. Default `127.0.0.1:8787`.
+    #[arg(long, env = "PDPP_BIND")]
+    pub bind: Option<String>,
+    /// The plugin directory: `.wasm` files with embedded manifests (or sidecars). Default `.pdpp/plugins`.
+    #[arg(long, env = "PDPP_PLUGIN_DIR")]
+    pub plugin_dir: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -679,8 +690,31 @@ async fn runs(command: RunsCommand) -> anyhow::Result<i32> {
 
 async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
     use crate::api::{AppState, OwnerToken};
+    use crate::config::ConfigFile;
     use crate::plugins::{Catalog, CatalogOptions};
-    let dep = args.data.open().await?;
+    let file = match &args.config {
+        Some(path) => ConfigFile::load(path)?,
+        None => ConfigFile::default(),
+    };
+    let data = DataArgs {
+        data_dir: args
+            .data_dir
+            .or(file.data_dir.clone())
+            .unwrap_or_else(|| PathBuf::from(".pdpp/data")),
+        database_url: args.database_url.or(file.database_url.clone()),
+        vault_key_file: args.vault_key_file.or(file.vault_key_file.clone()),
+    };
+    let bind = args
+        .bind
+        .or(file.bind.clone())
+        .unwrap_or_else(|| "127.0.0.1:8787".into());
+    let plugin_dir = args
+        .plugin_dir
+        .or(file.plugin_dir.clone())
+        .unwrap_or_else(|| PathBuf::from(".pdpp/plugins"));
+    let egress = file.egress.config().map_err(anyhow::Error::msg)?;
+    let limits = file.limits.apply(crate::sandbox::RunLimits::default());
+    let dep = data.open().await?;
     let (token, fresh) = OwnerToken::load_or_create(&dep.data_dir)?;
     if let Some(t) = fresh {
         // Shown once; only its hash is kept.
@@ -690,10 +724,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
             dep.data_dir.display()
         );
     }
-    std::fs::create_dir_all(&args.plugin_dir)
-        .with_context(|| format!("cannot create {}", args.plugin_dir.display()))?;
+    std::fs::create_dir_all(&plugin_dir).with_context(|| format!("cannot create {}", plugin_dir.display()))?;
     let sandbox = Arc::new(Sandbox::new()?);
-    let mut options = CatalogOptions::new(&args.plugin_dir);
+    let mut options = CatalogOptions::new(&plugin_dir);
     options.load.cache_dir = Some(dep.data_dir.join("cache"));
     let catalog = Catalog::open(sandbox, options);
     let snap = catalog.snapshot();
@@ -702,19 +735,40 @@ async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
         eprintln!("pdpp-host: plugin {} not loaded: {e}", path.display());
     }
     let _watch = catalog.watch()?;
-    let listener = tokio::net::TcpListener::bind(&args.bind)
+    // After every hot reload, the store learns which connectors are
+    // available, unavailable or removed.
+    {
+        let catalog = catalog.clone();
+        let store = dep.store.clone();
+        let mut seen = snap.generation;
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                let now = catalog.snapshot();
+                if now.generation != seen {
+                    seen = now.generation;
+                    if let Err(e) = now.sync_to(&store).await {
+                        eprintln!("pdpp-host: plugins: cannot record the catalog in the store: {e}");
+                    }
+                }
+            }
+        });
+    }
+    let listener = tokio::net::TcpListener::bind(&bind)
         .await
-        .with_context(|| format!("cannot listen on {}", args.bind))?;
+        .with_context(|| format!("cannot listen on {bind}"))?;
     eprintln!(
         "pdpp-host: serving the owner API on http://{} ({} plugins from {})",
         listener.local_addr()?,
         snap.plugins.len(),
-        args.plugin_dir.display()
+        plugin_dir.display()
     );
     let state = Arc::new(AppState {
         dep,
         catalog,
         token,
+        limits,
+        egress: Arc::new(egress),
         active: Default::default(),
         pending: Default::default(),
     });

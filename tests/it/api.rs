@@ -3,11 +3,15 @@
 
 use crate::server::*;
 use crate::support::*;
-use serde_json::{Value, json};
+use serde_json::json;
 use std::time::{Duration, Instant};
 
 fn serve() -> Server {
-    serve_with(ServeOptions::default().plugin("demo", &demo_manifest_path()).plugin("probe", &probe_manifest_path()))
+    serve_with(
+        ServeOptions::default()
+            .plugin("demo", &demo_manifest_path())
+            .plugin("probe", &probe_manifest_path()),
+    )
 }
 
 #[test]
@@ -34,7 +38,8 @@ fn owner_connects_the_demo_runs_it_and_reads_records() {
         .find(|c| c["connector_id"] == "demo")
         .unwrap()
         .clone();
-    assert_eq!(demo["setup"]["modality"], "none");
+    assert_eq!(demo["setup"]["setup_modality"], "none");
+    assert_eq!(demo["setup"]["support_state"], "supported");
 
     let (status, created) = call(
         &s,
@@ -45,7 +50,14 @@ fn owner_connects_the_demo_runs_it_and_reads_records() {
     );
     assert_eq!(status, 201, "{created}");
     let id = created["connection"]["connection_id"].as_str().unwrap().to_owned();
-    assert_eq!(created["connection"]["status"], "active");
+    assert_eq!(
+        created["connection"]["status"], "draft",
+        "a connection is a draft until its first sync ingests records"
+    );
+    let first = s.wait_run(created["first_sync"]["run_id"].as_str().unwrap());
+    assert_eq!(first["status"], "succeeded");
+    let (_, view) = call(&s, "GET", &format!("/v1/connections/{id}"), t, None);
+    assert_eq!(view["connection"]["status"], "active");
 
     let (status, started) = call(&s, "POST", &format!("/v1/connections/{id}/runs"), t, None);
     assert_eq!(status, 202);
@@ -79,7 +91,7 @@ fn owner_connects_the_demo_runs_it_and_reads_records() {
 }
 
 #[test]
-fn credential_capture_activates_a_draft_and_never_returns_the_secret() {
+fn credential_capture_never_returns_the_secret_and_bad_bundles_store_nothing() {
     let s = serve();
     let t = Some(s.token.as_str());
     let (status, created) = call(
@@ -90,10 +102,7 @@ fn credential_capture_activates_a_draft_and_never_returns_the_secret() {
         Some(json!({ "connector_id": "probe" })),
     );
     assert_eq!(status, 201);
-    assert_eq!(
-        created["connection"]["status"], "draft",
-        "a connector that needs a credential starts as a draft"
-    );
+    assert_eq!(created["setup"]["setup_state"], "awaiting_credential");
     let id = created["connection"]["connection_id"].as_str().unwrap().to_owned();
     let secret = "api-planted-credential-551e";
     let (status, body) = call(
@@ -101,29 +110,40 @@ fn credential_capture_activates_a_draft_and_never_returns_the_secret() {
         "PUT",
         &format!("/v1/connections/{id}/credential"),
         t,
-        Some(json!({ "kind": "secret_bundle", "fields": { "token": secret } })),
+        Some(json!({ "kind": "secret_bundle", "fields": { "token": secret, "signing_key": "sig-planted-7731" } })),
     );
-    assert_eq!(status, 200, "{body}");
+    assert_eq!(status, 201, "{body}");
     assert_eq!(body["credential"]["present"], true);
-    assert_eq!(body["credential"]["fields"], json!(["token"]));
+    assert_eq!(body["credential"]["fields"], json!(["signing_key", "token"]));
+    s.wait_run(body["first_sync"]["run_id"].as_str().unwrap());
     let (_, view) = call(&s, "GET", &format!("/v1/connections/{id}"), t, None);
     assert_eq!(view["connection"]["status"], "active");
     assert!(
         !format!("{body}{view}").contains(secret),
         "no API response carries the secret"
     );
-    // A bad credential is a typed 400 that stores nothing.
-    let (status, err) = call(
-        &s,
-        "PUT",
-        &format!("/v1/connections/{id}/credential"),
-        t,
-        Some(json!({ "kind": "api_key", "fields": {} })),
-    );
-    assert_eq!((status, err["code"].as_str()), (400, Some("invalid_credential")));
-    let (_, view) = call(&s, "GET", &format!("/v1/connections/{id}"), t, None);
+    // Bad bundles are typed 400s that store nothing.
+    for (bad, code) in [
+        (
+            json!({ "kind": "api_key", "fields": { "token": "x" } }),
+            "credential_kind_mismatch",
+        ),
+        (
+            json!({ "kind": "secret_bundle", "fields": { "token": "only-one" } }),
+            "missing_credential",
+        ),
+        (
+            json!({ "kind": "secret_bundle", "fields": { "token": "a", "signing_key": "b", "GITHUB_TOKEN": "c" } }),
+            "unknown_credential_field",
+        ),
+        (json!({ "kind": "secret_bundle" }), "invalid_body"),
+    ] {
+        let (status, err) = call(&s, "PUT", &format!("/v1/connections/{id}/credential"), t, Some(bad));
+        assert_eq!((status, err["code"].as_str()), (400, Some(code)), "{err}");
+    }
+    let (_, after) = call(&s, "GET", &format!("/v1/connections/{id}"), t, None);
     assert_eq!(
-        view["credential"]["kind"], "secret_bundle",
+        after["credential"]["fingerprint"], view["credential"]["fingerprint"],
         "the stored credential is untouched"
     );
 }
@@ -162,8 +182,10 @@ fn owner_answers_an_interaction_over_http_and_the_answer_is_never_kept() {
         Some(json!({ "connector_id": "demo", "settings": { "require_otp": true, "contacts": 2, "events": 0 } })),
     );
     let id = created["connection"]["connection_id"].as_str().unwrap().to_owned();
-    let (_, started) = call(&s, "POST", &format!("/v1/connections/{id}/runs"), t, None);
-    let run_id = started["run_id"].as_str().unwrap().to_owned();
+    // The first sync started by itself and now waits for the owner.
+    let run_id = created["first_sync"]["run_id"].as_str().unwrap().to_owned();
+    let (status, e) = call(&s, "POST", &format!("/v1/connections/{id}/runs"), t, None);
+    assert_eq!((status, e["code"].as_str()), (409, Some("run_already_active")));
     let deadline = Instant::now() + Duration::from_secs(30);
     let pending = loop {
         let (_, list) = call(&s, "GET", "/v1/interactions", t, None);

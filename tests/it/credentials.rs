@@ -128,13 +128,22 @@ on_both_backends! {
 }
 
 on_both_backends! {
-    /// DONE with `credential_rejected` marks the stored credential rejected.
-    async fn credential_rejected_done_marks_the_credential_rejected(t: TestDeployment) {
+    /// DONE with `credential_rejected` marks the stored credential rejected,
+    /// but only when the run actually used the stored secret.
+    async fn credential_rejected_only_when_the_stored_secret_was_used(t: TestDeployment) {
         let m = probe_manifest();
-        let c = t.connection(&m, json!({"behavior": "reject"}), Some(bundle("tok-will-reject", "sig-will-reject"))).await;
-        let out = run_connection(&t.dep, sandbox(), probe(), m, &c, ConnectionRun::new(Trigger::Manual)).await.unwrap();
+        let used = t.connection(&m, json!({"behavior": "reject_run"}), Some(bundle("tok-will-reject", "sig-will-reject"))).await;
+        let out = run_connection(&t.dep, sandbox(), probe(), m.clone(), &used, ConnectionRun::new(Trigger::Manual)).await.unwrap();
         assert!(!out.succeeded());
-        assert_eq!(t.dep.store.credential(&c).await.unwrap().unwrap().status, CredentialStatus::Rejected);
+        assert_eq!(t.dep.store.credential(&used).await.unwrap().unwrap().status, CredentialStatus::Rejected);
+        let unused = t.connection(&m, json!({"behavior": "reject"}), Some(bundle("tok-not-used", "sig-not-used"))).await;
+        let out = run_connection(&t.dep, sandbox(), probe(), m, &unused, ConnectionRun::new(Trigger::Manual)).await.unwrap();
+        assert!(!out.succeeded());
+        assert_eq!(
+            t.dep.store.credential(&unused).await.unwrap().unwrap().status,
+            CredentialStatus::Active,
+            "a refusal that never touched the stored secret says nothing about it"
+        );
     }
 }
 

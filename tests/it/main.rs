@@ -1,8 +1,8 @@
 //! End-to-end tests of the host, through the library and the real binary.
 //! One test binary; each guest is built and compiled once per process.
 
-mod support;
 mod server;
+mod support;
 
 mod api;
 mod conformance;
@@ -15,4 +15,5 @@ mod limits;
 mod plugins;
 mod providers;
 mod secrets;
+mod setup;
 mod store;

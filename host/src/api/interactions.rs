@@ -75,10 +75,27 @@ impl Drop for Withdraw {
     }
 }
 
-pub async fn list(_: Owner, State(s): State<Arc<AppState>>) -> Json<Value> {
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct ListQuery {
+    pub run_id: Option<String>,
+    pub connection_id: Option<String>,
+}
+
+#[utoipa::path(get, path = "/v1/interactions", tag = "interactions",
+    params(("run_id" = Option<String>, Query), ("connection_id" = Option<String>, Query)),
+    responses((status = 200, description = "`{interactions: [{interaction_id, run_id, connection_id, kind, message, stream, schema, timeout_seconds}]}`")),
+    security(("owner" = [])))]
+pub async fn list(
+    _: Owner,
+    State(s): State<Arc<AppState>>,
+    q: Result<axum::extract::Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let axum::extract::Query(q) = q.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
     let map = s.pending.map.lock().expect("pending");
     let mut list: Vec<Value> = map
         .iter()
+        .filter(|(_, p)| q.run_id.as_ref().is_none_or(|r| *r == p.run_id))
+        .filter(|(_, p)| q.connection_id.as_ref().is_none_or(|c| *c == p.connection_id))
         .map(|(id, p)| {
             json!({
                 "interaction_id": id,
@@ -93,16 +110,26 @@ pub async fn list(_: Owner, State(s): State<Arc<AppState>>) -> Json<Value> {
         })
         .collect();
     list.sort_by(|a, b| a["interaction_id"].as_str().cmp(&b["interaction_id"].as_str()));
-    Json(json!({ "interactions": list }))
+    Ok(Json(json!({ "interactions": list })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct AnswerBody {
+    /// `success` or `cancelled`.
     status: String,
     #[serde(default)]
+    #[schema(value_type = Object)]
     data: Option<Value>,
+    /// For a `credentials` question: also seal the answered fields that the
+    /// manifest declares into this connection's credential bundle.
+    #[serde(default)]
+    save_credentials: bool,
 }
 
+#[utoipa::path(post, path = "/v1/interactions/{id}", tag = "interactions", request_body = AnswerBody,
+    responses((status = 200, description = "`{interaction_id, status, credentials_saved}`"),
+        (status = 400, body = super::ErrorBody), (status = 404, body = super::ErrorBody), (status = 409, body = super::ErrorBody)),
+    security(("owner" = [])))]
 pub async fn answer(
     _: Owner,
     State(s): State<Arc<AppState>>,
@@ -113,7 +140,7 @@ pub async fn answer(
     let Json(body) =
         body.map_err(|_| ApiError::bad_request("invalid_body", "expected {\"status\": ..., \"data\": ...}"))?;
     let answer = match body.status.as_str() {
-        "success" => InteractionAnswer::success(body.data.unwrap_or(Value::Null)),
+        "success" => InteractionAnswer::success(body.data.clone().unwrap_or(Value::Null)),
         "cancelled" => InteractionAnswer::cancelled(),
         _ => {
             return Err(ApiError::bad_request(
@@ -130,7 +157,20 @@ pub async fn answer(
             format!("no pending interaction {id}"),
         ));
     };
+    let saved = if body.save_credentials && body.status == "success" {
+        if pending.request.kind != p::InteractionKind::Credentials {
+            return Err(ApiError::bad_request(
+                "not_a_credentials_question",
+                "only a `credentials` answer can be saved",
+            ));
+        }
+        save_answer(&s, &pending.connection_id, body.data.as_ref()).await?
+    } else {
+        Vec::new()
+    };
     let status = answer.status;
+    let connection_id = pending.connection_id.clone();
+    let run_id = pending.run_id.clone();
     if pending.answer.send(answer).is_err() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -138,5 +178,74 @@ pub async fn answer(
             "the run stopped waiting for this answer",
         ));
     }
-    Ok(Json(json!({ "interaction_id": id, "status": status })))
+    // The answer itself is never stored; only that it was given.
+    s.dep
+        .store
+        .audit(
+            crate::store::Audit::ok("interaction.answer", &connection_id)
+                .run(&run_id)
+                .detail(json!({ "status": status, "credentials_saved": saved })),
+        )
+        .await?;
+    Ok(Json(
+        json!({ "interaction_id": id, "status": status, "credentials_saved": saved }),
+    ))
+}
+
+/// Merge the declared fields of a `credentials` answer into the
+/// connection's sealed bundle; the names of the fields saved.
+async fn save_answer(s: &AppState, connection_id: &str, data: Option<&Value>) -> Result<Vec<String>, ApiError> {
+    let conn = super::load_connection(s, connection_id).await?;
+    let plugin = s.catalog.get(&conn.connector_id).ok_or_else(|| {
+        ApiError::conflict(
+            "plugin_unavailable",
+            format!("connector {} has no plugin loaded", conn.connector_id),
+        )
+    })?;
+    let m = &plugin.manifest;
+    let kind = m
+        .setup
+        .as_ref()
+        .and_then(|s| s.credential_capture.as_ref())
+        .map(|c| c.kind.clone())
+        .ok_or_else(|| {
+            ApiError::conflict(
+                "credential_unsupported",
+                format!("{} takes no credential", m.connector_id),
+            )
+        })?;
+    let mut fields = match s.dep.store.credential(connection_id).await? {
+        Some(c) => {
+            s.dep
+                .key
+                .open(connection_id, &c.sealed)
+                .map_err(|_| ApiError::conflict("credential_unreadable", "the stored credential cannot be opened"))?
+                .fields
+        }
+        None => Default::default(),
+    };
+    let mut saved = Vec::new();
+    for f in m.credential_fields() {
+        if let Some(v) = data
+            .and_then(|d| d.get(&f.name))
+            .and_then(Value::as_str)
+            .filter(|v| !v.is_empty())
+        {
+            fields.insert(f.name.clone(), zeroize::Zeroizing::new(v.to_owned()));
+            saved.push(f.name.clone());
+        }
+    }
+    if saved.is_empty() {
+        return Err(ApiError::bad_request(
+            "nothing_to_save",
+            "the answer holds none of the connector's credential fields",
+        ));
+    }
+    let sealed = s
+        .dep
+        .key
+        .seal(connection_id, &crate::vault::Bundle { kind, fields })
+        .map_err(|e| ApiError::bad_request("invalid_credential", e.to_string()))?;
+    s.dep.store.put_credential(connection_id, &sealed).await?;
+    Ok(saved)
 }

@@ -289,6 +289,14 @@ impl Manifest {
     }
 
     /// Credential fields the connector may ask handles for.
+    /// Whether a connection of this connector needs a stored credential to
+    /// run (a capture block with fields, not marked `required: false`).
+    pub fn needs_credential(&self) -> bool {
+        let capture = self.setup.as_ref().and_then(|s| s.credential_capture.as_ref());
+        capture
+            .is_some_and(|c| !c.fields.is_empty() && c.extra.get("required").and_then(|v| v.as_bool()) != Some(false))
+    }
+
     pub fn credential_fields(&self) -> &[CredentialField] {
         self.setup
             .as_ref()

@@ -39,6 +39,10 @@ pub struct Snapshot {
     /// Connector ids that were in the catalog since it opened and are not now
     /// (their connections should show "plugin unavailable").
     pub removed: BTreeSet<String>,
+    /// Manifest-only entries (`<name>.json` with no `.wasm`): connectors the
+    /// catalog lists but that take no new connections (a tombstone, or
+    /// blocked upstream). Their manifest must say so in `lifecycle`.
+    pub listings: BTreeMap<String, Arc<crate::manifest::Manifest>>,
 }
 
 impl Snapshot {
@@ -54,7 +58,15 @@ impl Snapshot {
             store.upsert_connector(&p.manifest, Some(&p.sha256)).await?;
         }
         for id in &self.removed {
-            store.set_connector_availability(id, "unavailable").await?;
+            if !self.listings.contains_key(id) {
+                store.set_connector_availability(id, "unavailable").await?;
+            }
+        }
+        for m in self.listings.values() {
+            store.upsert_connector(m, None).await?;
+            if let Some((crate::manifest::LifecycleStatus::Removed, _)) = m.closed_for_setup() {
+                store.set_connector_availability(&m.connector_id, "removed").await?;
+            }
         }
         Ok(())
     }
@@ -203,6 +215,7 @@ impl Catalog {
             plugins.insert(id, Arc::clone(winner));
         }
 
+        let listings = self.listings(&plugins, &mut errors);
         state.known.extend(plugins.keys().cloned());
         let removed: BTreeSet<String> = state
             .known
@@ -217,10 +230,63 @@ impl Catalog {
             plugins,
             errors,
             removed,
+            listings,
         });
         log_changes(&previous, &snapshot);
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = snapshot.clone();
         snapshot
+    }
+
+    /// Manifest-only files: `*.json` that are nobody's sidecar. Each must be
+    /// a valid manifest whose `lifecycle` closes it for setup.
+    fn listings(
+        &self,
+        plugins: &BTreeMap<String, Arc<LoadedPlugin>>,
+        errors: &mut BTreeMap<PathBuf, PluginError>,
+    ) -> BTreeMap<String, Arc<crate::manifest::Manifest>> {
+        let mut out = BTreeMap::new();
+        let Ok(entries) = std::fs::read_dir(&self.options.dir) else {
+            return out;
+        };
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| {
+                p.extension().is_some_and(|x| x == "json")
+                    && !p.file_name().is_some_and(|n| n.to_string_lossy().starts_with('.'))
+                    && !p.with_extension("wasm").exists()
+            })
+            .collect();
+        files.sort();
+        for path in files {
+            match crate::manifest::Manifest::from_file(&path) {
+                Err(e) => {
+                    errors.insert(
+                        path,
+                        PluginError::BadManifest {
+                            rule: e.rule,
+                            message: e.to_string(),
+                        },
+                    );
+                }
+                Ok(m) if m.closed_for_setup().is_none() => {
+                    errors.insert(
+                        path,
+                        PluginError::BadManifest {
+                            rule: "listing_needs_lifecycle",
+                            message: "a manifest without a .wasm is only listed when its lifecycle is removed or \
+                                      blocked_upstream"
+                                .into(),
+                        },
+                    );
+                }
+                Ok(m) if plugins.contains_key(&m.connector_id) => {}
+                Ok(m) => {
+                    out.insert(m.connector_id.clone(), Arc::new(m));
+                }
+            }
+        }
+        out
     }
 
     /// The `.wasm` files of the directory, sorted. Hidden files (temporary

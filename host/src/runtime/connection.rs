@@ -106,14 +106,27 @@ struct StoreSink {
     store: Store,
     connection_id: String,
     run_id: String,
+    /// stream → the data field holding a record's own time.
+    time_fields: BTreeMap<String, String>,
+    /// A setup run: the first batch that accepts a record activates the draft.
+    activate_draft: bool,
 }
 
 #[async_trait::async_trait]
 impl RunSink for StoreSink {
     async fn batch(&self, records: &[p::Record], events: &[RunEvent]) -> Result<u64, String> {
+        let batch = crate::store::Batch {
+            connection_id: &self.connection_id,
+            run_id: &self.run_id,
+            records,
+            events,
+            time_fields: &self.time_fields,
+            activate_draft: self.activate_draft,
+        };
         self.store
-            .write_batch(&self.connection_id, &self.run_id, records, events)
+            .write(batch)
             .await
+            .map(|r| r.written)
             .map_err(|e| e.to_string())
     }
     async fn interaction_opened(&self, request: &p::Interaction) -> Result<String, String> {
@@ -128,12 +141,6 @@ impl RunSink for StoreSink {
             .await
             .map_err(|e| e.to_string())
     }
-}
-
-/// Whether a manifest needs a stored credential to run.
-fn needs_credential(manifest: &Manifest) -> bool {
-    let capture = manifest.setup.as_ref().and_then(|s| s.credential_capture.as_ref());
-    capture.is_some_and(|c| !c.fields.is_empty() && c.extra.get("required").and_then(|v| v.as_bool()) != Some(false))
 }
 
 /// Run one stored connection of `manifest`'s connector.
@@ -187,6 +194,12 @@ pub async fn run_connection(
         store: store.clone(),
         connection_id: connection_id.to_owned(),
         run_id: run_id.clone(),
+        time_fields: manifest
+            .streams
+            .iter()
+            .filter_map(|s| Some((s.name.clone(), s.consent_time_field.clone()?)))
+            .collect(),
+        activate_draft: opts.trigger == Trigger::Setup,
     });
     let mut outcome = execute(sandbox, plugin, req, opts.interaction, opts.observer, Some(sink)).await?;
 
@@ -253,7 +266,10 @@ pub async fn run_connection(
         .and_then(|d| d.error.as_ref())
         .and_then(|e| e.code.as_deref())
         == Some("credential_rejected");
-    if rejected && store.credential(connection_id).await?.is_some() {
+    // The stored credential is marked rejected only when this run actually
+    // used it: sent it in a request, or read its plaintext.
+    let secret_used = outcome.usage.requests.iter().any(|r| r.secret_used) || !outcome.secret_reveals.is_empty();
+    if rejected && secret_used && store.credential(connection_id).await?.is_some() {
         store
             .set_credential_status(connection_id, CredentialStatus::Rejected)
             .await?;
@@ -286,6 +302,7 @@ pub async fn run_connection(
         json!({
             "status": status,
             "reason": outcome.reason.as_ref().map(|r| r.code()),
+            "error_code": outcome.done.as_ref().and_then(|d| d.error.as_ref()).and_then(|e| e.code.clone()),
             "message": outcome.message,
             "rule": match &outcome.reason {
                 Some(super::FailureReason::ConnectorProtocolViolation(rule)) => Some(*rule),
@@ -300,6 +317,11 @@ pub async fn run_connection(
         }),
     ));
     store.append_events(&run_id, &events).await?;
+    if opts.trigger == Trigger::Setup && outcome.succeeded() {
+        // A reconnected connection was proven before: a succeeded setup run
+        // brings it back even without new records.
+        store.activate_after_setup_run(connection_id, &run_id).await?;
+    }
     let u = &outcome.usage;
     store
         .finish_run(
@@ -365,7 +387,7 @@ async fn prepare(
             return Err(RunRefused::CredentialRejected(connection_id.into()));
         }
         Some(c) => secrets = dep.key.open(connection_id, &c.sealed)?.fields,
-        None if needs_credential(manifest) => {
+        None if manifest.needs_credential() => {
             return Err(RunRefused::CredentialMissing(connection_id.into()));
         }
         None => {}

@@ -10,13 +10,16 @@
 
 mod checkpoint;
 mod connection;
+mod probe;
 mod session;
 mod time;
 
 pub use connection::{ConnectionRun, RunRefused, run_connection};
+pub use probe::{PROBE_WALL_CLOCK, ProbeRequest, ProbeVerdict, probe_credential};
 
 pub use checkpoint::{CommitPlan, KnownGap, Withheld, checkpoint_streams};
 pub use session::Session;
+pub use time::parse_instant;
 
 use crate::manifest::Manifest;
 use crate::protocol::{self as p, CollectionMode, StateMap, StreamScope};

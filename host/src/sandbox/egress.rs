@@ -16,6 +16,7 @@ use super::SecretSet;
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use wasmtime_wasi_http::io::TokioIo;
@@ -121,6 +122,9 @@ pub struct RequestSummary {
     pub duration_ms: u64,
     /// Why the host refused or failed the request, if it did.
     pub refused: Option<String>,
+    /// A credential value was substituted into this request (so a 401 to it
+    /// says something about the stored credential).
+    pub secret_used: bool,
 }
 
 /// Counters and summaries shared between the hooks and the run.
@@ -210,13 +214,15 @@ impl EgressHooks {
             bytes_in: 0,
             duration_ms: 0,
             refused: Some(why.into()),
+            secret_used: false,
         });
         err
     }
 }
 
-/// Replace this run's secret placeholders in a header value.
-fn substitute(secrets: &SecretSet, value: &str) -> String {
+/// Replace this run's secret placeholders in a header value; `used` is set
+/// when one was replaced.
+fn substitute(secrets: &SecretSet, value: &str, used: &AtomicBool) -> String {
     let mut out = String::with_capacity(value.len());
     let mut rest = value;
     while let Some(i) = rest.find("{{pdpp-secret:") {
@@ -226,7 +232,10 @@ fn substitute(secrets: &SecretSet, value: &str) -> String {
             Some(end) => {
                 let token = &tail[..end + 2];
                 match secrets.resolve_placeholder(token) {
-                    Some(v) => out.push_str(&v),
+                    Some(v) => {
+                        used.store(true, Ordering::Relaxed);
+                        out.push_str(&v)
+                    }
                     None => out.push_str(token),
                 }
                 rest = &tail[end + 2..];
@@ -321,12 +330,16 @@ impl WasiHttpHooks for EgressHooks {
 
         // Headers: the guest's forbidden ones were already refused by the
         // hooks; placeholders become values now that the origin is allowed.
+        let secret_used = Arc::new(AtomicBool::new(false));
         let mut substituted = http::HeaderMap::new();
         for (name, value) in request.headers() {
             if FORBIDDEN.contains(&name.as_str()) {
                 continue;
             }
-            let v = value.to_str().map(|s| substitute(&self.secrets, s)).unwrap_or_default();
+            let v = value
+                .to_str()
+                .map(|s| substitute(&self.secrets, s, &secret_used))
+                .unwrap_or_default();
             if let Ok(v) = http::HeaderValue::from_str(&v) {
                 substituted.append(name.clone(), v);
             }
@@ -382,6 +395,7 @@ impl WasiHttpHooks for EgressHooks {
                 bytes_in: 0,
                 duration_ms: started.elapsed().as_millis() as u64,
                 refused: refused.map(str::to_owned),
+                secret_used: secret_used.load(Ordering::Relaxed),
             };
             let fail = |why: &str, e: HttpError| {
                 log.lock().expect("egress log").requests.push(summary(None, Some(why)));
@@ -401,7 +415,7 @@ impl WasiHttpHooks for EgressHooks {
                 ));
             }
             let sent = match std::str::from_utf8(&sent) {
-                Ok(text) if text.contains("{{pdpp-secret:") => Bytes::from(substitute(&secrets, text)),
+                Ok(text) if text.contains("{{pdpp-secret:") => Bytes::from(substitute(&secrets, text, &secret_used)),
                 _ => sent,
             };
             if head.headers.contains_key(http::header::CONTENT_LENGTH) || !sent.is_empty() {

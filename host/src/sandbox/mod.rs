@@ -630,7 +630,13 @@ impl Sandbox {
     /// Call the guest's credential probe once in a fresh store. Emitting and
     /// asking the owner are not available to a probe (the hooks refuse them).
     pub async fn probe(&self, plugin: &Plugin, probe: GuestProbe) -> (Result<ProbeAnswer, GuestExit>, Usage) {
-        let mut store = self.store(Box::new(NullHooks), probe.secrets, &probe.limits, probe.control, probe.egress);
+        let mut store = self.store(
+            Box::new(NullHooks),
+            probe.secrets,
+            &probe.limits,
+            probe.control,
+            probe.egress,
+        );
         let started = store.data().clock.started;
         let settings = probe.settings.to_string();
         let result = async {

@@ -8,8 +8,10 @@
 //! Writes that belong together (a batch of records, a state commit, a key
 //! rotation) are one transaction each.
 
+mod lifecycle;
 mod model;
 
+pub use lifecycle::*;
 pub use model::*;
 
 use crate::protocol as p;
@@ -24,7 +26,7 @@ use std::path::Path;
 macro_rules! select_connections {
     () => {
         "SELECT connection_id, connector_id, status, display_name, account_identity, binding_metadata, \
-         created_at, updated_at FROM connections"
+         created_at, updated_at, revoked_at, activated_at FROM connections"
     };
 }
 macro_rules! select_credentials {
@@ -214,11 +216,13 @@ impl Store {
             binding_metadata: new.binding_metadata,
             created_at: now,
             updated_at: now,
+            revoked_at: None,
+            activated_at: (new.status == ConnectionStatus::Active).then_some(now),
         };
         sqlx::query(
             "INSERT INTO connections (connection_id, connector_id, status, display_name, account_identity,
-               binding_metadata, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, NULL, $5, $6, $7)",
+               binding_metadata, created_at, updated_at, activated_at)
+             VALUES ($1, $2, $3, $4, NULL, $5, $6, $7, $8)",
         )
         .bind(&c.connection_id)
         .bind(&c.connector_id)
@@ -227,6 +231,7 @@ impl Store {
         .bind(json_text(&c.binding_metadata))
         .bind(now)
         .bind(now)
+        .bind(c.activated_at)
         .execute(&self.pool)
         .await?;
         Ok(c)
@@ -459,38 +464,15 @@ impl Store {
         records: &[p::Record],
         events: &[RunEvent],
     ) -> Result<u64> {
-        let mut tx = self.begin_write().await?;
-        let now = now_ms();
-        for r in records {
-            let key = key_text(&r.key);
-            if r.op.as_deref() == Some("delete") {
-                sqlx::query("DELETE FROM records WHERE connection_id = $1 AND stream = $2 AND record_key = $3")
-                    .bind(connection_id)
-                    .bind(&r.stream)
-                    .bind(key)
-                    .execute(&mut *tx)
-                    .await?;
-            } else {
-                sqlx::query(
-                    "INSERT INTO records (connection_id, stream, record_key, data, emitted_at, run_id, written_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7)
-                     ON CONFLICT (connection_id, stream, record_key) DO UPDATE SET data = excluded.data,
-                       emitted_at = excluded.emitted_at, run_id = excluded.run_id, written_at = excluded.written_at",
-                )
-                .bind(connection_id)
-                .bind(&r.stream)
-                .bind(key)
-                .bind(r.data.as_ref().map(json_text).unwrap_or_else(|| "{}".into()))
-                .bind(&r.emitted_at)
-                .bind(run_id)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-            }
-        }
-        append_events(&mut tx, run_id, events).await?;
-        tx.commit().await?;
-        Ok(records.len() as u64)
+        let batch = Batch {
+            connection_id,
+            run_id,
+            records,
+            events,
+            time_fields: &Default::default(),
+            activate_draft: false,
+        };
+        Ok(self.write(batch).await?.written)
     }
 
     pub async fn append_events(&self, run_id: &str, events: &[RunEvent]) -> Result<()> {
@@ -502,24 +484,14 @@ impl Store {
 
     pub async fn records(&self, connection_id: &str, stream: &str) -> Result<Vec<StoredRecord>> {
         let rows = sqlx::query(
-            "SELECT stream, record_key, data, emitted_at, run_id FROM records
+            "SELECT stream, record_key, data, emitted_at, run_id, record_time FROM records
              WHERE connection_id = $1 AND stream = $2 ORDER BY record_key",
         )
         .bind(connection_id)
         .bind(stream)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(StoredRecord {
-                    stream: r.try_get("stream")?,
-                    key: r.try_get("record_key")?,
-                    data: parse_json(&r.try_get::<String, _>("data")?)?,
-                    emitted_at: r.try_get("emitted_at")?,
-                    run_id: r.try_get("run_id")?,
-                })
-            })
-            .collect()
+        rows.iter().map(StoredRecord::from_row).collect()
     }
 
     pub async fn count_records(&self, connection_id: &str) -> Result<i64> {
@@ -637,7 +609,11 @@ impl Store {
     }
 }
 
-async fn append_events(tx: &mut sqlx::Transaction<'_, sqlx::Any>, run_id: &str, events: &[RunEvent]) -> Result<()> {
+pub(crate) async fn append_events(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    run_id: &str,
+    events: &[RunEvent],
+) -> Result<()> {
     if events.is_empty() {
         return Ok(());
     }

@@ -25,7 +25,7 @@ impl ConnectionStatus {
             ConnectionStatus::Revoked => "revoked",
         }
     }
-    fn parse(s: &str) -> Result<Self> {
+    pub(super) fn parse(s: &str) -> Result<Self> {
         Ok(match s {
             "draft" => ConnectionStatus::Draft,
             "active" => ConnectionStatus::Active,
@@ -117,6 +117,9 @@ pub struct Connection {
     pub binding_metadata: Value,
     pub created_at: i64,
     pub updated_at: i64,
+    pub revoked_at: Option<i64>,
+    /// When the connection first became active (for a setup: its first ingest).
+    pub activated_at: Option<i64>,
 }
 
 impl Connection {
@@ -133,6 +136,8 @@ impl Connection {
             binding_metadata: parse_json(&r.try_get::<String, _>("binding_metadata")?)?,
             created_at: r.try_get("created_at")?,
             updated_at: r.try_get("updated_at")?,
+            revoked_at: r.try_get("revoked_at")?,
+            activated_at: r.try_get("activated_at")?,
         })
     }
 }
@@ -240,4 +245,19 @@ pub struct StoredRecord {
     pub data: Value,
     pub emitted_at: String,
     pub run_id: String,
+    /// The record's own time (the stream's time field, else `emitted_at`).
+    pub record_time: Option<String>,
+}
+
+impl StoredRecord {
+    pub(super) fn from_row(r: &AnyRow) -> Result<Self> {
+        Ok(StoredRecord {
+            stream: r.try_get("stream")?,
+            key: r.try_get("record_key")?,
+            data: parse_json(&r.try_get::<String, _>("data")?)?,
+            emitted_at: r.try_get("emitted_at")?,
+            run_id: r.try_get("run_id")?,
+            record_time: r.try_get("record_time")?,
+        })
+    }
 }

@@ -97,9 +97,13 @@ impl Connector for Probe {
                 panic!("probe panicked on purpose");
             }
             "fail_first" => Err(Failure::new("the provider is down").code("upstream_unavailable").retryable(true)),
-            "reject_run" => Err(Failure::new("the provider refused the token")
+            "reject_run" => {
+                // The stored credential was used (read) before the provider refused it.
+                let _ = run.secret("signing_key").map(|s| s.reveal());
+                Err(Failure::new("the provider refused the token")
                 .code("credential_rejected")
-                .recovery(pdpp_sdk::Recovery::RefreshCredentials)),
+                    .recovery(pdpp_sdk::Recovery::RefreshCredentials))
+            }
             "fail_after_state" => {
                 run.record("items", "i0", &json!({ "id": "i0", "n": 0 }))?;
                 run.checkpoint("items", &json!({ "n": 1 }))?;
