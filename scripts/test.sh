@@ -47,4 +47,4 @@ export PDPP_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$PGPORT/postgres"
 echo "PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}') on 127.0.0.1:$PGPORT"
 
 echo "==> tests"
-cargo test --locked -p pdpp-sdk -p pdpp-host
+cargo test --locked -p pdpp-sdk -p pdpp-host -p github -p notion -p oura

@@ -85,6 +85,12 @@ server_on_both_backends! {
         assert_eq!(captured["validation"], "synchronous");
         assert_eq!(captured["identity"]["account_identity"], "alice");
         let run_id = captured["first_sync"]["run_id"].as_str().unwrap().to_owned();
+        // The response itself already shows the running first sync, not a transient notice.
+        assert_eq!(captured["setup"]["run"]["run_id"], run_id.as_str(), "{captured}");
+        assert!(
+            matches!(captured["setup"]["setup_state"].as_str(), Some("first_sync_running" | "active")),
+            "{captured}"
+        );
         let run = s.wait_run(&run_id);
         assert_eq!(run["status"], "succeeded", "{run}");
         let st = status(&s, &id);
@@ -461,7 +467,7 @@ fn run_events_stream_as_server_sent_events() {
     let last_id = text
         .lines()
         .filter_map(|l| l.strip_prefix("id: "))
-        .last()
+        .next_back()
         .unwrap()
         .to_owned();
     // Resuming after the last event sends nothing more.
@@ -555,4 +561,90 @@ fn serve_refuses_a_configuration_file_with_a_typo() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("bnd") && err.contains("pdpp-host.toml"), "{err}");
     assert!(!dir.path().join("data").exists(), "nothing was created");
+}
+
+server_on_both_backends! {
+    /// A `credentials` answer is never stored, except when the owner asks to
+    /// save it: then only the declared fields go into this connection's
+    /// sealed bundle.
+    fn credentials_answer_is_saved_into_the_sealed_bundle_only_when_asked(b: Backend) {
+        let s = serve_on(b);
+        let id = draft(&s, json!({ "behavior": "interact", "kind": "credentials" }));
+        let (_, c) = capture(&s, &id, "tok-before-answer-0014", "sig-before-answer-0014");
+        let run_id = c["first_sync"]["run_id"].as_str().unwrap().to_owned();
+        let before = status(&s, &id)["credential"]["fingerprint"].clone();
+        let ix = first_pending_interaction(&s, &run_id);
+        let answer = json!({ "token": "tok-from-answer-0014", "signing_key": "sig-from-answer-0014", "otp_seed": "x" });
+        let (code, ack) = s.owner(
+            "POST",
+            &format!("/v1/interactions/{ix}"),
+            Some(json!({ "status": "success", "data": answer, "save_credentials": true })),
+        );
+        assert_eq!(code, 200, "{ack}");
+        assert_eq!(ack["credentials_saved"], json!(["token", "signing_key"]), "only declared fields");
+        s.wait_run(&run_id);
+        let after = status(&s, &id)["credential"]["fingerprint"].clone();
+        assert_ne!(before, after, "the bundle was re-sealed with the answer");
+        let (_, run) = s.owner("GET", &format!("/v1/runs/{run_id}"), None);
+        let (_, records) = s.owner("GET", &format!("/v1/records?connection_id={id}&stream=observations"), None);
+        let (_, audit) = s.owner("GET", "/v1/audit", None);
+        let text = format!("{run}{records}{audit}{ack}");
+        assert!(!text.contains("tok-from-answer-0014") && !text.contains("sig-from-answer-0014"));
+        // Without the flag nothing is saved.
+        let (code, started) = s.owner("POST", &format!("/v1/connections/{id}/runs"), None);
+        assert_eq!(code, 202, "{started}");
+        let second = started["run_id"].as_str().unwrap().to_owned();
+        let ix = first_pending_interaction(&s, &second);
+        s.owner("POST", &format!("/v1/interactions/{ix}"), Some(json!({ "status": "success", "data": { "token": "tok-not-saved-0014" } })));
+        s.wait_run(&second);
+        assert_eq!(status(&s, &id)["credential"]["fingerprint"], after);
+    }
+}
+
+/// The seed's per-platform verdicts as the catalog shows them: Pocket is a
+/// tombstone, Spotify is blocked upstream; neither takes a connection.
+#[test]
+fn pocket_tombstone_and_spotify_block_show_in_the_catalog_and_refuse_setup() {
+    let s = serve_with(
+        ServeOptions::default()
+            .plugin("demo", &demo_manifest_path())
+            .listing(&workspace().join("manifests/pocket.json"))
+            .listing(&workspace().join("manifests/spotify.json")),
+    );
+    let (_, catalog) = s.owner("GET", "/v1/connectors", None);
+    let find = |id: &str| {
+        catalog["connectors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["connector_id"] == id)
+            .unwrap_or_else(|| panic!("{id} is not listed: {catalog}"))
+            .clone()
+    };
+    let pocket = find("pocket");
+    assert_eq!(pocket["availability"], "removed");
+    assert_eq!(pocket["setup"]["support_state"], "unsupported");
+    assert!(
+        pocket["setup"]["reason"].as_str().unwrap().contains("2025-07-08"),
+        "{pocket}"
+    );
+    let spotify = find("spotify");
+    assert_eq!(spotify["availability"], "blocked_upstream");
+    assert_eq!(spotify["setup"]["support_state"], "unsupported");
+    assert!(
+        spotify["setup"]["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("blocked upstream")
+    );
+    assert!(catalog["broken"].as_array().unwrap().is_empty(), "{catalog}");
+    for (id, code) in [
+        ("pocket", "connector_removed"),
+        ("spotify", "connector_blocked_upstream"),
+    ] {
+        let (status, e) = s.owner("POST", "/v1/connections", Some(json!({ "connector_id": id })));
+        assert_eq!((status, e["code"].as_str()), (409, Some(code)), "{e}");
+    }
+    let (_, connections) = s.owner("GET", "/v1/connections", None);
+    assert!(connections["connections"].as_array().unwrap().is_empty());
 }

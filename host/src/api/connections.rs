@@ -80,7 +80,34 @@ fn plugin_of(s: &AppState, connector_id: &str) -> Result<Arc<LoadedPlugin>, ApiE
 pub(crate) async fn status_of(s: &AppState, conn: &Connection, run_id: Option<&str>) -> Result<SetupStatus, ApiError> {
     let store = &s.dep.store;
     let credential = store.credential(&conn.connection_id).await?;
-    let runs = store.runs_of(&conn.connection_id).await?;
+    let mut runs = store.runs_of(&conn.connection_id).await?;
+    // A run started a moment ago is in progress even before it is stored.
+    let starting = s
+        .active
+        .lock()
+        .expect("active runs")
+        .iter()
+        .find(|(r, (c, _))| *c == conn.connection_id && !runs.iter().any(|x| x.run_id == **r))
+        .map(|(r, _)| r.clone());
+    if let Some(run_id) = starting {
+        runs.insert(
+            0,
+            crate::store::RunRow {
+                run_id,
+                connection_id: conn.connection_id.clone(),
+                connector_id: conn.connector_id.clone(),
+                status: "running".into(),
+                trigger: Trigger::Setup.as_str().into(),
+                started_at: crate::store::now_ms(),
+                finished_at: None,
+                records_emitted: 0,
+                records_written: 0,
+                failure_reason: None,
+                failure_message: None,
+                resource_report: None,
+            },
+        );
+    }
     let run = match run_id {
         Some(id) => Some(
             runs.iter()
@@ -117,7 +144,7 @@ async fn view(s: &AppState, conn: Connection) -> Result<ConnectionView, ApiError
     let record_counts = s.dep.store.record_counts(&conn.connection_id).await?;
     Ok(ConnectionView {
         runnable: matches!(conn.status, ConnectionStatus::Active | ConnectionStatus::Draft)
-            && !(status.setup_state == "awaiting_credential"),
+            && status.setup_state != "awaiting_credential",
         setup_state: status.setup_state,
         connection_id: conn.connection_id,
         connector_id: conn.connector_id,
@@ -273,7 +300,7 @@ pub async fn create(_: Owner, State(s): St, b: JsonBody<CreateBody>) -> Result<(
     } else {
         let plugin = plugin_of(&s, &conn.connector_id)?;
         Some(FirstSync {
-            run_id: super::runs::spawn(&s, &id, plugin, Trigger::Setup)?,
+            run_id: super::runs::spawn(&s, &id, plugin, Trigger::Setup).await?,
         })
     };
     let setup = status_of(&s, &conn, None).await?;
@@ -398,7 +425,7 @@ pub async fn reconnect(_: Owner, State(s): St, Path(id): Path<String>) -> Result
     };
     let first_sync = if usable {
         Some(FirstSync {
-            run_id: super::runs::spawn(&s, &id, plugin, Trigger::Setup)?,
+            run_id: super::runs::spawn(&s, &id, plugin, Trigger::Setup).await?,
         })
     } else {
         None
@@ -414,13 +441,7 @@ pub async fn reconnect(_: Owner, State(s): St, Path(id): Path<String>) -> Result
     responses((status = 200, body = DeleteReport), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("owner" = [])))]
 pub async fn delete(_: Owner, State(s): St, Path(id): Path<String>) -> Result<Json<DeleteReport>, ApiError> {
-    let running_here = s.active.lock().expect("active runs").values().any(|(c, _)| *c == id);
-    if running_here {
-        return Err(ApiError::conflict(
-            "connection_run_active",
-            format!("connection {id} has a run in progress; cancel it or wait for it to finish"),
-        ));
-    }
+    // The store knows which runs are in progress, on every host sharing it.
     Ok(Json(s.dep.store.delete_connection(&id, "connection.delete").await?))
 }
 
@@ -611,13 +632,11 @@ pub async fn put_credential(
     }
     store.audit(audit("ok", verdict.code())).await?;
     let first_sync = if conn.status == ConnectionStatus::Draft {
-        let running = s.active.lock().expect("active runs").values().any(|(c, _)| *c == id);
-        if running {
-            None
-        } else {
-            Some(FirstSync {
-                run_id: super::runs::spawn(&s, &id, plugin, Trigger::Setup)?,
-            })
+        // A sync already in progress (a re-capture during it) is left to finish.
+        match super::runs::spawn(&s, &id, plugin, Trigger::Setup).await {
+            Ok(run_id) => Some(FirstSync { run_id }),
+            Err(e) if e.code == "run_already_active" => None,
+            Err(e) => return Err(e),
         }
     } else {
         None

@@ -20,7 +20,7 @@ use utoipa::ToSchema;
 type St = State<Arc<AppState>>;
 
 /// Start a run of a connection in the background; its id.
-pub(crate) fn spawn(
+pub(crate) async fn spawn(
     s: &Arc<AppState>,
     id: &str,
     plugin: Arc<LoadedPlugin>,
@@ -36,17 +36,29 @@ pub(crate) fn spawn(
         run_id: run_id.clone(),
         connection_id: id.to_owned(),
     }));
-    {
-        // One run per connection at a time.
-        let mut active = s.active.lock().expect("active runs");
-        if let Some((other, _)) = active.iter().find(|(_, (c, _))| c == id) {
+    // One run per connection at a time. A run whose end is already stored
+    // (its task is just unwinding) does not count.
+    let others: Vec<String> = {
+        let active = s.active.lock().expect("active runs");
+        active
+            .iter()
+            .filter(|(_, (c, _))| c == id)
+            .map(|(r, _)| r.clone())
+            .collect()
+    };
+    for other in others {
+        let finished = s.dep.store.run(&other).await?.is_some_and(|r| r.status != "running");
+        if !finished {
             return Err(ApiError::conflict(
                 "run_already_active",
                 format!("connection {id} already has run {other} in progress"),
             ));
         }
-        active.insert(run_id.clone(), (id.to_owned(), opts.control.clone()));
     }
+    s.active
+        .lock()
+        .expect("active runs")
+        .insert(run_id.clone(), (id.to_owned(), opts.control.clone()));
     let state = s.clone();
     let rid = run_id.clone();
     let id = id.to_owned();
@@ -90,7 +102,7 @@ pub async fn start(_: Owner, State(s): St, Path(id): Path<String>) -> Result<(St
             format!("connector {} has no plugin loaded", conn.connector_id),
         )
     })?;
-    let run_id = spawn(&s, &id, plugin, trigger)?;
+    let run_id = spawn(&s, &id, plugin, trigger).await?;
     s.dep
         .store
         .audit(
@@ -133,15 +145,20 @@ pub struct RunDetail {
 
 #[utoipa::path(get, path = "/v1/runs/{id}", tag = "runs",
     responses((status = 200, body = RunDetail), (status = 404, body = ErrorBody)), security(("owner" = [])))]
-pub async fn one(_: Owner, State(s): St, Path(id): Path<String>) -> Result<Json<RunDetail>, ApiError> {
-    let run = s
-        .dep
-        .store
-        .run(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("run", &id))?;
+pub async fn one(_: Owner, State(s): St, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let Some(run) = s.dep.store.run(&id).await? else {
+        // Started a moment ago, not stored yet.
+        let starting = s.active.lock().expect("active runs").get(&id).map(|(c, _)| c.clone());
+        return match starting {
+            Some(connection_id) => Ok(Json(json!({
+                "run": { "run_id": id, "connection_id": connection_id, "status": "running" },
+                "events": [],
+            }))),
+            None => Err(ApiError::not_found("run", &id)),
+        };
+    };
     let events = s.dep.store.events(&id).await?;
-    Ok(Json(RunDetail { run, events }))
+    Ok(Json(json!(RunDetail { run, events })))
 }
 
 #[utoipa::path(post, path = "/v1/runs/{id}/cancel", tag = "runs",
@@ -186,11 +203,11 @@ pub async fn events(
     q: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Sse<impl futures::Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
-    s.dep
-        .store
-        .run(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("run", &id))?;
+    // A run just started may not be stored yet; the stream waits for it.
+    let starting = s.active.lock().expect("active runs").contains_key(&id);
+    if !starting && s.dep.store.run(&id).await?.is_none() {
+        return Err(ApiError::not_found("run", &id));
+    }
     let resume = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
@@ -211,8 +228,11 @@ pub async fn events(
             }
             // The terminal event is written before the run is marked
             // finished, so a finished run with nothing new is the end.
-            let run = s.dep.store.run(&id).await.ok()??;
-            if run.status != "running" {
+            let running = match s.dep.store.run(&id).await.ok()? {
+                Some(run) => run.status == "running",
+                None => s.active.lock().expect("active runs").contains_key(&id),
+            };
+            if !running {
                 return None;
             }
             tokio::time::sleep(Duration::from_millis(200)).await;

@@ -3,8 +3,8 @@
 //! assert on the sandbox from the outside.
 
 use pdpp_sdk::{
-    Account, Answer, Connector, Failure, Interaction, Probe as ProbeCtx, ProbeError, Run, Value, export_connector, json,
-    serde_json,
+    Account, Answer, Connector, Failure, Interaction, Probe as ProbeCtx, ProbeError, Run, Value, export_connector,
+    json, serde_json,
 };
 use std::hint::black_box;
 
@@ -96,12 +96,14 @@ impl Connector for Probe {
                 run.flush()?;
                 panic!("probe panicked on purpose");
             }
-            "fail_first" => Err(Failure::new("the provider is down").code("upstream_unavailable").retryable(true)),
+            "fail_first" => Err(Failure::new("the provider is down")
+                .code("upstream_unavailable")
+                .retryable(true)),
             "reject_run" => {
                 // The stored credential was used (read) before the provider refused it.
                 let _ = run.secret("signing_key").map(|s| s.reveal());
                 Err(Failure::new("the provider refused the token")
-                .code("credential_rejected")
+                    .code("credential_rejected")
                     .recovery(pdpp_sdk::Recovery::RefreshCredentials))
             }
             "fail_after_state" => {
@@ -126,9 +128,19 @@ impl Connector for Probe {
                     .get("timeout_seconds")
                     .and_then(Value::as_u64)
                     .map(|s| s as u32);
-                let mut ask = Interaction::otp("Enter the code");
+                let credentials = run.settings().get("kind").and_then(Value::as_str) == Some("credentials");
+                let mut ask = if credentials {
+                    Interaction::new(pdpp_sdk::InteractionKind::Credentials, "Sign in again")
+                } else {
+                    Interaction::otp("Enter the code")
+                };
                 ask.timeout_seconds = secs;
                 let what = match run.interact(ask) {
+                    // A credentials answer is a secret: only its field names are reported.
+                    Ok(Answer::Success(v)) if credentials => {
+                        let names: Vec<&String> = v.as_object().map(|o| o.keys().collect()).unwrap_or_default();
+                        json!({ "status": "success", "fields": names })
+                    }
                     Ok(Answer::Success(v)) => json!({ "status": "success", "data": v }),
                     Ok(Answer::Cancelled) => json!({ "status": "cancelled" }),
                     Ok(Answer::Timeout) => json!({ "status": "timeout" }),
