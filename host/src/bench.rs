@@ -65,6 +65,25 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         inst.push(sandbox.instantiate_only(&plugin).await?);
     }
 
+    // The host's share of a credential probe at setup: a fresh instance and
+    // one `validate-credential` call (the demo has no provider to ask).
+    let mut probe = Vec::new();
+    for _ in 0..args.runs.max(1) {
+        let req = runtime::ProbeRequest {
+            manifest: manifest.clone(),
+            settings: json!({}),
+            secrets: Default::default(),
+            egress: Arc::default(),
+            limits: Default::default(),
+        };
+        let t = Instant::now();
+        let verdict = runtime::probe_credential(&sandbox, &plugin, req).await;
+        probe.push(t.elapsed());
+        if verdict != runtime::ProbeVerdict::NoProbe {
+            bail!("the demo's probe answered {verdict:?}");
+        }
+    }
+
     let mut wasm = Vec::new();
     for _ in 0..args.runs.max(1) {
         let seen = Arc::new(AtomicU64::new(0));
@@ -89,7 +108,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         }
     }
 
-    let (inst, wasm, node) = (median(inst), median(wasm), median(node));
+    let (inst, probe, wasm, node) = (median(inst), median(probe), median(wasm), median(node));
     println!(
         "machine: {} cores; runs per row: {}; records per run: {}",
         num_cpus(),
@@ -98,6 +117,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     );
     println!("compile demo.wasm (once)            {:>9.2} ms", ms(compile));
     println!("instantiate only (median)           {:>9.3} ms", ms(inst));
+    println!("credential probe call (median)      {:>9.3} ms", ms(probe));
     println!("wasm: instantiate+START+records+DONE {:>8.3} ms (median)", ms(wasm));
     println!("node: spawn+START+records+DONE      {:>9.3} ms (median)", ms(node));
     println!(

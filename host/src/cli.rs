@@ -736,14 +736,22 @@ async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
     }
     let _watch = catalog.watch()?;
     // After every hot reload, the store learns which connectors are
-    // available, unavailable or removed.
+    // available, unavailable or removed; every 30 s, runs of dead processes
+    // are closed.
     {
         let catalog = catalog.clone();
         let store = dep.store.clone();
         let mut seen = snap.generation;
+        let mut ticks = 0u64;
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                ticks += 1;
+                // Runs whose process died elsewhere (another host sharing the
+                // database) are closed once their heartbeat is stale.
+                if ticks % 60 == 0 {
+                    let _ = store.fail_interrupted_runs().await;
+                }
                 let now = catalog.snapshot();
                 if now.generation != seen {
                     seen = now.generation;

@@ -17,6 +17,8 @@ pub struct Server {
     pub addr: String,
     pub token: String,
     pub dir: tempfile::TempDir,
+    /// The database the server uses (a SQLite file URL or a PostgreSQL URL).
+    pub database_url: String,
 }
 
 impl Drop for Server {
@@ -120,6 +122,7 @@ pub fn serve_with(opts: ServeOptions) -> Server {
         addr,
         token,
         dir,
+        database_url,
     }
 }
 

@@ -648,3 +648,46 @@ fn pocket_tombstone_and_spotify_block_show_in_the_catalog_and_refuse_setup() {
     let (_, connections) = s.owner("GET", "/v1/connections", None);
     assert!(connections["connections"].as_array().unwrap().is_empty());
 }
+
+server_on_both_backends! {
+    /// Several processes share one database: a CLI command opening it next to
+    /// a serving host leaves the host's run alone, and a second run of the
+    /// same connection from another process is refused while one is in progress.
+    fn processes_sharing_a_database_never_interrupt_or_double_run_a_connection(b: Backend) {
+        let s = serve_on(b);
+        let id = draft(&s, json!({ "behavior": "interact" }));
+        let (_, c) = capture(&s, &id, "tok-shared-db-0015", "sig-shared-db-0015");
+        let first = c["first_sync"]["run_id"].as_str().unwrap().to_owned();
+        let ix = first_pending_interaction(&s, &first);
+        s.owner("POST", &format!("/v1/interactions/{ix}"), Some(json!({ "status": "success", "data": {} })));
+        s.wait_run(&first);
+        // A manual run of the now active connection parks on its question.
+        let (_, started) = s.owner("POST", &format!("/v1/connections/{id}/runs"), None);
+        let run_id = started["run_id"].as_str().unwrap().to_owned();
+        let ix = first_pending_interaction(&s, &run_id);
+        let data = s.dir.path().join("data");
+        let data = data.to_str().unwrap();
+        let url = s.database_url.clone();
+        // Opening the deployment runs the recovery of interrupted runs.
+        let (code, _, err) = cli(&["runs", "list", "--connection", &id, "--data-dir", data, "--database-url", &url], &[], None);
+        assert_eq!(code, 0, "{err}");
+        let (_, now) = s.owner("GET", &format!("/v1/runs/{run_id}"), None);
+        assert_eq!(now["run"]["status"], "running", "the CLI left the host's run alone: {now}");
+        let wasm = guest_path("probe");
+        let manifest = probe_manifest_path();
+        let (code, _, err) = cli(
+            &[
+                "run", wasm.to_str().unwrap(), "--manifest", manifest.to_str().unwrap(),
+                "--connection", &id, "--data-dir", data, "--database-url", &url,
+            ],
+            &[],
+            None,
+        );
+        assert_ne!(code, 0, "a second run of the same connection is refused: {err}");
+        assert!(err.contains("already has a run in progress"), "{err}");
+        let (code, _) = s.owner("POST", &format!("/v1/interactions/{ix}"), Some(json!({ "status": "success", "data": { "code": "1" } })));
+        assert_eq!(code, 200, "the host's run was not marked interrupted");
+        let run = s.wait_run(&run_id);
+        assert_eq!(run["status"], "succeeded", "{run}");
+    }
+}

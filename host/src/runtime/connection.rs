@@ -31,6 +31,8 @@ pub enum RunRefused {
         connection_id: String,
         status: &'static str,
     },
+    #[error("connection {0} already has a run in progress")]
+    AlreadyRunning(String),
     #[error("connection {0} has no stored credential")]
     CredentialMissing(String),
     #[error("the credential of connection {0} was revoked")]
@@ -52,6 +54,7 @@ impl RunRefused {
             RunRefused::UnknownConnection(_) => "unknown_connection",
             RunRefused::WrongConnector { .. } => "wrong_connector",
             RunRefused::NotRunnable { .. } => "connection_not_runnable",
+            RunRefused::AlreadyRunning(_) => "run_already_active",
             RunRefused::CredentialMissing(_) => "credential_missing",
             RunRefused::CredentialRevoked(_) => "credential_revoked",
             RunRefused::CredentialRejected(_) => "credential_rejected",
@@ -177,9 +180,40 @@ pub async fn run_connection(
         }
     };
 
-    store
+    match store
         .create_run(&run_id, connection_id, &manifest.connector_id, opts.trigger)
-        .await?;
+        .await
+    {
+        Ok(()) => {}
+        Err(StoreError::RunInProgress(_)) => {
+            let refused = RunRefused::AlreadyRunning(connection_id.to_owned());
+            record_refusal(
+                store,
+                &run_id,
+                connection_id,
+                &manifest.connector_id,
+                opts.trigger,
+                &refused,
+            )
+            .await?;
+            return Err(refused);
+        }
+        Err(e) => return Err(e.into()),
+    }
+    // While the run goes on, its heartbeat tells other processes sharing the
+    // database that it is alive.
+    let heartbeat = {
+        let store = store.clone();
+        let run_id = run_id.clone();
+        tokio::spawn(async move {
+            let every = std::time::Duration::from_millis(crate::store::runner::HEARTBEAT_EVERY_MS);
+            loop {
+                tokio::time::sleep(every).await;
+                let _ = store.heartbeat(&run_id).await;
+            }
+        })
+    };
+    let _stop_heartbeat = AbortOnDrop(heartbeat);
     let started = RunEvent::new(
         "run.started",
         json!({
@@ -410,6 +444,15 @@ async fn prepare(
     Ok(req)
 }
 
+/// Stops a background task when dropped (however the run ends).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 async fn record_refusal(
     store: &Store,
     run_id: &str,
@@ -418,7 +461,17 @@ async fn record_refusal(
     trigger: Trigger,
     refused: &RunRefused,
 ) -> Result<(), RunRefused> {
-    store.create_run(run_id, connection_id, connector_id, trigger).await?;
+    let end = RunEnd {
+        status: "failed".into(),
+        records_emitted: 0,
+        records_written: 0,
+        failure_reason: Some(refused.reason().to_owned()),
+        failure_message: Some(refused.to_string()),
+        resource_report: json!({}),
+    };
+    store
+        .create_refused_run(run_id, connection_id, connector_id, trigger, &end)
+        .await?;
     store
         .append_events(
             run_id,
@@ -426,19 +479,6 @@ async fn record_refusal(
                 "run.refused",
                 json!({ "reason": refused.reason(), "message": refused.to_string() }),
             )],
-        )
-        .await?;
-    store
-        .finish_run(
-            run_id,
-            &RunEnd {
-                status: "failed".into(),
-                records_emitted: 0,
-                records_written: 0,
-                failure_reason: Some(refused.reason().to_owned()),
-                failure_message: Some(refused.to_string()),
-                resource_report: json!({}),
-            },
         )
         .await?;
     Ok(())

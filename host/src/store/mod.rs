@@ -10,6 +10,7 @@
 
 mod lifecycle;
 mod model;
+pub mod runner;
 
 pub use lifecycle::*;
 pub use model::*;
@@ -54,6 +55,8 @@ pub enum StoreError {
     NotFound { what: &'static str, id: String },
     #[error("stored data is malformed: {0}")]
     Corrupt(String),
+    #[error("connection {0} already has a run in progress")]
+    RunInProgress(String),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -374,17 +377,67 @@ impl Store {
         connector_id: &str,
         trigger: Trigger,
     ) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO runs (run_id, connection_id, connector_id, status, run_trigger, started_at)
-             VALUES ($1, $2, $3, 'running', $4, $5)",
+        let now = now_ms();
+        let inserted = sqlx::query(
+            "INSERT INTO runs (run_id, connection_id, connector_id, status, run_trigger, started_at, runner, heartbeat_at)
+             VALUES ($1, $2, $3, 'running', $4, $5, $6, $5)",
         )
         .bind(run_id)
         .bind(connection_id)
         .bind(connector_id)
         .bind(trigger.as_str())
-        .bind(now_ms())
+        .bind(now)
+        .bind(runner::id())
+        .execute(&self.pool)
+        .await;
+        match inserted {
+            Ok(_) => Ok(()),
+            // The unique index admits one running run per connection, whichever host started it.
+            Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+                Err(StoreError::RunInProgress(connection_id.to_owned()))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// A run refused before it started: stored finished, so it never counts
+    /// as in progress.
+    pub async fn create_refused_run(
+        &self,
+        run_id: &str,
+        connection_id: &str,
+        connector_id: &str,
+        trigger: Trigger,
+        end: &RunEnd,
+    ) -> Result<()> {
+        let now = now_ms();
+        sqlx::query(
+            "INSERT INTO runs (run_id, connection_id, connector_id, status, run_trigger, started_at, finished_at,
+               failure_reason, failure_message, resource_report, runner)
+             VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8, $9, $10)",
+        )
+        .bind(run_id)
+        .bind(connection_id)
+        .bind(connector_id)
+        .bind(&end.status)
+        .bind(trigger.as_str())
+        .bind(now)
+        .bind(end.failure_reason.clone())
+        .bind(end.failure_message.clone())
+        .bind(json_text(&end.resource_report))
+        .bind(runner::id())
         .execute(&self.pool)
         .await?;
+        Ok(())
+    }
+
+    /// Say that this process is still running `run_id`.
+    pub async fn heartbeat(&self, run_id: &str) -> Result<()> {
+        sqlx::query("UPDATE runs SET heartbeat_at = $1 WHERE run_id = $2 AND status = 'running'")
+            .bind(now_ms())
+            .bind(run_id)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -408,16 +461,35 @@ impl Store {
     }
 
     /// Runs a previous host process left `running`: it died, so they failed.
+    /// Mark as `host_interrupted` every run in progress whose process is
+    /// gone: on this machine, its process no longer exists; on another, it
+    /// has not sent a heartbeat for [`runner::STALE_AFTER_MS`]. Runs of live
+    /// processes (a `serve` next to a CLI command, other hosts) are left alone.
     pub async fn fail_interrupted_runs(&self) -> Result<u64> {
-        let done = sqlx::query(
-            "UPDATE runs SET status = 'failed', finished_at = $1, failure_reason = 'host_interrupted',
-               failure_message = 'the host stopped while the run was in progress'
-             WHERE status = 'running'",
-        )
-        .bind(now_ms())
-        .execute(&self.pool)
-        .await?;
-        Ok(done.rows_affected())
+        let rows = sqlx::query("SELECT run_id, runner, heartbeat_at FROM runs WHERE status = 'running'")
+            .fetch_all(&self.pool)
+            .await?;
+        let now = now_ms();
+        let mut failed = 0;
+        for r in rows {
+            let run_id: String = r.try_get("run_id")?;
+            let runner_id: Option<String> = r.try_get("runner")?;
+            let heartbeat: Option<i64> = r.try_get("heartbeat_at")?;
+            if runner::alive(runner_id.as_deref(), heartbeat, now) {
+                continue;
+            }
+            failed += sqlx::query(
+                "UPDATE runs SET status = 'failed', finished_at = $1, failure_reason = 'host_interrupted',
+                   failure_message = 'the host stopped while the run was in progress'
+                 WHERE run_id = $2 AND status = 'running'",
+            )
+            .bind(now)
+            .bind(&run_id)
+            .execute(&self.pool)
+            .await?
+            .rows_affected();
+        }
+        Ok(failed)
     }
 
     pub async fn run(&self, run_id: &str) -> Result<Option<RunRow>> {
