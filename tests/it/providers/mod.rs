@@ -389,7 +389,7 @@ pub fn set_up(s: &Server, connector: &str, token: &str) -> (String, Value, Strin
 }
 
 /// A rejected token at setup: 400 `credential_rejected` and nothing stored
-/// (the draft either stays without a credential or is retired).
+/// and the first-time draft retired.
 pub fn assert_probe_rejects(s: &Server, connector: &str, token: &str) {
     let (_, created) = s.owner("POST", "/v1/connections", Some(json!({ "connector_id": connector })));
     let id = created["connection"]["connection_id"].as_str().unwrap().to_owned();
@@ -404,11 +404,9 @@ pub fn assert_probe_rejects(s: &Server, connector: &str, token: &str) {
         "{err}"
     );
     assert!(!err.to_string().contains(token), "the refusal does not echo the token");
+    // Nothing was stored, and the first-time draft was retired (docs/setup.md, D1).
     let (status, setup) = setup_status(s, &id);
-    assert!(
-        status == 404 || (status == 200 && setup["credential"]["present"] == false && setup["status"] == "draft"),
-        "nothing was stored: {status} {setup}"
-    );
+    assert_eq!(status, 404, "no setup row remains: {setup}");
 }
 
 /// Start a run of an active connection; its run id.
