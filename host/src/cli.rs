@@ -344,9 +344,9 @@ pub fn load_manifest(plugin: &Path, explicit: Option<&Path>) -> anyhow::Result<M
 pub fn load_plugin(sandbox: &Sandbox, path: &Path, manifest: &Manifest) -> anyhow::Result<Plugin> {
     let networked = manifest.required_bindings().any(|b| b == "network");
     let bytes = std::fs::read(path).with_context(|| format!("cannot read plugin {}", path.display()))?;
-    Ok(sandbox
+    sandbox
         .compile_for(&bytes, networked)
-        .with_context(|| format!("cannot load plugin {}", path.display()))?)
+        .with_context(|| format!("cannot load plugin {}", path.display()))
 }
 
 fn read_state(path: &Path) -> anyhow::Result<StateMap> {
@@ -749,7 +749,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
                 ticks += 1;
                 // Runs whose process died elsewhere (another host sharing the
                 // database) are closed once their heartbeat is stale.
-                if ticks % 60 == 0 {
+                if ticks.is_multiple_of(60) {
                     let _ = store.fail_interrupted_runs().await;
                 }
                 let now = catalog.snapshot();

@@ -691,3 +691,55 @@ server_on_both_backends! {
         assert_eq!(run["status"], "succeeded", "{run}");
     }
 }
+
+/// `serve` reads its TOML file, the environment overrides the file, and a
+/// flag overrides both.
+#[test]
+fn serve_configuration_file_is_overridden_by_environment_and_flags() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("pdpp-host.toml");
+    let from_file = dir.path().join("file-data");
+    let from_env = dir.path().join("env-data");
+    let plugins = dir.path().join("file-plugins");
+    std::fs::write(
+        &config,
+        format!(
+            "data_dir = {:?}\nplugin_dir = {:?}\nbind = \"127.0.0.1:1\"\n[limits]\nwall_clock_seconds = 5\n",
+            from_file.display().to_string(),
+            plugins.display().to_string()
+        ),
+    )
+    .unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pdpp-host"))
+        .args(["serve", "--bind", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .env("PDPP_DATA_DIR", &from_env)
+        .env_remove("PDPP_DATABASE_URL")
+        .env_remove("PDPP_PLUGIN_DIR")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("serving the owner API") {
+        line.clear();
+        assert!(err.read_line(&mut line).unwrap() > 0, "serve stopped early");
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        line.contains("http://127.0.0.1:") && !line.contains(":1 "),
+        "the flag's bind won: {line}"
+    );
+    assert!(
+        line.contains(&plugins.display().to_string()),
+        "the file's plugin dir: {line}"
+    );
+    assert!(
+        from_env.join("owner-token.sha256").exists(),
+        "the environment's data dir won"
+    );
+    assert!(!from_file.exists(), "the file's data dir was overridden");
+}

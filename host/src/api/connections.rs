@@ -292,9 +292,6 @@ pub async fn create(_: Owner, State(s): St, b: JsonBody<CreateBody>) -> Result<(
         })
         .await?;
     let id = conn.connection_id.clone();
-    store
-        .audit(Audit::ok("connection.create", &id).detail(json!({ "connector_id": b.connector_id })))
-        .await?;
     let first_sync = if manifest.needs_credential() {
         None
     } else {

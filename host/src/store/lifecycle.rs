@@ -112,7 +112,7 @@ impl<'a> Audit<'a> {
 
 type Tx = sqlx::Transaction<'static, sqlx::Any>;
 
-async fn write_audit(tx: &mut Tx, a: &Audit<'_>) -> Result<()> {
+pub(super) async fn write_audit(tx: &mut Tx, a: &Audit<'_>) -> Result<()> {
     sqlx::query(
         "INSERT INTO audit_events (at, action, connection_id, run_id, outcome, detail) VALUES ($1, $2, $3, $4, $5, $6)",
     )

@@ -222,6 +222,7 @@ impl Store {
             revoked_at: None,
             activated_at: (new.status == ConnectionStatus::Active).then_some(now),
         };
+        let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO connections (connection_id, connector_id, status, display_name, account_identity,
                binding_metadata, created_at, updated_at, activated_at)
@@ -235,8 +236,13 @@ impl Store {
         .bind(now)
         .bind(now)
         .bind(c.activated_at)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        // Every connection's creation is on the audit trail, in the same transaction.
+        let audit = Audit::ok("connection.create", &c.connection_id)
+            .detail(serde_json::json!({ "connector_id": c.connector_id, "status": c.status.as_str() }));
+        lifecycle::write_audit(&mut tx, &audit).await?;
+        tx.commit().await?;
         Ok(c)
     }
 
