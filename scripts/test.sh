@@ -47,4 +47,9 @@ export PDPP_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$PGPORT/postgres"
 echo "PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}') on 127.0.0.1:$PGPORT"
 
 echo "==> tests"
-cargo test --locked -p pdpp-sdk -p pdpp-host -p github -p notion -p oura
+# The SDK, the host (unit and integration tests) and every connector's own tests.
+packages=(-p pdpp-sdk -p pdpp-host)
+for dir in connectors/*/; do
+  if [ -f "$dir/Cargo.toml" ]; then packages+=(-p "$(basename "$dir")"); fi
+done
+cargo test --locked "${packages[@]}"

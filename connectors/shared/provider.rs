@@ -18,10 +18,18 @@
 
 #![allow(dead_code)]
 
-use pdpp_sdk::http::{HttpError, Request, Response};
+use pdpp_sdk::http::{HttpError, Request, Response, Retry};
 use pdpp_sdk::{Failure, Recovery, Run, Secret, Skip, StreamScope, Value, serde_json};
 use std::collections::HashSet;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Retries of a credential probe's one request: a short wait for a provider
+/// hiccup, well inside the host's 30 s probe cap.
+pub const PROBE_RETRY: Retry = Retry {
+    max_attempts: 3,
+    base_delay: Duration::from_millis(500),
+    budget: Duration::from_secs(20),
+};
 
 /// Why one stream stopped early.
 #[derive(Clone, Debug)]

@@ -543,6 +543,21 @@ fn tombstoned_connector_refuses_new_connections_and_keeps_existing_data_readable
         2,
         "data already collected stays readable"
     );
+    // The hot reload reached the store too (it follows within half a second).
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    sqlx::any::install_default_drivers();
+    let stored = || {
+        rt.block_on(async {
+            let pool = sqlx::AnyPool::connect(&s.database_url).await.unwrap();
+            let row: (String,) = sqlx::query_as("SELECT availability FROM connectors WHERE connector_id = 'probe'")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+            pool.close().await;
+            row.0
+        })
+    };
+    eventually("the store to record the tombstone", || stored() == "removed");
 }
 
 #[test]

@@ -16,12 +16,11 @@
 #[path = "../../shared/provider.rs"]
 mod provider;
 
-use pdpp_sdk::http::{self, Retry};
+use pdpp_sdk::http;
 use pdpp_sdk::{Account, Connector, Failure, Probe, ProbeError, Run, StreamScope, Value, export_connector, json};
 use provider::{Api, Pages, Stop, allowed, conclude, encode, key_of, later, latest, settle};
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
-use std::time::Duration;
 
 const API: &str = "https://api.github.com";
 const USER_AGENT: &str = "pdpp-connector-github/0.1";
@@ -97,11 +96,7 @@ impl Connector for GitHub {
             .header("accept", "application/vnd.github+json")
             .header("x-github-api-version", "2022-11-28")
             .header("user-agent", USER_AGENT)
-            .send_with(&Retry {
-                max_attempts: 3,
-                base_delay: Duration::from_millis(500),
-                budget: Duration::from_secs(20),
-            })?
+            .send_with(&provider::PROBE_RETRY)?
             .json()?;
         let login = user["login"]
             .as_str()

@@ -11,11 +11,10 @@
 #[path = "../../shared/provider.rs"]
 mod provider;
 
-use pdpp_sdk::http::{self, Retry};
+use pdpp_sdk::http;
 use pdpp_sdk::{Account, Connector, Failure, Probe, ProbeError, Run, StreamScope, Value, export_connector, json};
 use provider::{Api, Pages, Stop, allowed, conclude, later, latest, settle};
 use serde::{Deserialize, Serialize};
-use std::time::Duration;
 
 const API: &str = "https://api.notion.com";
 const NOTION_VERSION: &str = "2022-06-28";
@@ -49,11 +48,7 @@ impl Connector for Notion {
         let me: Value = http::get(&format!("{API}/v1/users/me"))
             .bearer(&token)
             .header("notion-version", NOTION_VERSION)
-            .send_with(&Retry {
-                max_attempts: 3,
-                base_delay: Duration::from_millis(500),
-                budget: Duration::from_secs(20),
-            })?
+            .send_with(&provider::PROBE_RETRY)?
             .json()?;
         let id = me["id"]
             .as_str()

@@ -12,13 +12,13 @@
 #[path = "../../shared/provider.rs"]
 mod provider;
 
-use pdpp_sdk::http::{self, Retry};
+use pdpp_sdk::http;
 use pdpp_sdk::{
     Account, Connector, Failure, Probe, ProbeError, Run, StreamScope, Value, export_connector, json, serde_json,
 };
 use provider::{Api, Pages, Stop, allowed, conclude, encode, latest, settle};
 use serde::{Deserialize, Serialize};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 const API: &str = "https://api.ouraring.com";
 const DEFAULT_HISTORY_START: &str = "2015-01-01";
@@ -83,11 +83,7 @@ impl Connector for Oura {
         let token = probe.secret("token")?;
         let info: Value = http::get(&format!("{API}/v2/usercollection/personal_info"))
             .bearer(&token)
-            .send_with(&Retry {
-                max_attempts: 3,
-                base_delay: Duration::from_millis(500),
-                budget: Duration::from_secs(20),
-            })?
+            .send_with(&provider::PROBE_RETRY)?
             .json()?;
         let id = info["id"]
             .as_str()

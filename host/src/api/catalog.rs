@@ -42,7 +42,8 @@ pub struct Catalog {
     pub broken: Vec<BrokenPlugin>,
 }
 
-fn env_present(key: &str) -> bool {
+/// Whether a deployment setting is present in the environment.
+pub(super) fn env_present(key: &str) -> bool {
     std::env::var(key).is_ok_and(|v| !v.trim().is_empty())
 }
 

@@ -245,7 +245,7 @@ pub async fn create(_: Owner, State(s): St, b: JsonBody<CreateBody>) -> Result<(
     if let Some(e) = closed(&manifest) {
         return Err(e);
     }
-    let plan = super::setup::plan(&manifest, &|k| std::env::var(k).is_ok_and(|v| !v.trim().is_empty()));
+    let plan = super::setup::plan(&manifest, &super::catalog::env_present);
     if !matches!(plan.support_state.as_str(), "supported" | "experimental") {
         return Err(ApiError::conflict(
             "setup_not_supported",

@@ -157,8 +157,20 @@ pub async fn run_connection(
 ) -> Result<RunOutcome, RunRefused> {
     let store = &dep.store;
     let run_id = opts.run_id.clone().unwrap_or_else(new_run_id);
-    let prepared = prepare(dep, &manifest, connection_id, &opts, &run_id, plugin.networked()).await;
-    let req = match prepared {
+    // Prepared and on record as running, or refused (one other run of the
+    // connection in progress, on any host, is a refusal too).
+    let started = match prepare(dep, &manifest, connection_id, &opts, &run_id, plugin.networked()).await {
+        Ok(req) => match store
+            .create_run(&run_id, connection_id, &manifest.connector_id, opts.trigger)
+            .await
+        {
+            Ok(()) => Ok(req),
+            Err(StoreError::RunInProgress(_)) => Err(RunRefused::AlreadyRunning(connection_id.to_owned())),
+            Err(e) => return Err(e.into()),
+        },
+        Err(refused) => Err(refused),
+    };
+    let req = match started {
         Ok(req) => req,
         Err(refused) => {
             // A refused run is still on record, so an owner sees why nothing ran.
@@ -179,27 +191,6 @@ pub async fn run_connection(
             return Err(refused);
         }
     };
-
-    match store
-        .create_run(&run_id, connection_id, &manifest.connector_id, opts.trigger)
-        .await
-    {
-        Ok(()) => {}
-        Err(StoreError::RunInProgress(_)) => {
-            let refused = RunRefused::AlreadyRunning(connection_id.to_owned());
-            record_refusal(
-                store,
-                &run_id,
-                connection_id,
-                &manifest.connector_id,
-                opts.trigger,
-                &refused,
-            )
-            .await?;
-            return Err(refused);
-        }
-        Err(e) => return Err(e.into()),
-    }
     // While the run goes on, its heartbeat tells other processes sharing the
     // database that it is alive.
     let heartbeat = {
