@@ -1,12 +1,11 @@
 //! `pdpp-host serve` configuration: a TOML file, overridden by environment
 //! variables, overridden by command-line flags. See docs/configuration.md.
 
-use crate::sandbox::RunLimits;
+use crate::limits::LimitsOverride;
 use crate::sandbox::egress::{EgressConfig, Origin};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 /// The file's shape. Unknown keys are an error, so a typo never passes silently.
 #[derive(Debug, Default, Deserialize)]
@@ -23,18 +22,9 @@ pub struct ConfigFile {
     pub egress: EgressFile,
 }
 
-/// `[limits]`: the deployment's run limits (a manifest can only lower them).
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LimitsFile {
-    pub cpu_seconds: Option<u64>,
-    pub wall_clock_seconds: Option<u64>,
-    pub memory_mib: Option<usize>,
-    pub max_records: Option<u64>,
-    pub log_bytes: Option<u64>,
-    pub http_max_requests: Option<u64>,
-    pub http_max_response_bytes: Option<u64>,
-}
+/// `[limits]`: the deployment's run limits (a manifest can only lower
+/// them), with the same names as everywhere else.
+pub type LimitsFile = LimitsOverride;
 
 /// `[egress]`: origin rewrites and address policy.
 #[derive(Debug, Default, Deserialize)]
@@ -57,6 +47,29 @@ pub enum ConfigError {
     Invalid { path: PathBuf, message: String },
 }
 
+/// A deployment origin rewrite that does not parse.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RewriteError {
+    #[error("an origin rewrite is FROM=TO, got {0:?}")]
+    NotAPair(String),
+    #[error("{0:?} is not an origin (scheme://host[:port])")]
+    NotAnOrigin(String),
+}
+
+/// One origin rewrite: requests for `from` go to `to`.
+pub fn parse_rewrite(from: &str, to: &str) -> Result<(Origin, Origin), RewriteError> {
+    let parse = |o: &str| Origin::parse(o).ok_or_else(|| RewriteError::NotAnOrigin(o.to_owned()));
+    Ok((parse(from)?, parse(to)?))
+}
+
+/// One origin rewrite written `FROM=TO` (the command line's form).
+pub fn parse_rewrite_pair(pair: &str) -> Result<(Origin, Origin), RewriteError> {
+    let (from, to) = pair
+        .split_once('=')
+        .ok_or_else(|| RewriteError::NotAPair(pair.to_owned()))?;
+    parse_rewrite(from, to)
+}
+
 impl ConfigFile {
     pub fn load(path: &Path) -> Result<ConfigFile, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -68,45 +81,18 @@ impl ConfigFile {
             message,
         };
         let file: ConfigFile = toml::from_str(&text).map_err(|e| invalid(e.message().to_owned()))?;
-        file.egress.config().map_err(invalid)?;
+        file.egress
+            .config()
+            .map_err(|e| invalid(format!("egress.rewrites: {e}")))?;
         Ok(file)
     }
 }
 
-impl LimitsFile {
-    /// The default limits with this file's values applied.
-    pub fn apply(&self, mut l: RunLimits) -> RunLimits {
-        if let Some(s) = self.cpu_seconds {
-            l.cpu = Duration::from_secs(s);
-        }
-        if let Some(s) = self.wall_clock_seconds {
-            l.wall_clock = Duration::from_secs(s);
-        }
-        if let Some(m) = self.memory_mib {
-            l.memory_bytes = m << 20;
-        }
-        if let Some(n) = self.max_records {
-            l.max_records = n;
-        }
-        if let Some(n) = self.log_bytes {
-            l.log_bytes = n;
-        }
-        if let Some(n) = self.http_max_requests {
-            l.http.max_requests = n;
-        }
-        if let Some(n) = self.http_max_response_bytes {
-            l.http.max_response_bytes = n;
-        }
-        l
-    }
-}
-
 impl EgressFile {
-    pub fn config(&self) -> Result<EgressConfig, String> {
+    pub fn config(&self) -> Result<EgressConfig, RewriteError> {
         let mut rewrites = Vec::new();
         for (from, to) in &self.rewrites {
-            let parse = |o: &str| Origin::parse(o).ok_or_else(|| format!("egress.rewrites: {o:?} is not an origin"));
-            rewrites.push((parse(from)?, parse(to)?));
+            rewrites.push(parse_rewrite(from, to)?);
         }
         Ok(EgressConfig {
             rewrites,
@@ -150,8 +136,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.bind.as_deref(), Some("0.0.0.0:9000"));
-        let l = c.limits.apply(RunLimits::default());
-        assert_eq!(l.wall_clock, Duration::from_secs(30));
+        let l = c.limits.apply(crate::sandbox::RunLimits::default());
+        assert_eq!(l.wall_clock, std::time::Duration::from_secs(30));
         assert_eq!(l.memory_bytes, 64 << 20);
         let e = c.egress.config().unwrap();
         assert_eq!(e.rewrites.len(), 1);

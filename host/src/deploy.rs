@@ -2,7 +2,7 @@
 //! database, opened together and checked against each other at start.
 
 use crate::store::{Store, StoreError};
-use crate::vault::{Bundle, KEY_FILE, VaultError, VaultKey};
+use crate::vault::{KEY_FILE, VaultError, VaultKey};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -37,6 +37,9 @@ pub struct DeployOptions {
     pub key_file: Option<PathBuf>,
 }
 
+/// The durable parts of a deployment, opened and checked together. Cloning
+/// shares the database pool and the key.
+#[derive(Clone)]
 pub struct Deployment {
     pub data_dir: PathBuf,
     pub key_file: PathBuf,
@@ -109,19 +112,10 @@ impl Deployment {
         })
     }
 
-    /// Re-seal every credential under a new key, in one transaction, then
-    /// make the new key the key file. Any bundle that does not open stops the
-    /// rotation before anything is written.
-    pub async fn rotate_key(&mut self) -> Result<Rotation, DeployError> {
-        let new_key = VaultKey::generate();
-        let mut resealed = Vec::new();
-        for stored in self.store.all_credentials().await? {
-            let bundle: Bundle = self.key.open(&stored.connection_id, &stored.sealed)?;
-            resealed.push((
-                stored.connection_id.clone(),
-                new_key.seal(&stored.connection_id, &bundle)?,
-            ));
-        }
+    /// Write `new` as the staged key `<key file>.next` (0600), replacing a
+    /// stale staged key; the key file itself is untouched. The first step
+    /// of a key rotation ([`crate::credentials::rotate_vault_key`]).
+    pub fn stage_key(&self, new: &VaultKey) -> Result<(), DeployError> {
         let next = next_key_path(&self.key_file);
         if next.exists() {
             std::fs::remove_file(&next).map_err(|source| VaultError::KeyIo {
@@ -129,22 +123,24 @@ impl Deployment {
                 source,
             })?;
         }
-        new_key.write_new(&next)?;
-        if let Err(e) = self.store.reseal_all(&resealed).await {
-            let _ = std::fs::remove_file(&next);
-            return Err(e.into());
-        }
-        std::fs::rename(&next, &self.key_file).map_err(|source| VaultError::KeyIo {
+        new.write_new(&next)?;
+        Ok(())
+    }
+
+    /// Drop a staged key (the rotation failed before the store changed).
+    pub fn discard_staged_key(&self) {
+        let _ = std::fs::remove_file(next_key_path(&self.key_file));
+    }
+
+    /// Make the staged key the key file, and use it from now on. Called once
+    /// every credential is sealed under it.
+    pub fn commit_staged_key(&mut self, new: VaultKey) -> Result<(), DeployError> {
+        std::fs::rename(next_key_path(&self.key_file), &self.key_file).map_err(|source| VaultError::KeyIo {
             path: self.key_file.clone(),
             source,
         })?;
-        let rotation = Rotation {
-            old_key_id: self.key.id(),
-            new_key_id: new_key.id(),
-            resealed: resealed.len(),
-        };
-        self.key = Arc::new(new_key);
-        Ok(rotation)
+        self.key = Arc::new(new);
+        Ok(())
     }
 }
 

@@ -3,17 +3,24 @@
 //!
 //! Data flows one way: [`runtime`] builds START and owns a run, [`sandbox`]
 //! executes the guest and converts what it emits into [`protocol`] messages,
-//! and the runtime validates them and decides what may be committed.
+//! and the runtime validates them and decides what may be committed. Owner
+//! surfaces ([`api`], and the command line, which lives in the binary and
+//! which nothing here imports) go through the domain modules: [`setup`] (the
+//! typed setup lifecycle), [`credentials`] (the one credential write path)
+//! and [`runtime`]. See docs/architecture.md.
 
 pub mod api;
-pub mod bench;
-pub mod cli;
 pub mod config;
+pub mod credentials;
 pub mod deploy;
+pub mod fsutil;
+pub mod limits;
 pub mod manifest;
 pub mod plugins;
 pub mod protocol;
 pub mod runtime;
 pub mod sandbox;
+pub mod server;
+pub mod setup;
 pub mod store;
 pub mod vault;

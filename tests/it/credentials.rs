@@ -157,7 +157,7 @@ on_both_backends! {
         let before = t.dep.store.credential(&a).await.unwrap().unwrap();
         let old_key = std::fs::read_to_string(t.dir.path().join("vault.key")).unwrap();
         let mut dep = Deployment::open(t.options()).await.unwrap();
-        let r = dep.rotate_key().await.unwrap();
+        let r = pdpp_host::credentials::rotate_vault_key(&mut dep).await.unwrap();
         assert_eq!(r.resealed, 2);
         assert_ne!(r.old_key_id, r.new_key_id);
         let after = dep.store.credential(&a).await.unwrap().unwrap();
@@ -214,7 +214,7 @@ on_both_backends! {
 
         // Rotation with an unreadable bundle stops before writing anything.
         let mut dep = Deployment::open(t.options()).await.unwrap();
-        assert!(dep.rotate_key().await.is_err());
+        assert!(pdpp_host::credentials::rotate_vault_key(&mut dep).await.is_err());
         assert_eq!(std::fs::read_to_string(&key_path).unwrap(), key_text);
         assert_eq!(dep.store.credential(&c).await.unwrap().unwrap().sealed.key_id, stored.sealed.key_id);
     }
@@ -261,6 +261,10 @@ fn host_environment_is_never_a_credential_fallback() {
             "set-credential",
             "--data-dir",
             data_s,
+            "--plugin",
+            probe.to_str().unwrap(),
+            "--manifest",
+            m.to_str().unwrap(),
             "--connection",
             &conn,
             "--credential",
@@ -293,12 +297,15 @@ fn cli_key_rotation_prints_key_ids_only() {
         r#"{"kind":"secret_bundle","fields":{"token":"rot-token-123456","signing_key":"rot-signing-123456"}}"#,
     )
     .unwrap();
+    let probe = guest_path("probe");
     let (code, _, err) = cli(
         &[
             "connection",
             "add",
             "--data-dir",
             data_s,
+            "--plugin",
+            probe.to_str().unwrap(),
             "--manifest",
             m.to_str().unwrap(),
             "--credential",

@@ -8,6 +8,7 @@ mod api;
 mod conformance;
 mod credentials;
 mod demo;
+mod docs;
 mod egress;
 mod interaction;
 mod isolation;

@@ -4,7 +4,7 @@
 
 use crate::support::*;
 use ed25519_dalek::{Signer, SigningKey};
-use pdpp_host::plugins::cli::write_atomically;
+use pdpp_host::fsutil::write_atomically;
 use pdpp_host::plugins::{
     self, Catalog, CatalogOptions, LoadOptions, LoadedPlugin, ManifestSource, PluginError, SignaturePolicy,
     SignatureStatus, TrustedKeys, format,
@@ -83,6 +83,7 @@ fn trusting(key: &SigningKey, policy: SignaturePolicy) -> LoadOptions {
         signatures: policy,
         trusted_keys: TrustedKeys::from_hex([pdpp_host::plugins::signature::hex(key.verifying_key().as_bytes())])
             .unwrap(),
+        manifest_file: None,
     }
 }
 
@@ -468,7 +469,7 @@ async fn hot_reload_adds_replaces_and_removes_plugins_while_a_held_version_keeps
     assert_eq!(catalog.stats(), loads);
 
     // Replaced (atomically) by a new version.
-    write_atomically(&d.join("demo.wasm"), &packed_demo("0.2.0")).unwrap();
+    write_atomically(&d.join("demo.wasm"), &packed_demo("0.2.0"), None).unwrap();
     wait_until("demo 0.2.0 replaces 0.1.0", || {
         catalog.get("demo").is_some_and(|p| p.manifest.version == "0.2.0")
     })

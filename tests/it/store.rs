@@ -94,12 +94,15 @@ async fn sigkill_mid_batch_leaves_only_whole_batches() {
     let cred = dir.path().join("cred.json");
     std::fs::write(
         &cred,
-        r#"{"kind":"secret_bundle","fields":{"token":"tok-sigkill-0001"}}"#,
+        r#"{"kind":"secret_bundle","fields":{"token":"tok-sigkill-0001","signing_key":"sig-sigkill-0001"}}"#,
     )
     .unwrap();
+    let probe = guest_path("probe");
     let conn = cli_add_connection(&[
         "--data-dir",
         &data_s,
+        "--plugin",
+        probe.to_str().unwrap(),
         "--manifest",
         m.to_str().unwrap(),
         "--settings",
@@ -108,7 +111,6 @@ async fn sigkill_mid_batch_leaves_only_whole_batches() {
         cred.to_str().unwrap(),
     ]);
 
-    let probe = guest_path("probe");
     let mut child = Command::new(env!("CARGO_BIN_EXE_pdpp-host"))
         .args([
             "run",

@@ -1,8 +1,8 @@
 //! `GET /v1/connectors`: the plugin directory's connectors with their setup plans.
 
-use super::setup::{SetupPlan, plan};
 use super::{ApiError, AppState, Owner};
 use crate::manifest::{Lifecycle, Manifest};
+use crate::setup::{SetupPlan, env_present, plan};
 use axum::Json;
 use axum::extract::{Path, State};
 use serde::Serialize;
@@ -40,11 +40,6 @@ pub struct Catalog {
     pub unavailable: Vec<String>,
     /// Files in the plugin directory that are not usable, and why.
     pub broken: Vec<BrokenPlugin>,
-}
-
-/// Whether a deployment setting is present in the environment.
-pub(super) fn env_present(key: &str) -> bool {
-    std::env::var(key).is_ok_and(|v| !v.trim().is_empty())
 }
 
 fn view(m: &Manifest, sha256: Option<&str>) -> ConnectorView {

@@ -149,8 +149,15 @@ pub async fn answer(
             ));
         }
     };
-    let pending = s.pending.map.lock().expect("pending").remove(&id);
-    let Some(pending) = pending else {
+    // Validate first, then consume: a refused answer leaves the question pending.
+    let asked = s
+        .pending
+        .map
+        .lock()
+        .expect("pending")
+        .get(&id)
+        .map(|p| (p.connection_id.clone(), p.run_id.clone(), p.request.kind));
+    let Some((connection_id, run_id, kind)) = asked else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",
@@ -158,19 +165,24 @@ pub async fn answer(
         ));
     };
     let saved = if body.save_credentials && body.status == "success" {
-        if pending.request.kind != p::InteractionKind::Credentials {
+        if kind != p::InteractionKind::Credentials {
             return Err(ApiError::bad_request(
                 "not_a_credentials_question",
                 "only a `credentials` answer can be saved",
             ));
         }
-        save_answer(&s, &pending.connection_id, body.data.as_ref()).await?
+        save_answer(&s, &connection_id, &run_id, body.data.as_ref()).await?
     } else {
         Vec::new()
     };
+    let Some(pending) = s.pending.map.lock().expect("pending").remove(&id) else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "interaction_closed",
+            "the run stopped waiting for this answer",
+        ));
+    };
     let status = answer.status;
-    let connection_id = pending.connection_id.clone();
-    let run_id = pending.run_id.clone();
     if pending.answer.send(answer).is_err() {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -192,60 +204,17 @@ pub async fn answer(
     ))
 }
 
-/// Merge the declared fields of a `credentials` answer into the
-/// connection's sealed bundle; the names of the fields saved.
-async fn save_answer(s: &AppState, connection_id: &str, data: Option<&Value>) -> Result<Vec<String>, ApiError> {
+/// Keep the declared fields of a `credentials` answer in the connection's
+/// sealed bundle, through the credentials service; the names saved.
+async fn save_answer(
+    s: &AppState,
+    connection_id: &str,
+    run_id: &str,
+    data: Option<&Value>,
+) -> Result<Vec<String>, ApiError> {
     let conn = super::load_connection(s, connection_id).await?;
-    let plugin = s.catalog.get(&conn.connector_id).ok_or_else(|| {
-        ApiError::conflict(
-            "plugin_unavailable",
-            format!("connector {} has no plugin loaded", conn.connector_id),
-        )
-    })?;
-    let m = &plugin.manifest;
-    let kind = m
-        .setup
-        .as_ref()
-        .and_then(|s| s.credential_capture.as_ref())
-        .map(|c| c.kind.clone())
-        .ok_or_else(|| {
-            ApiError::conflict(
-                "credential_unsupported",
-                format!("{} takes no credential", m.connector_id),
-            )
-        })?;
-    let mut fields = match s.dep.store.credential(connection_id).await? {
-        Some(c) => {
-            s.dep
-                .key
-                .open(connection_id, &c.sealed)
-                .map_err(|_| ApiError::conflict("credential_unreadable", "the stored credential cannot be opened"))?
-                .fields
-        }
-        None => Default::default(),
-    };
-    let mut saved = Vec::new();
-    for f in m.credential_fields() {
-        if let Some(v) = data
-            .and_then(|d| d.get(&f.name))
-            .and_then(Value::as_str)
-            .filter(|v| !v.is_empty())
-        {
-            fields.insert(f.name.clone(), zeroize::Zeroizing::new(v.to_owned()));
-            saved.push(f.name.clone());
-        }
-    }
-    if saved.is_empty() {
-        return Err(ApiError::bad_request(
-            "nothing_to_save",
-            "the answer holds none of the connector's credential fields",
-        ));
-    }
-    let sealed = s
-        .dep
-        .key
-        .seal(connection_id, &crate::vault::Bundle { kind, fields })
-        .map_err(|e| ApiError::bad_request("invalid_credential", e.to_string()))?;
-    s.dep.store.put_credential(connection_id, &sealed).await?;
-    Ok(saved)
+    let plugin = s.plugin(&conn.connector_id)?;
+    Ok(s.credentials()
+        .merge_answer(&conn, &plugin.manifest, data, run_id)
+        .await?)
 }

@@ -12,20 +12,20 @@ mod interactions;
 mod openapi;
 mod records;
 mod runs;
-pub mod setup;
 
 pub use auth::{Owner, OwnerToken};
 pub use interactions::PendingInteractions;
 
+use crate::credentials::{CaptureClass, CaptureError, CredentialService};
 use crate::deploy::Deployment;
-use crate::plugins::Catalog;
-use crate::sandbox::RunControl;
+use crate::plugins::{Catalog, LoadedPlugin};
+use crate::runtime::{RunRefused, Runs};
+use crate::setup::SetupError;
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// What every handler shares.
 pub struct AppState {
@@ -36,10 +36,35 @@ pub struct AppState {
     pub limits: crate::sandbox::RunLimits,
     /// The deployment's egress settings (origin rewrites, address policy).
     pub egress: Arc<crate::sandbox::egress::EgressConfig>,
-    /// Runs in progress in this process: run id → (connection id, control).
-    pub active: Mutex<HashMap<String, (String, RunControl)>>,
+    /// The runs this process executes.
+    pub runs: Arc<Runs>,
     /// INTERACTIONs waiting for the owner.
     pub pending: interactions::PendingInteractions,
+}
+
+impl AppState {
+    /// The credentials service with this deployment's egress and limits.
+    pub fn credentials(&self) -> CredentialService<'_> {
+        CredentialService {
+            dep: &self.dep,
+            sandbox: self.catalog.sandbox(),
+            egress: self.egress.clone(),
+            limits: self.limits.clone(),
+        }
+    }
+
+    /// The loaded plugin of a connector, or why there is none (a
+    /// manifest-only listing that takes no connections, or no plugin).
+    pub fn plugin(&self, connector_id: &str) -> Result<Arc<LoadedPlugin>, ApiError> {
+        let snap = self.catalog.snapshot();
+        if let Some(p) = snap.get(connector_id) {
+            return Ok(p);
+        }
+        if let Some(e) = snap.listings.get(connector_id).and_then(|m| crate::setup::closed(m)) {
+            return Err(e.into());
+        }
+        Err(ApiError::plugin_unavailable(connector_id))
+    }
 }
 
 /// A typed API error: `{code, message}` with its status.
@@ -71,6 +96,50 @@ impl ApiError {
     pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
         ApiError::new(StatusCode::CONFLICT, code, message)
     }
+    /// The connector has no plugin loaded (its file is gone or broken).
+    pub fn plugin_unavailable(connector_id: &str) -> Self {
+        ApiError::conflict(
+            "plugin_unavailable",
+            format!("connector {connector_id} has no plugin loaded"),
+        )
+    }
+}
+
+impl From<CaptureError> for ApiError {
+    fn from(e: CaptureError) -> Self {
+        let status = match e.class() {
+            CaptureClass::Invalid | CaptureClass::Refused => StatusCode::BAD_REQUEST,
+            CaptureClass::Conflict => StatusCode::CONFLICT,
+            CaptureClass::Unavailable => StatusCode::BAD_GATEWAY,
+            CaptureClass::NotFound => StatusCode::NOT_FOUND,
+            CaptureClass::Internal => return ApiError::internal(&e),
+        };
+        ApiError::new(status, e.code(), e.to_string())
+    }
+}
+
+impl From<SetupError> for ApiError {
+    fn from(e: SetupError) -> Self {
+        let status = match &e {
+            SetupError::Closed { .. } | SetupError::NotSupported { .. } => StatusCode::CONFLICT,
+            SetupError::SettingsNotObject | SetupError::SecretInSettings(_) | SetupError::InvalidDisplayName => {
+                StatusCode::BAD_REQUEST
+            }
+            SetupError::Store(_) => return ApiError::internal(&e),
+        };
+        ApiError::new(status, e.code(), e.to_string())
+    }
+}
+
+impl From<RunRefused> for ApiError {
+    fn from(e: RunRefused) -> Self {
+        let status = match &e {
+            RunRefused::UnknownConnection(_) => StatusCode::NOT_FOUND,
+            RunRefused::Store(_) => return ApiError::internal(&e),
+            _ => StatusCode::CONFLICT,
+        };
+        ApiError::new(status, e.reason(), e.to_string())
+    }
 }
 
 /// The error body every failing route returns.
@@ -100,15 +169,22 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<crate::store::StoreError> for ApiError {
-    fn from(e: crate::store::StoreError) -> Self {
-        // Store errors carry no secrets, but their details are for the log, not the client.
-        eprintln!("pdpp-host: store error: {e}");
+impl ApiError {
+    /// A failure of the host itself: the details go to the log, not the client.
+    fn internal(e: &dyn std::fmt::Display) -> Self {
+        tracing::error!("store error: {e}");
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "store_error",
             "the store could not complete the request",
         )
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        // Store errors carry no secrets, but their details are for the log, not the client.
+        ApiError::internal(&e)
     }
 }
 

@@ -1,11 +1,11 @@
 //! Runs: start (manual, or the setup run of a draft), list, read with the
 //! timeline, cancel, and a live Server-Sent Events stream of the timeline.
 
-use super::setup::RunSummary;
 use super::{ApiError, AppState, ErrorBody, Owner, load_connection};
 use crate::plugins::LoadedPlugin;
-use crate::runtime::{ConnectionRun, new_run_id, run_connection};
-use crate::store::{Audit, ConnectionStatus, RunEvent, Trigger};
+use crate::runtime::{CancelRequest, ConnectionRun, new_run_id};
+use crate::setup::RunSummary;
+use crate::store::{Audit, ConnectionStatus, RunEvent, RunStatus, TERMINAL_EVENTS, Trigger};
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -19,7 +19,8 @@ use utoipa::ToSchema;
 
 type St = State<Arc<AppState>>;
 
-/// Start a run of a connection in the background; its id.
+/// Start a run of a connection in the background; its id. When this
+/// returns, the run is on record (running, or failed as refused).
 pub(crate) async fn spawn(
     s: &Arc<AppState>,
     id: &str,
@@ -36,48 +37,22 @@ pub(crate) async fn spawn(
         run_id: run_id.clone(),
         connection_id: id.to_owned(),
     }));
-    // One run per connection at a time. A run whose end is already stored
-    // (its task is just unwinding) does not count.
-    let others: Vec<String> = {
-        let active = s.active.lock().expect("active runs");
-        active
-            .iter()
-            .filter(|(_, (c, _))| c == id)
-            .map(|(r, _)| r.clone())
-            .collect()
-    };
-    for other in others {
-        let finished = s.dep.store.run(&other).await?.is_some_and(|r| r.status != "running");
-        if !finished {
-            return Err(ApiError::conflict(
-                "run_already_active",
-                format!("connection {id} already has run {other} in progress"),
-            ));
+    match s.runs.start(plugin, id, opts).await {
+        Ok(run_id) => Ok(run_id),
+        // On record as a failed run: the owner reads why from it.
+        Err(refused) if refused.is_recorded() => {
+            tracing::info!(run_id = %run_id, reason = refused.reason(), "run refused before start: {refused}");
+            Ok(run_id)
         }
+        Err(refused) => Err(refused.into()),
     }
-    s.active
-        .lock()
-        .expect("active runs")
-        .insert(run_id.clone(), (id.to_owned(), opts.control.clone()));
-    let state = s.clone();
-    let rid = run_id.clone();
-    let id = id.to_owned();
-    tokio::spawn(async move {
-        let sandbox = state.catalog.sandbox().clone();
-        let result = run_connection(&state.dep, &sandbox, &plugin.plugin, plugin.manifest.clone(), &id, opts).await;
-        if let Err(e) = result {
-            eprintln!("pdpp-host: run {rid} refused: {}", e.reason());
-        }
-        state.active.lock().expect("active runs").remove(&rid);
-    });
-    Ok(run_id)
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct Started {
     pub run_id: String,
     /// `manual`, or `setup` for the first sync of a draft.
-    pub trigger: String,
+    pub trigger: Trigger,
 }
 
 #[utoipa::path(post, path = "/v1/connections/{id}/runs", tag = "runs",
@@ -96,12 +71,10 @@ pub async fn start(_: Owner, State(s): St, Path(id): Path<String>) -> Result<(St
             ));
         }
     };
-    let plugin = s.catalog.get(&conn.connector_id).ok_or_else(|| {
-        ApiError::conflict(
-            "plugin_unavailable",
-            format!("connector {} has no plugin loaded", conn.connector_id),
-        )
-    })?;
+    let plugin = s
+        .catalog
+        .get(&conn.connector_id)
+        .ok_or_else(|| ApiError::plugin_unavailable(&conn.connector_id))?;
     let run_id = spawn(&s, &id, plugin, trigger).await?;
     s.dep
         .store
@@ -111,13 +84,7 @@ pub async fn start(_: Owner, State(s): St, Path(id): Path<String>) -> Result<(St
                 .detail(json!({ "trigger": trigger.as_str() })),
         )
         .await?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(Started {
-            run_id,
-            trigger: trigger.as_str().into(),
-        }),
-    ))
+    Ok((StatusCode::ACCEPTED, Json(Started { run_id, trigger })))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -147,15 +114,7 @@ pub struct RunDetail {
     responses((status = 200, body = RunDetail), (status = 404, body = ErrorBody)), security(("owner" = [])))]
 pub async fn one(_: Owner, State(s): St, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     let Some(run) = s.dep.store.run(&id).await? else {
-        // Started a moment ago, not stored yet.
-        let starting = s.active.lock().expect("active runs").get(&id).map(|(c, _)| c.clone());
-        return match starting {
-            Some(connection_id) => Ok(Json(json!({
-                "run": { "run_id": id, "connection_id": connection_id, "status": "running" },
-                "events": [],
-            }))),
-            None => Err(ApiError::not_found("run", &id)),
-        };
+        return Err(ApiError::not_found("run", &id));
     };
     let events = s.dep.store.events(&id).await?;
     Ok(Json(json!(RunDetail { run, events })))
@@ -165,20 +124,18 @@ pub async fn one(_: Owner, State(s): St, Path(id): Path<String>) -> Result<Json<
     responses((status = 200, description = "`cancel_requested` or `already_terminal`"), (status = 404, body = ErrorBody)),
     security(("owner" = [])))]
 pub async fn cancel(_: Owner, State(s): St, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    let control = s.active.lock().expect("active runs").get(&id).cloned();
-    match control {
-        Some((connection_id, c)) => {
-            c.cancel();
+    match s.runs.cancel(&id) {
+        CancelRequest::Requested { connection_id } => {
             s.dep
                 .store
                 .audit(Audit::ok("run.cancel", &connection_id).run(&id))
                 .await?;
             Ok(Json(json!({ "run_id": id, "result": "cancel_requested" })))
         }
-        None if s.dep.store.run(&id).await?.is_some() => {
+        CancelRequest::NotHere if s.dep.store.run(&id).await?.is_some() => {
             Ok(Json(json!({ "run_id": id, "result": "already_terminal" })))
         }
-        None => Err(ApiError::not_found("run", &id)),
+        CancelRequest::NotHere => Err(ApiError::not_found("run", &id)),
     }
 }
 
@@ -187,8 +144,6 @@ pub struct EventsQuery {
     /// Resume after this event sequence number (also read from `Last-Event-ID`).
     pub after: Option<i64>,
 }
-
-const TERMINAL: [&str; 3] = ["run.completed", "run.failed", "run.cancelled"];
 
 #[utoipa::path(get, path = "/v1/runs/{id}/events", tag = "runs",
     params(("after" = Option<i64>, Query)),
@@ -203,9 +158,7 @@ pub async fn events(
     q: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Sse<impl futures::Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
-    // A run just started may not be stored yet; the stream waits for it.
-    let starting = s.active.lock().expect("active runs").contains_key(&id);
-    if !starting && s.dep.store.run(&id).await?.is_none() {
+    if s.dep.store.run(&id).await?.is_none() {
         return Err(ApiError::not_found("run", &id));
     }
     let resume = headers
@@ -222,16 +175,13 @@ pub async fn events(
         loop {
             let batch = s.dep.store.events_after(&id, after).await.ok()?;
             if let Some((last, _)) = batch.last() {
-                let done = batch.iter().any(|(_, e)| TERMINAL.contains(&e.kind.as_str()));
+                let done = batch.iter().any(|(_, e)| TERMINAL_EVENTS.contains(&e.kind.as_str()));
                 let next = (s, id, *last, done);
                 return Some((futures::stream::iter(to_events(&batch)), next));
             }
             // The terminal event is written before the run is marked
             // finished, so a finished run with nothing new is the end.
-            let running = match s.dep.store.run(&id).await.ok()? {
-                Some(run) => run.status == "running",
-                None => s.active.lock().expect("active runs").contains_key(&id),
-            };
+            let running = s.dep.store.run(&id).await.ok()??.status == RunStatus::Running;
             if !running {
                 return None;
             }

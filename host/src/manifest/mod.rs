@@ -52,14 +52,18 @@ pub struct Manifest {
     pub runtime_requirements: RuntimeRequirements,
     #[serde(default)]
     pub setup: Option<Setup>,
-    #[serde(default)]
-    pub capabilities: Option<Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capabilities: Option<Capabilities>,
     /// Whether new connections may be made (tombstones, upstream blocks).
     #[serde(default)]
     pub lifecycle: Option<Lifecycle>,
     /// Everything else, kept as written.
     #[serde(flatten)]
     pub extra: BTreeMap<String, Value>,
+    /// Spellings this manifest uses that are deprecated, with what to write
+    /// instead (not part of the document).
+    #[serde(skip)]
+    pub deprecations: Vec<String>,
 }
 
 /// `lifecycle`: a connector the catalog keeps listing but that takes no new
@@ -137,17 +141,7 @@ pub struct RuntimeRequirements {
 
 /// `runtime_requirements.limits`: each field, when present, lowers the
 /// deployment's limit of the same name (never raises it).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ManifestLimits {
-    pub cpu_seconds: Option<u64>,
-    pub wall_clock_seconds: Option<u64>,
-    pub memory_mb: Option<u64>,
-    pub record_bytes: Option<u64>,
-    pub records: Option<u64>,
-    pub log_bytes: Option<u64>,
-    pub http_requests: Option<u64>,
-    pub response_bytes: Option<u64>,
-}
+pub type ManifestLimits = crate::limits::LimitsOverride;
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct BindingRequirement {
@@ -158,38 +152,175 @@ pub struct BindingRequirement {
     pub params: BTreeMap<String, Value>,
 }
 
+/// `setup`: how a connection of this connector is set up.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Setup {
-    #[serde(default)]
+    /// The declared modality (the planner also derives one from bindings).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub modality: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credential_capture: Option<CredentialCapture>,
+    /// `synchronous`: the connector's credential probe checks a credential
+    /// before it is stored; `first_sync`: the first sync does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub validation: Option<Validation>,
+    /// Deployment settings a provider app needs (names, or `{key}` objects).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deployment_config: Vec<DeploymentConfigKey>,
     #[serde(flatten)]
     pub extra: BTreeMap<String, Value>,
 }
 
+/// When a captured credential is checked.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Validation {
+    /// By the connector's credential probe, before anything is stored.
+    Synchronous,
+    /// By the first sync.
+    #[default]
+    FirstSync,
+}
+
+/// One deployment setting a provider app needs: a bare name or `{"key": name, …}`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum DeploymentConfigKey {
+    Name(String),
+    Entry {
+        key: String,
+        #[serde(flatten)]
+        extra: BTreeMap<String, Value>,
+    },
+}
+
+impl DeploymentConfigKey {
+    /// The setting's name.
+    pub fn key(&self) -> &str {
+        match self {
+            DeploymentConfigKey::Name(k) => k,
+            DeploymentConfigKey::Entry { key, .. } => key,
+        }
+    }
+}
+
+/// `setup.credential_capture`: the credential form of a static-secret connector.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct CredentialCapture {
+    /// One of [`crate::vault::KINDS`].
     pub kind: String,
     #[serde(default)]
     pub fields: Vec<CredentialField>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// `false`: a connection may run without any credential (the form is optional).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub required: Option<bool>,
     #[serde(flatten)]
     pub extra: BTreeMap<String, Value>,
 }
 
+/// How a credential field is entered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FieldType {
+    Text,
+    Password,
+    Email,
+}
+
+/// One field of a credential form. The schema is closed on purpose: a
+/// misspelt `secret` or `reveal` must not silently change how a value is handled.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct CredentialField {
     pub name: String,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<bool>,
     /// The guest may read the plaintext (e.g. to sign requests). Every reveal
     /// is recorded.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub reveal: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub r#type: Option<FieldType>,
+    /// Absent means required.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub required: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub help_text: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub help_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placeholder: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
     #[serde(flatten)]
     pub extra: BTreeMap<String, Value>,
+}
+
+impl CredentialField {
+    /// Whether the owner must fill this field (the default).
+    pub fn is_required(&self) -> bool {
+        self.required != Some(false)
+    }
+
+    /// Whether the field holds a secret: declared so, or entered as a password.
+    pub fn is_secret(&self) -> bool {
+        self.secret.unwrap_or(true) || self.r#type == Some(FieldType::Password)
+    }
+}
+
+/// `capabilities`: what the connector declares about itself beyond streams.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Capabilities {
+    /// `capabilities.auth`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthCapability>,
+    /// `capabilities.proven.<what>`: recorded end-to-end proofs.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub proven: BTreeMap<String, Proof>,
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, Value>,
+}
+
+/// `capabilities.auth`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct AuthCapability {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, Value>,
+}
+
+/// One recorded proof (`capabilities.proven.static_secret_live`, …).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Proof {
+    #[serde(default)]
+    pub proven: bool,
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, Value>,
+}
+
+impl Capabilities {
+    /// Whether the proof named `what` is recorded as proven.
+    pub fn proven(&self, what: &str) -> bool {
+        self.proven.get(what).is_some_and(|p| p.proven)
+    }
+}
+
+/// Deprecated spellings in a manifest document, each with its replacement.
+fn deprecated_spellings(doc: &Value) -> Vec<String> {
+    let Some(limits) = doc.pointer("/runtime_requirements/limits").and_then(Value::as_object) else {
+        return Vec::new();
+    };
+    crate::limits::DEPRECATED_NAMES
+        .iter()
+        .filter(|(old, _)| limits.contains_key(*old))
+        .map(|(old, new)| format!("runtime_requirements.limits.{old} is deprecated: write {new}"))
+        .collect()
 }
 
 fn string_or_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
@@ -256,9 +387,11 @@ impl Manifest {
     /// Validate an already parsed manifest document: shape, then semantics.
     pub fn from_value(value: Value) -> Result<Manifest, ManifestError> {
         check_shape(&value)?;
-        let manifest: Manifest = serde_json::from_value(value)
+        let deprecations = deprecated_spellings(&value);
+        let mut manifest: Manifest = serde_json::from_value(value)
             .map_err(|e| err("manifest_shape", None, None, format!("not a valid manifest: {e}")))?;
         manifest.validate()?;
+        manifest.deprecations = deprecations;
         Ok(manifest)
     }
 
@@ -293,8 +426,7 @@ impl Manifest {
     /// run (a capture block with fields, not marked `required: false`).
     pub fn needs_credential(&self) -> bool {
         let capture = self.setup.as_ref().and_then(|s| s.credential_capture.as_ref());
-        capture
-            .is_some_and(|c| !c.fields.is_empty() && c.extra.get("required").and_then(|v| v.as_bool()) != Some(false))
+        capture.is_some_and(|c| !c.fields.is_empty() && c.required != Some(false))
     }
 
     pub fn credential_fields(&self) -> &[CredentialField] {

@@ -72,15 +72,12 @@ impl AotCache {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
             Err(e) => {
-                eprintln!("pdpp-host: plugins: cannot read cache entry {}: {e}", path.display());
+                tracing::warn!("cannot read cache entry {}: {e}", path.display());
                 return None;
             }
         };
         let Some(code) = verified(&file) else {
-            eprintln!(
-                "pdpp-host: plugins: cache entry {} is damaged; recompiling",
-                path.display()
-            );
+            tracing::warn!("cache entry {} is damaged; recompiling", path.display());
             let _ = std::fs::remove_file(&path);
             return None;
         };
@@ -92,8 +89,8 @@ impl AotCache {
         match unsafe { Component::deserialize(engine, code) } {
             Ok(c) => Some(c),
             Err(e) => {
-                eprintln!(
-                    "pdpp-host: plugins: cache entry {} does not load ({}); recompiling",
+                tracing::warn!(
+                    "cache entry {} does not load ({}); recompiling",
                     path.display(),
                     e.root_cause()
                 );
@@ -106,28 +103,11 @@ impl AotCache {
     /// Write a compiled component: to a temporary file, then renamed into place.
     pub fn store(&self, sha256: &str, code: &[u8]) -> std::io::Result<()> {
         std::fs::create_dir_all(&self.dir)?;
-        let path = self.entry(sha256);
-        let tmp = self.dir.join(format!(
-            ".{}.tmp-{}-{}",
-            path.file_name().unwrap_or_default().to_string_lossy(),
-            std::process::id(),
-            unique()
-        ));
         let mut file = Vec::with_capacity(code.len() + TRAILER_LEN);
         file.extend_from_slice(code);
         file.extend_from_slice(TRAILER_TAG);
         file.extend_from_slice(&Sha256::digest(code));
-        let written = (|| {
-            use std::io::Write;
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&file)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &path)
-        })();
-        if written.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        written
+        crate::fsutil::write_atomically(&self.entry(sha256), &file, None)
     }
 }
 
@@ -137,13 +117,6 @@ fn verified(file: &[u8]) -> Option<&[u8]> {
     let (code, trailer) = file.split_at(split);
     let (tag, digest) = trailer.split_at(TRAILER_TAG.len());
     (tag == TRAILER_TAG && Sha256::digest(code).as_slice() == digest).then_some(code)
-}
-
-/// A process-unique number for temporary file names.
-pub(crate) fn unique() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    N.fetch_add(1, Ordering::Relaxed)
 }
 
 #[cfg(test)]

@@ -99,6 +99,8 @@ pub struct Catalog {
     scan: Mutex<ScanState>,
     compiled: AtomicU64,
     from_cache: AtomicU64,
+    /// The generation of the current snapshot, for those who follow changes.
+    changes: tokio::sync::watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for Catalog {
@@ -123,6 +125,7 @@ impl Catalog {
             scan: Mutex::default(),
             compiled: AtomicU64::new(0),
             from_cache: AtomicU64::new(0),
+            changes: tokio::sync::watch::Sender::new(0),
         });
         catalog.rescan();
         catalog
@@ -146,6 +149,12 @@ impl Catalog {
     /// The current version of a connector.
     pub fn get(&self, connector_id: &str) -> Option<Arc<LoadedPlugin>> {
         self.snapshot().get(connector_id)
+    }
+
+    /// Follow the catalog: the receiver sees the generation of each new
+    /// snapshot (after every rescan, including hot reloads).
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 
     pub fn stats(&self) -> CacheStats {
@@ -234,6 +243,7 @@ impl Catalog {
         });
         log_changes(&previous, &snapshot);
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = snapshot.clone();
+        self.changes.send_replace(snapshot.generation);
         snapshot
     }
 
@@ -295,10 +305,7 @@ impl Catalog {
         let entries = match std::fs::read_dir(&self.options.dir) {
             Ok(e) => e,
             Err(e) => {
-                eprintln!(
-                    "pdpp-host: plugins: cannot read the plugin directory {}: {e}",
-                    self.options.dir.display()
-                );
+                tracing::warn!("cannot read the plugin directory {}: {e}", self.options.dir.display());
                 return Vec::new();
             }
         };
@@ -423,16 +430,16 @@ fn log_changes(before: &Snapshot, after: &Snapshot) {
     for (id, p) in &after.plugins {
         match before.plugins.get(id) {
             Some(old) if Arc::ptr_eq(old, p) => {}
-            Some(old) => eprintln!(
-                "pdpp-host: plugins: {id} replaced: {} ({}) → {} ({}) from {}",
+            Some(old) => tracing::info!(
+                "{id} replaced: {} ({}) → {} ({}) from {}",
                 old.manifest.version,
                 &old.sha256[..12],
                 p.manifest.version,
                 &p.sha256[..12],
                 p.path.display()
             ),
-            None => eprintln!(
-                "pdpp-host: plugins: {id} {} loaded from {} ({})",
+            None => tracing::info!(
+                "{id} {} loaded from {} ({})",
                 p.manifest.version,
                 p.path.display(),
                 &p.sha256[..12]
@@ -440,16 +447,16 @@ fn log_changes(before: &Snapshot, after: &Snapshot) {
         }
         if before.plugins.get(id).is_none_or(|old| !Arc::ptr_eq(old, p)) {
             for w in &p.warnings {
-                eprintln!("pdpp-host: plugins: warning: {}: {w}", p.path.display());
+                tracing::warn!("{}: {w}", p.path.display());
             }
         }
     }
     for id in before.plugins.keys().filter(|id| !after.plugins.contains_key(*id)) {
-        eprintln!("pdpp-host: plugins: {id} is no longer available");
+        tracing::warn!("{id} is no longer available");
     }
     for (path, e) in &after.errors {
         if before.errors.get(path) != Some(e) {
-            eprintln!("pdpp-host: plugins: {}: {e}", path.display());
+            tracing::warn!("{}: {e}", path.display());
         }
     }
 }

@@ -12,7 +12,6 @@
 
 pub mod cache;
 mod catalog;
-pub mod cli;
 pub mod format;
 pub mod signature;
 
@@ -102,6 +101,9 @@ pub struct LoadOptions {
     pub cache_dir: Option<PathBuf>,
     pub signatures: SignaturePolicy,
     pub trusted_keys: TrustedKeys,
+    /// A manifest file that replaces the embedded manifest and the sidecar
+    /// (`pdpp-host run --manifest`, during development). No signature covers it.
+    pub manifest_file: Option<PathBuf>,
 }
 
 /// Where a plugin's manifest came from.
@@ -111,6 +113,8 @@ pub enum ManifestSource {
     Embedded,
     /// `<name>.json` next to the file.
     Sidecar(PathBuf),
+    /// A file named by the operator ([`LoadOptions::manifest_file`]).
+    Explicit(PathBuf),
 }
 
 impl ManifestSource {
@@ -118,6 +122,7 @@ impl ManifestSource {
         match self {
             ManifestSource::Embedded => "embedded",
             ManifestSource::Sidecar(_) => "sidecar",
+            ManifestSource::Explicit(_) => "explicit",
         }
     }
 }
@@ -208,9 +213,21 @@ impl Inputs {
     }
 }
 
-/// The manifest for these inputs: embedded, else the sidecar.
-pub fn resolve_manifest(inputs: &Inputs) -> Result<(Manifest, ManifestSource, Vec<String>), PluginError> {
+/// The manifest for these inputs: an explicit file when given, else the
+/// embedded one, else the sidecar.
+pub fn resolve_manifest(
+    inputs: &Inputs,
+    explicit: Option<&Path>,
+) -> Result<(Manifest, ManifestSource, Vec<String>), PluginError> {
     let mut warnings = Vec::new();
+    if let Some(path) = explicit {
+        let manifest = Manifest::from_file(path).map_err(|e| PluginError::BadManifest {
+            rule: e.rule,
+            message: e.to_string(),
+        })?;
+        warnings.extend(manifest.deprecations.iter().cloned());
+        return Ok((manifest, ManifestSource::Explicit(path.to_path_buf()), warnings));
+    }
     let sidecar = sidecar_path(&inputs.path);
     let (text, source) = match format::embedded_manifest(&inputs.bytes)? {
         Some(embedded) => {
@@ -235,11 +252,12 @@ pub fn resolve_manifest(inputs: &Inputs) -> Result<(Manifest, ManifestSource, Ve
         rule: e.rule,
         message: e.to_string(),
     })?;
+    warnings.extend(manifest.deprecations.iter().cloned());
     Ok((manifest, source, warnings))
 }
 
 /// Apply the signature policy: an error under `require`, warnings under `warn`.
-pub(crate) fn apply_policy(
+pub fn apply_policy(
     inputs: &Inputs,
     source: &ManifestSource,
     opts: &LoadOptions,
@@ -262,12 +280,15 @@ pub(crate) fn apply_policy(
     };
     // The signature covers the .wasm only: a sidecar manifest (the consent
     // surface) is not signed by it.
+    let unsigned = |from: String| {
+        PluginError::SignatureMissing(format!(
+            "the manifest comes from {from}, which no signature covers; embed it with \
+             `pdpp-host plugins pack` and sign the packed file"
+        ))
+    };
     let problem = problem.or_else(|| match source {
-        ManifestSource::Sidecar(p) => Some(PluginError::SignatureMissing(format!(
-            "the manifest comes from the sidecar {}, which no signature covers; embed it with \
-             `pdpp-host plugins pack` and sign the packed file",
-            p.display()
-        ))),
+        ManifestSource::Sidecar(p) => Some(unsigned(format!("the sidecar {}", p.display()))),
+        ManifestSource::Explicit(p) => Some(unsigned(format!("the file {}", p.display()))),
         ManifestSource::Embedded => None,
     });
     match (problem, opts.signatures) {
@@ -301,10 +322,7 @@ pub fn compile(
         .precompile_component(bytes)
         .map_err(|e| PluginError::NotWasm(e.root_cause().to_string()))?;
     if let Err(e) = cache.store(sha256, &code) {
-        eprintln!(
-            "pdpp-host: plugins: cannot write the AOT cache in {}: {e}",
-            cache.dir().display()
-        );
+        tracing::warn!("cannot write the AOT cache in {}: {e}", cache.dir().display());
     }
     // SAFETY: `code` was produced a moment ago by this engine's
     // `precompile_component`, in memory; nothing else touched it.
@@ -328,7 +346,7 @@ pub fn load_inputs(
     cache: Option<&AotCache>,
 ) -> Result<LoadedPlugin, PluginError> {
     format::require_component(&inputs.bytes)?;
-    let (manifest, source, mut warnings) = resolve_manifest(&inputs)?;
+    let (manifest, source, mut warnings) = resolve_manifest(&inputs, opts.manifest_file.as_deref())?;
     let signature = apply_policy(&inputs, &source, opts, &mut warnings)?;
     let networked = manifest.required_bindings().any(|b| b == "network");
     let (component, from_cache) = compile(sandbox, &inputs.bytes, &inputs.sha256, cache)?;

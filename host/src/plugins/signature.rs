@@ -10,7 +10,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 /// What the host does with signatures.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SignaturePolicy {
     /// Signatures are not read.
@@ -21,6 +21,11 @@ pub enum SignaturePolicy {
     /// Unsigned or badly signed plugins are refused.
     Require,
 }
+
+/// A trusted key that is not an ed25519 public key.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("not an ed25519 public key: {0}")]
+pub struct KeyError(String);
 
 /// Public keys whose signatures the deployment accepts.
 #[derive(Clone, Default)]
@@ -36,7 +41,7 @@ impl fmt::Debug for TrustedKeys {
 
 impl TrustedKeys {
     /// Parse hex public keys (64 hex digits each).
-    pub fn from_hex<S: AsRef<str>>(keys: impl IntoIterator<Item = S>) -> Result<Self, String> {
+    pub fn from_hex<S: AsRef<str>>(keys: impl IntoIterator<Item = S>) -> Result<Self, KeyError> {
         let mut out = Vec::new();
         for k in keys {
             let k = k.as_ref().trim();
@@ -45,8 +50,8 @@ impl TrustedKeys {
             }
             let bytes: [u8; 32] = unhex(k)
                 .and_then(|b| b.try_into().ok())
-                .ok_or_else(|| format!("not an ed25519 public key (64 hex digits): {k:?}"))?;
-            out.push(VerifyingKey::from_bytes(&bytes).map_err(|e| format!("not an ed25519 public key {k}: {e}"))?);
+                .ok_or_else(|| KeyError(format!("{k:?} is not 64 hex digits")))?;
+            out.push(VerifyingKey::from_bytes(&bytes).map_err(|e| KeyError(format!("{k}: {e}")))?);
         }
         Ok(TrustedKeys(out))
     }

@@ -9,11 +9,15 @@ use crate::deploy::Deployment;
 use crate::manifest::Manifest;
 use crate::protocol::{self as p, CollectionMode, StreamScope};
 use crate::sandbox::{Plugin, RunLimits, Sandbox};
-use crate::store::{ConnectionStatus, CredentialStatus, Namespace, RunEnd, RunEvent, Store, StoreError, Trigger};
+use crate::store::{
+    CommitStatus, ConnectionStatus, CredentialStatus, GapSummary, Namespace, RunEnd, RunEndEvent, RunEvent, RunStatus,
+    Store, StoreError, Trigger,
+};
 use crate::vault::VaultError;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use tracing::Instrument;
 
 /// Why a connection's run did not start. Nothing was instantiated.
 #[derive(Debug, thiserror::Error)]
@@ -146,17 +150,54 @@ impl RunSink for StoreSink {
     }
 }
 
-/// Run one stored connection of `manifest`'s connector.
-pub async fn run_connection(
+impl RunRefused {
+    /// Whether the refusal is on record as a (failed) run of the connection,
+    /// so an owner sees why nothing ran. An unknown connection, a wrong
+    /// connector or a run already in progress are not.
+    pub fn is_recorded(&self) -> bool {
+        !matches!(
+            self,
+            RunRefused::UnknownConnection(_) | RunRefused::WrongConnector { .. } | RunRefused::AlreadyRunning(_)
+        )
+    }
+}
+
+/// A run of a stored connection that is on record as running and has not
+/// started executing yet: [`begin`] made it, [`BegunRun::execute`] runs it.
+pub struct BegunRun {
+    run_id: String,
+    connection_id: String,
+    manifest: Arc<Manifest>,
+    req: RunRequest,
+    opts: ConnectionRun,
+}
+
+impl BegunRun {
+    pub fn run_id(&self) -> &str {
+        &self.run_id
+    }
+    pub fn connection_id(&self) -> &str {
+        &self.connection_id
+    }
+    /// The owner's handle to cancel this run.
+    pub fn control(&self) -> &crate::sandbox::RunControl {
+        &self.opts.control
+    }
+}
+
+/// Prepare a run of one stored connection and put it on record as running,
+/// or refuse it. A refusal that [`RunRefused::is_recorded`] is stored as a
+/// failed run, with a `run.refused` timeline entry. When this returns `Ok`,
+/// the run is visible to every reader of the store.
+pub async fn begin(
     dep: &Deployment,
-    sandbox: &Sandbox,
     plugin: &Plugin,
     manifest: Arc<Manifest>,
     connection_id: &str,
-    opts: ConnectionRun,
-) -> Result<RunOutcome, RunRefused> {
+    mut opts: ConnectionRun,
+) -> Result<BegunRun, RunRefused> {
     let store = &dep.store;
-    let run_id = opts.run_id.clone().unwrap_or_else(new_run_id);
+    let run_id = opts.run_id.get_or_insert_with(new_run_id).clone();
     // Prepared and on record as running, or refused (one other run of the
     // connection in progress, on any host, is a refusal too).
     let started = match prepare(dep, &manifest, connection_id, &opts, &run_id, plugin.networked()).await {
@@ -170,14 +211,16 @@ pub async fn run_connection(
         },
         Err(refused) => Err(refused),
     };
-    let req = match started {
-        Ok(req) => req,
+    match started {
+        Ok(req) => Ok(BegunRun {
+            run_id,
+            connection_id: connection_id.to_owned(),
+            manifest,
+            req,
+            opts,
+        }),
         Err(refused) => {
-            // A refused run is still on record, so an owner sees why nothing ran.
-            if !matches!(
-                refused,
-                RunRefused::UnknownConnection(_) | RunRefused::WrongConnector { .. }
-            ) {
+            if refused.is_recorded() {
                 record_refusal(
                     store,
                     &run_id,
@@ -188,48 +231,112 @@ pub async fn run_connection(
                 )
                 .await?;
             }
-            return Err(refused);
+            Err(refused)
         }
-    };
-    // While the run goes on, its heartbeat tells other processes sharing the
-    // database that it is alive.
-    let heartbeat = {
-        let store = store.clone();
-        let run_id = run_id.clone();
-        tokio::spawn(async move {
-            let every = std::time::Duration::from_millis(crate::store::runner::HEARTBEAT_EVERY_MS);
-            loop {
-                tokio::time::sleep(every).await;
-                let _ = store.heartbeat(&run_id).await;
-            }
-        })
-    };
-    let _stop_heartbeat = AbortOnDrop(heartbeat);
-    let started = RunEvent::new(
-        "run.started",
-        json!({
-            "trigger": opts.trigger.as_str(),
-            "collection_mode": opts.mode,
-            "streams": build_start_for(&req, &run_id, opts.interaction.is_some(), plugin.networked())?.scope.streams,
-        }),
-    );
-    store.append_events(&run_id, &[started]).await?;
+    }
+}
 
-    let sink: Arc<dyn RunSink> = Arc::new(StoreSink {
-        store: store.clone(),
-        connection_id: connection_id.to_owned(),
-        run_id: run_id.clone(),
-        time_fields: manifest
-            .streams
-            .iter()
-            .filter_map(|s| Some((s.name.clone(), s.consent_time_field.clone()?)))
-            .collect(),
-        activate_draft: opts.trigger == Trigger::Setup,
-    });
-    let mut outcome = execute(sandbox, plugin, req, opts.interaction, opts.observer, Some(sink)).await?;
+/// Run one stored connection of `manifest`'s connector: [`begin`], then
+/// [`BegunRun::execute`].
+pub async fn run_connection(
+    dep: &Deployment,
+    sandbox: &Sandbox,
+    plugin: &Plugin,
+    manifest: Arc<Manifest>,
+    connection_id: &str,
+    opts: ConnectionRun,
+) -> Result<RunOutcome, RunRefused> {
+    begin(dep, plugin, manifest, connection_id, opts)
+        .await?
+        .execute(dep, sandbox, plugin)
+        .await
+}
 
+impl BegunRun {
+    /// Execute the run, commit what may be committed, and record how it ended.
+    pub async fn execute(self, dep: &Deployment, sandbox: &Sandbox, plugin: &Plugin) -> Result<RunOutcome, RunRefused> {
+        let store = &dep.store;
+        let BegunRun {
+            run_id,
+            connection_id,
+            manifest,
+            req,
+            opts,
+        } = self;
+        let connection_id = connection_id.as_str();
+        // While the run goes on, its heartbeat tells other processes sharing
+        // the database that it is alive.
+        let heartbeat = {
+            let store = store.clone();
+            let run_id = run_id.clone();
+            tokio::spawn(async move {
+                let every = std::time::Duration::from_millis(crate::store::runner::HEARTBEAT_EVERY_MS);
+                loop {
+                    tokio::time::sleep(every).await;
+                    let _ = store.heartbeat(&run_id).await;
+                }
+            })
+        };
+        let _stop_heartbeat = AbortOnDrop(heartbeat);
+        let started = RunEvent::new(
+            "run.started",
+            json!({
+                "trigger": opts.trigger,
+                "collection_mode": opts.mode,
+                "streams": build_start_for(&req, &run_id, opts.interaction.is_some(), plugin.networked())?.scope.streams,
+            }),
+        );
+        store.append_events(&run_id, &[started]).await?;
+
+        let sink: Arc<dyn RunSink> = Arc::new(StoreSink {
+            store: store.clone(),
+            connection_id: connection_id.to_owned(),
+            run_id: run_id.clone(),
+            time_fields: manifest
+                .streams
+                .iter()
+                .filter_map(|s| Some((s.name.clone(), s.consent_time_field.clone()?)))
+                .collect(),
+            activate_draft: opts.trigger == Trigger::Setup,
+        });
+        let span = tracing::info_span!("run", run_id = %run_id, connection_id = %connection_id);
+        async {
+            let mut outcome = execute(sandbox, plugin, req, opts.interaction, opts.observer, Some(sink)).await?;
+            tracing::info!(
+                status = ?outcome.status,
+                reason = outcome.reason.as_ref().map(|r| r.code()),
+                records = outcome.records_written,
+                "run ended"
+            );
+            finish(
+                store,
+                connection_id,
+                &run_id,
+                opts.trigger,
+                opts.namespace.as_ref(),
+                &mut outcome,
+            )
+            .await?;
+            Ok(outcome)
+        }
+        .instrument(span)
+        .await
+    }
+}
+
+/// After the guest stopped: close pending interactions, commit eligible
+/// checkpoints one by one, mark a credential the provider rejected, write
+/// the terminal timeline entry and the run's end.
+async fn finish(
+    store: &Store,
+    connection_id: &str,
+    run_id: &str,
+    trigger: Trigger,
+    namespace: Option<&Namespace>,
+    outcome: &mut RunOutcome,
+) -> Result<(), RunRefused> {
     let mut events = Vec::new();
-    if store.cancel_pending_interactions(&run_id).await? > 0 {
+    if store.cancel_pending_interactions(run_id).await? > 0 {
         events.push(RunEvent::new(
             "run.interaction_completed",
             json!({ "status": "cancelled", "reason": "run_ended" }),
@@ -250,11 +357,11 @@ pub async fn run_connection(
     // Checkpoints are committed one by one, in staging order; the first
     // failure stops the loop and fails the run, leaving visible which
     // committed and which did not.
-    let mut committed = 0usize;
-    if let (Some(ns), true) = (&opts.namespace, outcome.commit.is_some()) {
+    let mut committed = 0u64;
+    if let (Some(ns), true) = (namespace, outcome.commit.is_some()) {
         for (stream, cursor) in outcome.eligible.clone() {
             match store
-                .commit_state(connection_id, ns, &run_id, &[(stream.clone(), cursor)])
+                .commit_state(connection_id, ns, run_id, &[(stream.clone(), cursor)])
                 .await
             {
                 Ok(()) => {
@@ -278,12 +385,13 @@ pub async fn run_connection(
             }
         }
     }
-    let commit_status = match (&opts.namespace, outcome.staged.len(), committed) {
-        (None, _, _) => "disabled",
-        (_, 0, _) if outcome.succeeded() => "committed",
-        (_, _, 0) => "not_committed",
-        (_, staged, c) if c == staged => "committed",
-        _ => "partially_committed",
+    let staged = outcome.staged.len() as u64;
+    let commit_status = match (namespace, staged, committed) {
+        (None, _, _) => CommitStatus::Disabled,
+        (_, 0, _) if outcome.succeeded() => CommitStatus::Committed,
+        (_, _, 0) => CommitStatus::NotCommitted,
+        (_, staged, c) if c == staged => CommitStatus::Committed,
+        _ => CommitStatus::PartiallyCommitted,
     };
     let rejected = outcome
         .done
@@ -294,63 +402,58 @@ pub async fn run_connection(
     // The stored credential is marked rejected only when this run actually
     // used it: sent it in a request, or read its plaintext.
     let secret_used = outcome.usage.requests.iter().any(|r| r.secret_used) || !outcome.secret_reveals.is_empty();
-    if rejected && secret_used && store.credential(connection_id).await?.is_some() {
-        store
-            .set_credential_status(connection_id, CredentialStatus::Rejected)
-            .await?;
+    if rejected && secret_used && store.mark_credential_rejected(connection_id, run_id).await? {
         events.push(RunEvent::new("run.credential_rejected", json!({})));
     }
-    let status = serde_json::to_value(outcome.status)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default();
-    let terminal = match outcome.status {
-        p::DoneStatus::Succeeded => "run.completed",
-        p::DoneStatus::Cancelled
-            if matches!(
-                outcome.reason,
-                Some(super::FailureReason::OwnerCancelled | super::FailureReason::OwnerCancelForced)
-            ) =>
-        {
-            "run.cancelled"
-        }
-        _ => "run.failed",
-    };
     for r in &outcome.usage.requests {
         events.push(RunEvent::new(
             "run.http_request",
             serde_json::to_value(r).unwrap_or_default(),
         ));
     }
+    let status = RunStatus::of_done(outcome.status);
+    let end = RunEndEvent {
+        status,
+        reason: outcome.reason.as_ref().map(|r| r.code().to_owned()),
+        error_code: outcome
+            .done
+            .as_ref()
+            .and_then(|d| d.error.as_ref())
+            .and_then(|e| e.code.clone()),
+        message: outcome.message.clone(),
+        rule: match &outcome.reason {
+            Some(super::FailureReason::ConnectorProtocolViolation(rule)) => Some((*rule).to_owned()),
+            _ => None,
+        },
+        records_emitted: outcome.records_emitted,
+        records_written: outcome.records_written,
+        checkpoint_commit_status: commit_status,
+        state_streams_staged: staged,
+        state_streams_committed: committed,
+        known_gaps: outcome
+            .known_gaps
+            .iter()
+            .map(|g| GapSummary {
+                kind: g.kind.to_owned(),
+                stream: g.stream.clone(),
+                message: g.message.clone(),
+            })
+            .collect(),
+    };
     events.push(RunEvent::new(
-        terminal,
-        json!({
-            "status": status,
-            "reason": outcome.reason.as_ref().map(|r| r.code()),
-            "error_code": outcome.done.as_ref().and_then(|d| d.error.as_ref()).and_then(|e| e.code.clone()),
-            "message": outcome.message,
-            "rule": match &outcome.reason {
-                Some(super::FailureReason::ConnectorProtocolViolation(rule)) => Some(*rule),
-                _ => None,
-            },
-            "records_emitted": outcome.records_emitted,
-            "records_written": outcome.records_written,
-            "checkpoint_commit_status": commit_status,
-            "state_streams_staged": outcome.staged.len(),
-            "state_streams_committed": committed,
-            "known_gaps": outcome.known_gaps,
-        }),
+        end.kind(),
+        serde_json::to_value(&end).expect("a run's end serializes"),
     ));
-    store.append_events(&run_id, &events).await?;
-    if opts.trigger == Trigger::Setup && outcome.succeeded() {
+    store.append_events(run_id, &events).await?;
+    if trigger == Trigger::Setup && outcome.succeeded() {
         // A reconnected connection was proven before: a succeeded setup run
         // brings it back even without new records.
-        store.activate_after_setup_run(connection_id, &run_id).await?;
+        store.activate_after_setup_run(connection_id, run_id).await?;
     }
     let u = &outcome.usage;
     store
         .finish_run(
-            &run_id,
+            run_id,
             &RunEnd {
                 status,
                 records_emitted: outcome.records_emitted as i64,
@@ -371,7 +474,7 @@ pub async fn run_connection(
             },
         )
         .await?;
-    Ok(outcome)
+    Ok(())
 }
 
 async fn prepare(
@@ -453,7 +556,7 @@ async fn record_refusal(
     refused: &RunRefused,
 ) -> Result<(), RunRefused> {
     let end = RunEnd {
-        status: "failed".into(),
+        status: RunStatus::Failed,
         records_emitted: 0,
         records_written: 0,
         failure_reason: Some(refused.reason().to_owned()),

@@ -11,11 +11,13 @@
 mod checkpoint;
 mod connection;
 mod probe;
+mod runs;
 mod session;
 mod time;
 
-pub use connection::{ConnectionRun, RunRefused, run_connection};
+pub use connection::{BegunRun, ConnectionRun, RunRefused, begin, run_connection};
 pub use probe::{PROBE_WALL_CLOCK, ProbeRequest, ProbeVerdict, probe_credential};
+pub use runs::{CancelRequest, Runs};
 
 pub use checkpoint::{CommitPlan, KnownGap, Withheld, checkpoint_streams};
 pub use session::Session;

@@ -28,26 +28,10 @@ pub struct RunLimits {
 impl RunLimits {
     /// These limits lowered by what a manifest asks for (never raised).
     pub fn lowered_by(&self, m: Option<&crate::manifest::ManifestLimits>) -> RunLimits {
-        let mut l = self.clone();
-        let Some(m) = m else { return l };
-        let secs = |v: Option<u64>, cur: Duration| v.map_or(cur, |s| cur.min(Duration::from_secs(s)));
-        l.cpu = secs(m.cpu_seconds, l.cpu);
-        l.wall_clock = secs(m.wall_clock_seconds, l.wall_clock);
-        if let Some(mb) = m.memory_mb {
-            l.memory_bytes = l.memory_bytes.min((mb as usize).saturating_mul(1 << 20));
+        match m {
+            Some(m) => m.lower(self.clone()),
+            None => self.clone(),
         }
-        if let Some(b) = m.record_bytes {
-            l.message_bytes = l.message_bytes.min(b as usize);
-        }
-        l.max_records = m.records.map_or(l.max_records, |r| l.max_records.min(r));
-        l.log_bytes = m.log_bytes.map_or(l.log_bytes, |b| l.log_bytes.min(b));
-        l.http.max_requests = m
-            .http_requests
-            .map_or(l.http.max_requests, |r| l.http.max_requests.min(r));
-        l.http.max_response_bytes = m
-            .response_bytes
-            .map_or(l.http.max_response_bytes, |b| l.http.max_response_bytes.min(b));
-        l
     }
 }
 

@@ -347,6 +347,27 @@ impl Store {
         Ok(())
     }
 
+    /// The provider refused the stored credential during run `run_id`: mark
+    /// it rejected, with an audit entry, in one transaction. Returns whether
+    /// the connection had a credential to mark.
+    pub async fn mark_credential_rejected(&self, connection_id: &str, run_id: &str) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
+        let marked = sqlx::query("UPDATE credentials SET status = 'rejected' WHERE connection_id = $1")
+            .bind(connection_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+            == 1;
+        if marked {
+            let audit = Audit::ok("connection.credential.rejected", connection_id)
+                .run(run_id)
+                .detail(serde_json::json!({ "cause": "provider_refused_during_run" }));
+            lifecycle::write_audit(&mut tx, &audit).await?;
+        }
+        tx.commit().await?;
+        Ok(marked)
+    }
+
     /// Replace the seal of every listed bundle in one transaction (key rotation).
     pub async fn reseal_all(&self, resealed: &[(String, Sealed)]) -> Result<()> {
         let mut tx = self.begin_write().await?;
@@ -425,7 +446,7 @@ impl Store {
         .bind(run_id)
         .bind(connection_id)
         .bind(connector_id)
-        .bind(&end.status)
+        .bind(end.status.as_str())
         .bind(trigger.as_str())
         .bind(now)
         .bind(end.failure_reason.clone())
@@ -453,7 +474,7 @@ impl Store {
                failure_reason = $5, failure_message = $6, resource_report = $7
              WHERE run_id = $8",
         )
-        .bind(end.status.clone())
+        .bind(end.status.as_str())
         .bind(now_ms())
         .bind(end.records_emitted)
         .bind(end.records_written)

@@ -2,12 +2,12 @@
 
 use super::{Result, StoreError, parse_json};
 use crate::vault::Sealed;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ConnectionStatus {
     Draft,
@@ -36,7 +36,7 @@ impl ConnectionStatus {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CredentialStatus {
     Active,
@@ -63,10 +63,14 @@ impl CredentialStatus {
 }
 
 /// What started a run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
 pub enum Trigger {
+    /// The owner started it.
     Manual,
+    /// A schedule started it.
     Scheduled,
+    /// The first sync of a draft (or a reconnected) connection.
     Setup,
 }
 
@@ -77,6 +81,55 @@ impl Trigger {
             Trigger::Scheduled => "scheduled",
             Trigger::Setup => "setup",
         }
+    }
+    pub(super) fn parse(s: &str) -> Result<Self> {
+        Ok(match s {
+            "manual" => Trigger::Manual,
+            "scheduled" => Trigger::Scheduled,
+            "setup" => Trigger::Setup,
+            other => return Err(StoreError::Corrupt(format!("run trigger {other:?}"))),
+        })
+    }
+}
+
+/// Where a run is: in progress, or how it ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl RunStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::Cancelled => "cancelled",
+        }
+    }
+    pub(super) fn parse(s: &str) -> Result<Self> {
+        Ok(match s {
+            "running" => RunStatus::Running,
+            "succeeded" => RunStatus::Succeeded,
+            "failed" => RunStatus::Failed,
+            "cancelled" => RunStatus::Cancelled,
+            other => return Err(StoreError::Corrupt(format!("run status {other:?}"))),
+        })
+    }
+    /// The status of a run that ended with this DONE status.
+    pub fn of_done(s: crate::protocol::DoneStatus) -> Self {
+        match s {
+            crate::protocol::DoneStatus::Succeeded => RunStatus::Succeeded,
+            crate::protocol::DoneStatus::Failed => RunStatus::Failed,
+            crate::protocol::DoneStatus::Cancelled => RunStatus::Cancelled,
+        }
+    }
+    pub fn is_terminal(self) -> bool {
+        self != RunStatus::Running
     }
 }
 
@@ -192,7 +245,7 @@ impl RunEvent {
 /// How a run ended, as stored.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RunEnd {
-    pub status: String,
+    pub status: RunStatus,
     pub records_emitted: i64,
     pub records_written: i64,
     pub failure_reason: Option<String>,
@@ -205,8 +258,8 @@ pub struct RunRow {
     pub run_id: String,
     pub connection_id: String,
     pub connector_id: String,
-    pub status: String,
-    pub trigger: String,
+    pub status: RunStatus,
+    pub trigger: Trigger,
     pub started_at: i64,
     pub finished_at: Option<i64>,
     pub records_emitted: i64,
@@ -222,8 +275,8 @@ impl RunRow {
             run_id: r.try_get("run_id")?,
             connection_id: r.try_get("connection_id")?,
             connector_id: r.try_get("connector_id")?,
-            status: r.try_get("status")?,
-            trigger: r.try_get("run_trigger")?,
+            status: RunStatus::parse(&r.try_get::<String, _>("status")?)?,
+            trigger: Trigger::parse(&r.try_get::<String, _>("run_trigger")?)?,
             started_at: r.try_get("started_at")?,
             finished_at: r.try_get("finished_at")?,
             records_emitted: r.try_get("records_emitted")?,
@@ -259,5 +312,67 @@ impl StoredRecord {
             run_id: r.try_get("run_id")?,
             record_time: r.try_get("record_time")?,
         })
+    }
+}
+
+/// The timeline kinds that end a run, one per terminal status.
+pub const TERMINAL_EVENTS: [&str; 3] = ["run.completed", "run.failed", "run.cancelled"];
+
+/// Whether the run's checkpoints were committed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CommitStatus {
+    /// Every staged checkpoint (or none was staged, and the run succeeded).
+    Committed,
+    /// Some, not all.
+    PartiallyCommitted,
+    NotCommitted,
+    /// The run's state is not persisted (a single-use run).
+    Disabled,
+}
+
+/// Something a run did not fully do, for the owner.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GapSummary {
+    pub kind: String,
+    #[serde(default)]
+    pub stream: Option<String>,
+    pub message: String,
+}
+
+/// The data of a run's terminal timeline event (`run.completed`,
+/// `run.failed` or `run.cancelled`): how the run ended, in one typed record
+/// that the setup-status projection reads back.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunEndEvent {
+    pub status: RunStatus,
+    /// The host's failure reason code.
+    pub reason: Option<String>,
+    /// The connector's own DONE.error.code.
+    pub error_code: Option<String>,
+    pub message: Option<String>,
+    /// The protocol rule a violation broke.
+    pub rule: Option<String>,
+    pub records_emitted: u64,
+    pub records_written: u64,
+    pub checkpoint_commit_status: CommitStatus,
+    pub state_streams_staged: u64,
+    pub state_streams_committed: u64,
+    #[serde(default)]
+    pub known_gaps: Vec<GapSummary>,
+}
+
+impl RunEndEvent {
+    /// The timeline kind of this end.
+    pub fn kind(&self) -> &'static str {
+        match self.status {
+            RunStatus::Succeeded => "run.completed",
+            RunStatus::Cancelled
+                if matches!(self.reason.as_deref(), Some("owner_cancelled" | "owner_cancel_forced")) =>
+            {
+                "run.cancelled"
+            }
+            _ => "run.failed",
+        }
     }
 }

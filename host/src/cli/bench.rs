@@ -5,11 +5,11 @@
 //! RECORDs (with STATE every 100 and PROGRESS), DONE out, and the host turns
 //! every message into a typed [`p::Message`].
 
-use crate::cli::{load_manifest, load_plugin};
-use crate::protocol::{self as p, StreamScope};
-use crate::runtime::{self, Observer, RunRequest};
-use crate::sandbox::Sandbox;
 use anyhow::{Context, bail};
+use pdpp_host::plugins::LoadOptions;
+use pdpp_host::protocol::{self as p, StreamScope};
+use pdpp_host::runtime::{self, Observer, RunRequest};
+use pdpp_host::sandbox::Sandbox;
 use serde_json::json;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -54,15 +54,22 @@ fn ms(d: Duration) -> f64 {
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let manifest = Arc::new(load_manifest(&args.plugin, Some(&args.manifest))?);
     let sandbox = Sandbox::new()?;
     let t = Instant::now();
-    let plugin = load_plugin(&sandbox, &args.plugin, &manifest)?;
+    // Compiled here, not taken from a cache: the row measures the compiler.
+    let opts = LoadOptions {
+        manifest_file: Some(args.manifest.clone()),
+        ..Default::default()
+    };
+    let loaded = pdpp_host::plugins::load_file(&sandbox, &args.plugin, &opts)
+        .with_context(|| format!("cannot load plugin {}", args.plugin.display()))?;
     let compile = t.elapsed();
+    let manifest = loaded.manifest.clone();
+    let plugin = &loaded.plugin;
 
     let mut inst = Vec::new();
     for _ in 0..args.runs.max(1) {
-        inst.push(sandbox.instantiate_only(&plugin).await?);
+        inst.push(sandbox.instantiate_only(plugin).await?);
     }
 
     // The host's share of a credential probe at setup: a fresh instance and
@@ -77,7 +84,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             limits: Default::default(),
         };
         let t = Instant::now();
-        let verdict = runtime::probe_credential(&sandbox, &plugin, req).await;
+        let verdict = runtime::probe_credential(&sandbox, plugin, req).await;
         probe.push(t.elapsed());
         if verdict != runtime::ProbeVerdict::NoProbe {
             bail!("the demo's probe answered {verdict:?}");
@@ -91,7 +98,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         req.streams = Some(vec![StreamScope::named("contacts")]);
         req.settings = json!({"contacts": args.records, "events": 0});
         let t = Instant::now();
-        let out = runtime::execute(&sandbox, &plugin, req, None, Box::new(Count(seen.clone())), None).await?;
+        let out = runtime::execute(&sandbox, plugin, req, None, Box::new(Count(seen.clone())), None).await?;
         wasm.push(t.elapsed());
         if !out.succeeded() || seen.load(Ordering::Relaxed) != args.records {
             bail!("wasm run did not deliver {} records: {:?}", args.records, out.reason);

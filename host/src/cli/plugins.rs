@@ -1,13 +1,11 @@
 //! `pdpp-host plugins …`: list, inspect, validate and pack plugin files.
 
-use super::{
-    Catalog, CatalogOptions, Inputs, LoadOptions, PluginError, SignaturePolicy, TrustedKeys, format, signature,
-};
-use crate::cli::exit;
-use crate::manifest::Manifest;
-use crate::sandbox::Sandbox;
+use super::{TrustArgs, exit};
 use anyhow::{Context, bail};
 use clap::Subcommand;
+use pdpp_host::manifest::Manifest;
+use pdpp_host::plugins::{Catalog, CatalogOptions, Inputs, PluginError, format, signature};
+use pdpp_host::sandbox::Sandbox;
 use serde_json::{Value, json};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -68,39 +66,6 @@ impl CacheArgs {
     }
 }
 
-#[derive(clap::Args, Clone)]
-pub struct TrustArgs {
-    /// What to do with plugin signatures (`<name>.wasm.sig`).
-    #[arg(long, env = "PDPP_PLUGIN_SIGNATURES", value_enum, default_value = "off")]
-    pub signatures: SignaturePolicy,
-    /// A trusted ed25519 public key, as 64 hex digits (repeatable; comma-separated in the environment).
-    #[arg(
-        long = "trusted-key",
-        value_name = "HEX",
-        env = "PDPP_PLUGIN_TRUSTED_KEYS",
-        value_delimiter = ','
-    )]
-    pub trusted_keys: Vec<String>,
-}
-
-impl TrustArgs {
-    fn keys(&self) -> anyhow::Result<TrustedKeys> {
-        let keys = TrustedKeys::from_hex(&self.trusted_keys).map_err(anyhow::Error::msg)?;
-        if self.signatures == SignaturePolicy::Require && keys.is_empty() {
-            bail!("--signatures require needs at least one --trusted-key");
-        }
-        Ok(keys)
-    }
-
-    fn options(&self, cache_dir: Option<PathBuf>) -> anyhow::Result<LoadOptions> {
-        Ok(LoadOptions {
-            cache_dir,
-            signatures: self.signatures,
-            trusted_keys: self.keys()?,
-        })
-    }
-}
-
 pub async fn main(command: PluginsCommand) -> anyhow::Result<i32> {
     match command {
         PluginsCommand::List { dir, cache, trust } => list(&dir, &cache, &trust),
@@ -136,7 +101,7 @@ fn list(dir: &Path, cache: &CacheArgs, trust: &TrustArgs) -> anyhow::Result<i32>
 
 fn validate(file: &Path, trust: &TrustArgs) -> anyhow::Result<i32> {
     let sandbox = Sandbox::new()?;
-    match super::load_file(&sandbox, file, &trust.options(None)?) {
+    match pdpp_host::plugins::load_file(&sandbox, file, &trust.options(None)?) {
         Ok(p) => {
             let mut line = p.to_json();
             line["valid"] = true.into();
@@ -175,7 +140,7 @@ fn inspect(file: &Path, trust: &TrustArgs) -> anyhow::Result<i32> {
     });
     let result = (|| -> Result<(), PluginError> {
         format::require_component(&inputs.bytes)?;
-        let manifest = super::resolve_manifest(&inputs);
+        let manifest = pdpp_host::plugins::resolve_manifest(&inputs, None);
         if let Ok((m, source, _)) = &manifest {
             let required: Vec<&str> = m.required_bindings().collect();
             report["manifest"] = json!({
@@ -188,7 +153,7 @@ fn inspect(file: &Path, trust: &TrustArgs) -> anyhow::Result<i32> {
                 "required_bindings": required,
             });
         }
-        let (component, _) = super::compile(&sandbox, &inputs.bytes, &inputs.sha256, None)?;
+        let (component, _) = pdpp_host::plugins::compile(&sandbox, &inputs.bytes, &inputs.sha256, None)?;
         let engine = sandbox.engine();
         let ty = component.component_type();
         let item = |name: &str, item: &ComponentItem| json!({ "name": name, "kind": item_kind(item) });
@@ -196,7 +161,7 @@ fn inspect(file: &Path, trust: &TrustArgs) -> anyhow::Result<i32> {
         report["exports"] = ty.exports(engine).map(|(n, e)| item(n, &e.ty)).collect();
         // Whether it loads, under the signature policy given.
         let (m, source, mut warnings) = manifest?;
-        super::apply_policy(&inputs, &source, &options, &mut warnings)?;
+        pdpp_host::plugins::apply_policy(&inputs, &source, &options, &mut warnings)?;
         let networked = m.required_bindings().any(|b| b == "network");
         report["networked"] = networked.into();
         sandbox.prepare_component(&component, networked)?;
@@ -263,7 +228,8 @@ fn pack(wasm: &Path, manifest: &Path, out: &Path) -> anyhow::Result<i32> {
         Ok(p) => p,
         Err(e) => return fail(&e, e.to_json()),
     };
-    write_atomically(out, &packed)?;
+    pdpp_host::fsutil::write_atomically(out, &packed, None)
+        .with_context(|| format!("cannot write {}", out.display()))?;
     println!(
         "{}",
         json!({
@@ -271,37 +237,8 @@ fn pack(wasm: &Path, manifest: &Path, out: &Path) -> anyhow::Result<i32> {
             "packed": true,
             "connector_id": m.connector_id,
             "version": m.version,
-            "sha256": super::sha256_hex(&packed),
+            "sha256": pdpp_host::plugins::sha256_hex(&packed),
         })
     );
     Ok(exit::SUCCEEDED)
-}
-
-/// Write to a hidden temporary file beside `path`, then rename it into place,
-/// so a watching host never sees half a file.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let name = path
-        .file_name()
-        .with_context(|| format!("{} is not a file path", path.display()))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}-{}",
-        name.to_string_lossy(),
-        std::process::id(),
-        super::cache::unique()
-    ));
-    let written = (|| -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e).with_context(|| format!("cannot write {}", path.display()));
-    }
-    Ok(())
 }

@@ -1,0 +1,251 @@
+//! `pdpp-host connection …`: the owner's setup lifecycle at the terminal.
+//! A connection is created as a draft (as through the owner API), its
+//! credential goes through the credentials service (checked against the
+//! manifest, probed, sealed), and its first sync activates it.
+
+use super::{DataArgs, TrustArgs, exit};
+use anyhow::{Context, bail};
+use pdpp_host::credentials::{Candidate, CaptureClass, CaptureError, CredentialService, CredentialSource};
+use pdpp_host::deploy::Deployment;
+use pdpp_host::manifest::Manifest;
+use pdpp_host::plugins::LoadedPlugin;
+use pdpp_host::sandbox::{RunLimits, Sandbox};
+use pdpp_host::setup::{NewDraft, SetupError, create_draft, env_present};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use zeroize::Zeroizing;
+
+#[derive(clap::Subcommand)]
+pub enum ConnectionCommand {
+    /// Create a connection of a connector, as a draft: its first run
+    /// (`pdpp-host run … --connection ID`) activates it. Prints its id and setup status.
+    Add {
+        #[command(flatten)]
+        data: DataArgs,
+        #[command(flatten)]
+        connector: ConnectorArgs,
+        /// A name the owner recognises the connection by (1 to 200 characters).
+        #[arg(long)]
+        display_name: Option<String>,
+        /// Non-secret settings (a JSON object), passed to every run as START.settings.
+        #[arg(long, default_value = "{}")]
+        settings: String,
+        /// A JSON file `{"kind": "...", "fields": {"name": "value"}}` to check
+        /// and seal as the credential (needs --plugin, for the connector's probe).
+        #[arg(long)]
+        credential: Option<PathBuf>,
+    },
+    /// Capture or replace a connection's credential through the connector's
+    /// probe; it is sealed only when the provider accepts it.
+    SetCredential {
+        #[command(flatten)]
+        data: DataArgs,
+        #[command(flatten)]
+        connector: ConnectorArgs,
+        /// The connection's id.
+        #[arg(long)]
+        connection: String,
+        /// A JSON file `{"kind": "...", "fields": {"name": "value"}}`.
+        #[arg(long)]
+        credential: PathBuf,
+    },
+    /// Revoke a connection's credential: its runs are refused until a new one is set.
+    RevokeCredential {
+        #[command(flatten)]
+        data: DataArgs,
+        /// The connection's id.
+        #[arg(long)]
+        connection: String,
+    },
+}
+
+/// Which connector: its plugin (whose credential probe checks credentials),
+/// or only its manifest (enough to create a connection without a credential).
+#[derive(clap::Args)]
+pub struct ConnectorArgs {
+    /// The connector's component (.wasm); its packed or sidecar manifest is used unless --manifest is given.
+    #[arg(long)]
+    plugin: Option<PathBuf>,
+    /// The connector's manifest.
+    #[arg(long)]
+    manifest: Option<PathBuf>,
+    #[command(flatten)]
+    trust: TrustArgs,
+}
+
+/// The connector as loaded for one command.
+struct Connector {
+    manifest: Arc<Manifest>,
+    plugin: Option<(Sandbox, LoadedPlugin)>,
+}
+
+impl ConnectorArgs {
+    fn load(&self, data: &DataArgs) -> anyhow::Result<Connector> {
+        match (&self.plugin, &self.manifest) {
+            (Some(path), manifest) => {
+                let sandbox = Sandbox::new()?;
+                let mut opts = self.trust.options(Some(data.data_dir.join("cache")))?;
+                opts.manifest_file = manifest.clone();
+                let loaded = pdpp_host::plugins::load_file(&sandbox, path, &opts)
+                    .with_context(|| format!("cannot load plugin {}", path.display()))?;
+                Ok(Connector {
+                    manifest: loaded.manifest.clone(),
+                    plugin: Some((sandbox, loaded)),
+                })
+            }
+            (None, Some(path)) => Ok(Connector {
+                manifest: Arc::new(Manifest::from_file(path)?),
+                plugin: None,
+            }),
+            (None, None) => bail!("name the connector: --plugin FILE (or --manifest FILE)"),
+        }
+    }
+}
+
+fn read_candidate(path: &Path) -> anyhow::Result<Candidate> {
+    #[derive(serde::Deserialize)]
+    struct CredentialFile {
+        kind: String,
+        fields: BTreeMap<String, String>,
+    }
+    let text =
+        Zeroizing::new(std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?);
+    // Never echo the file's content: it holds the secret.
+    let file: CredentialFile = serde_json::from_str(&text).map_err(|_| {
+        anyhow::anyhow!(
+            "{} must be {{\"kind\": \"...\", \"fields\": {{\"name\": \"value\"}}}}",
+            path.display()
+        )
+    })?;
+    Ok(Candidate::new(file.kind, file.fields))
+}
+
+/// The exit status for a refused capture.
+fn capture_exit(e: &CaptureError) -> i32 {
+    match e.class() {
+        CaptureClass::Invalid | CaptureClass::NotFound => exit::USAGE,
+        _ => exit::FAILED,
+    }
+}
+
+async fn capture(
+    dep: &Deployment,
+    connector: &Connector,
+    connection_id: &str,
+    candidate: Candidate,
+) -> Result<pdpp_host::credentials::Captured, anyhow::Error> {
+    let Some((sandbox, plugin)) = &connector.plugin else {
+        bail!("checking a credential runs the connector's probe: pass --plugin FILE");
+    };
+    let conn = dep
+        .store
+        .connection(connection_id)
+        .await?
+        .with_context(|| format!("connection {connection_id} does not exist"))?;
+    let service = CredentialService {
+        dep,
+        sandbox,
+        egress: Arc::default(),
+        limits: RunLimits::default(),
+    };
+    Ok(service
+        .capture(&conn, plugin, candidate, CredentialSource::CommandLine)
+        .await?)
+}
+
+/// Print a refused capture and give its exit status.
+fn refused(e: &anyhow::Error) -> Option<i32> {
+    let c = e.downcast_ref::<CaptureError>()?;
+    println!("{}", json!({ "error": { "code": c.code(), "message": c.to_string() } }));
+    eprintln!("pdpp-host: {c}");
+    Some(capture_exit(c))
+}
+
+pub async fn main(command: ConnectionCommand) -> anyhow::Result<i32> {
+    match command {
+        ConnectionCommand::Add {
+            data,
+            connector,
+            display_name,
+            settings,
+            credential,
+        } => {
+            let settings: Value = serde_json::from_str(&settings).context("--settings must be a JSON object")?;
+            let connector = connector.load(&data)?;
+            let candidate = credential.as_deref().map(read_candidate).transpose()?;
+            if candidate.is_some() && connector.plugin.is_none() {
+                bail!("checking a credential runs the connector's probe: pass --plugin FILE");
+            }
+            let dep = data.open().await?;
+            let draft = NewDraft { settings, display_name };
+            let conn = match create_draft(&dep.store, &connector.manifest, draft, &env_present).await {
+                Ok(c) => c,
+                Err(SetupError::Store(e)) => return Err(e.into()),
+                Err(e) => {
+                    println!("{}", json!({ "error": { "code": e.code(), "message": e.to_string() } }));
+                    eprintln!("pdpp-host: {e}");
+                    return Ok(exit::USAGE);
+                }
+            };
+            let id = conn.connection_id.clone();
+            let mut line = json!({ "connection_id": id, "connector_id": conn.connector_id });
+            if let Some(candidate) = candidate {
+                match capture(&dep, &connector, &id, candidate).await {
+                    Ok(c) => line["credential"] = json!({ "validation": c.validation, "identity": c.identity }),
+                    Err(e) => return refused(&e).ok_or(e),
+                }
+            }
+            print_status(&dep, &connector.manifest, &id, line).await?;
+        }
+        ConnectionCommand::SetCredential {
+            data,
+            connector,
+            connection,
+            credential,
+        } => {
+            let candidate = read_candidate(&credential)?;
+            let connector = connector.load(&data)?;
+            let dep = data.open().await?;
+            let c = match capture(&dep, &connector, &connection, candidate).await {
+                Ok(c) => c,
+                Err(e) => return refused(&e).ok_or(e),
+            };
+            let line = json!({
+                "connection_id": connection,
+                "credential": "sealed",
+                "rotated": c.rotated,
+                "validation": c.validation,
+                "identity": c.identity,
+            });
+            print_status(&dep, &connector.manifest, &connection, line).await?;
+        }
+        ConnectionCommand::RevokeCredential { data, connection } => {
+            let dep = data.open().await?;
+            pdpp_host::credentials::revoke(&dep, &connection).await?;
+            println!("{}", json!({ "connection_id": connection, "credential": "revoked" }));
+        }
+    }
+    Ok(exit::SUCCEEDED)
+}
+
+/// Print `line` with the connection's setup status and next step added.
+async fn print_status(
+    dep: &Deployment,
+    manifest: &Manifest,
+    connection_id: &str,
+    mut line: Value,
+) -> anyhow::Result<()> {
+    let conn = dep
+        .store
+        .connection(connection_id)
+        .await?
+        .with_context(|| format!("connection {connection_id} does not exist"))?;
+    let status = pdpp_host::setup::status(&dep.store, &conn, manifest.needs_credential(), None).await?;
+    line["status"] = json!(conn.status);
+    line["setup_state"] = json!(status.setup_state);
+    line["next_step"] = json!(status.next_step);
+    println!("{line}");
+    Ok(())
+}

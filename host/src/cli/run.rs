@@ -1,0 +1,351 @@
+//! `pdpp-host run`: one run of a connector, every message printed as
+//! Collection Profile JSONL; with `--connection`, a run of a stored connection.
+
+use super::{DataArgs, TrustArgs, exit};
+use anyhow::{Context, bail};
+use pdpp_host::limits::LimitsOverride;
+use pdpp_host::plugins::LoadOptions;
+use pdpp_host::protocol::{self as p, CollectionMode, StateMap, StreamScope};
+use pdpp_host::runtime::{self, ConnectionRun, InteractionHandler, Observer, RunRequest, StateInput};
+use pdpp_host::sandbox::egress::EgressConfig;
+use pdpp_host::sandbox::{LogLevel, RunLimits, Sandbox};
+use pdpp_host::store::Trigger;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use zeroize::Zeroizing;
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum Mode {
+    Incremental,
+    FullRefresh,
+}
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// The connector component (.wasm).
+    pub plugin: PathBuf,
+    /// The manifest; default: the one packed into the plugin, else `<plugin>.json` next to it.
+    #[arg(long)]
+    pub manifest: Option<PathBuf>,
+    /// Collect only these streams (repeatable); default: every stream.
+    #[arg(long = "stream", value_name = "NAME")]
+    pub streams: Vec<String>,
+    /// State file: read before the run, replaced with the committed state after a successful run.
+    #[arg(long)]
+    pub state: Option<PathBuf>,
+    /// A single-use run: no prior state is given and none is committed.
+    #[arg(long, conflicts_with = "state")]
+    pub single_use: bool,
+    /// Collect what is new since the last run, or everything again.
+    #[arg(long, value_enum, default_value = "incremental")]
+    pub mode: Mode,
+    /// Answer INTERACTIONs at this terminal. Without it, a connector that needs
+    /// input fails fast.
+    #[arg(long)]
+    pub interactive: bool,
+    /// Non-secret connection settings, as a JSON object.
+    #[arg(long, default_value = "{}")]
+    pub settings: String,
+    /// A JSON file of credential fields (`{"field": "value"}`) for this run.
+    #[arg(long)]
+    pub secrets: Option<PathBuf>,
+    #[command(flatten)]
+    pub limits: LimitsOverride,
+    /// Run this stored connection: its credential, state and records live in
+    /// the data directory. A draft runs its first sync (setup).
+    #[arg(long, conflicts_with_all = ["state", "single_use", "settings", "secrets"])]
+    pub connection: Option<String>,
+    /// With --connection: mark the run as scheduled rather than manual.
+    #[arg(long, requires = "connection")]
+    pub scheduled: bool,
+    /// Send requests for one origin to another (`https://api.example.com=http://127.0.0.1:8080`); repeatable.
+    #[arg(long = "rewrite-origin", value_name = "FROM=TO")]
+    pub rewrite_origin: Vec<String>,
+    /// Let rewritten origins reach loopback addresses (provider test doubles).
+    #[arg(long)]
+    pub allow_loopback_rewrites: bool,
+    /// The AOT cache directory (default: `<data dir>/cache`).
+    #[arg(long, env = "PDPP_PLUGIN_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub trust: TrustArgs,
+    #[command(flatten)]
+    pub data: DataArgs,
+}
+
+impl RunArgs {
+    fn egress(&self) -> anyhow::Result<EgressConfig> {
+        let mut config = EgressConfig {
+            allow_loopback_for_rewrites: self.allow_loopback_rewrites,
+            ..Default::default()
+        };
+        for r in &self.rewrite_origin {
+            config
+                .rewrites
+                .push(pdpp_host::config::parse_rewrite_pair(r).context("--rewrite-origin")?);
+        }
+        Ok(config)
+    }
+
+    fn load_options(&self) -> anyhow::Result<LoadOptions> {
+        let cache = self
+            .cache_dir
+            .clone()
+            .unwrap_or_else(|| self.data.data_dir.join("cache"));
+        let mut opts = self.trust.options(Some(cache))?;
+        opts.manifest_file = self.manifest.clone();
+        Ok(opts)
+    }
+}
+
+fn read_state(path: &Path) -> anyhow::Result<StateMap> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            serde_json::from_str(&text).with_context(|| format!("{} is not a JSON object of cursors", path.display()))
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(StateMap::new()),
+        Err(e) => Err(e).with_context(|| format!("cannot read state {}", path.display())),
+    }
+}
+
+fn read_secrets(path: &Path) -> anyhow::Result<BTreeMap<String, Zeroizing<String>>> {
+    let text =
+        Zeroizing::new(std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?);
+    let map: BTreeMap<String, String> = serde_json::from_str(&text)
+        .map_err(|_| anyhow::anyhow!("{} must be a JSON object of strings", path.display()))?;
+    Ok(map.into_iter().map(|(k, v)| (k, Zeroizing::new(v))).collect())
+}
+
+/// Guest-controlled text for a terminal: control characters (newlines that
+/// would forge host lines, escape sequences) are shown escaped.
+pub fn terminal_safe(text: &str) -> String {
+    escape_controls(text, false)
+}
+
+/// Like [`terminal_safe`], but line breaks stay (a captured stderr tail).
+fn terminal_safe_lines(text: &str) -> String {
+    escape_controls(text, true)
+}
+
+fn escape_controls(text: &str, keep_newlines: bool) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c.is_control() && !(keep_newlines && c == '\n') {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Prints the transcript: messages to stdout as JSONL, guest logs to stderr.
+struct Transcript {
+    out: std::io::BufWriter<std::io::Stdout>,
+}
+
+impl Observer for Transcript {
+    fn message(&mut self, msg: &p::Message) {
+        let _ = writeln!(self.out, "{}", msg.to_json_line());
+        if matches!(msg, p::Message::Interaction(_) | p::Message::Done(_)) {
+            let _ = self.out.flush();
+        }
+    }
+
+    fn log(&mut self, level: LogLevel, message: &str, fields: &[(String, String)]) {
+        let fields: String = fields
+            .iter()
+            .map(|(k, v)| format!(" {}={}", terminal_safe(k), terminal_safe(v)))
+            .collect();
+        eprintln!("[connector {}] {}{fields}", level.as_str(), terminal_safe(message));
+    }
+}
+
+/// Asks the person at the terminal.
+pub struct TerminalPrompt {
+    lines: tokio::sync::Mutex<tokio::io::Lines<BufReader<tokio::io::Stdin>>>,
+}
+
+impl TerminalPrompt {
+    pub fn new() -> Self {
+        TerminalPrompt {
+            lines: tokio::sync::Mutex::new(BufReader::new(tokio::io::stdin()).lines()),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl InteractionHandler for TerminalPrompt {
+    async fn answer(&self, req: &p::Interaction) -> p::InteractionAnswer {
+        let mut lines = self.lines.lock().await;
+        eprintln!(
+            "\nThe connector asks ({}): {}",
+            req.kind.as_str(),
+            terminal_safe(&req.message)
+        );
+        eprintln!("(an empty answer cancels)");
+        let fields: Vec<String> = req
+            .schema
+            .as_ref()
+            .and_then(|s| s.get("properties"))
+            .and_then(Value::as_object)
+            .map(|props| props.keys().cloned().collect())
+            .unwrap_or_default();
+        let prompts = if fields.is_empty() {
+            vec![String::from("answer")]
+        } else {
+            fields.clone()
+        };
+        let mut answer = serde_json::Map::new();
+        for name in prompts {
+            eprint!("{}: ", terminal_safe(&name));
+            let _ = std::io::stderr().flush();
+            match lines.next_line().await {
+                Ok(Some(line)) if !line.trim().is_empty() => {
+                    answer.insert(name, Value::String(line.trim().to_owned()));
+                }
+                _ => return p::InteractionAnswer::cancelled(),
+            }
+        }
+        if fields.is_empty() {
+            p::InteractionAnswer::success(answer.remove("answer").unwrap_or(Value::Null))
+        } else {
+            p::InteractionAnswer::success(Value::Object(answer))
+        }
+    }
+}
+
+pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
+    let settings: Value = serde_json::from_str(&args.settings).context("--settings must be a JSON object")?;
+    if !settings.is_object() {
+        bail!("--settings must be a JSON object");
+    }
+    let sandbox = Sandbox::new()?;
+    let loaded = pdpp_host::plugins::load_file(&sandbox, &args.plugin, &args.load_options()?)
+        .with_context(|| format!("cannot load plugin {}", args.plugin.display()))?;
+    for w in &loaded.warnings {
+        eprintln!("pdpp-host: warning: {w}");
+    }
+    let manifest = loaded.manifest.clone();
+
+    let state = match (&args.state, args.single_use) {
+        (_, true) => StateInput::SingleUse,
+        (Some(path), false) => StateInput::Persisted(read_state(path)?),
+        (None, false) => StateInput::Persisted(StateMap::new()),
+    };
+    let limits = args.limits.apply(RunLimits::default());
+    let mode = match args.mode {
+        Mode::Incremental => CollectionMode::Incremental,
+        Mode::FullRefresh => CollectionMode::FullRefresh,
+    };
+    let streams = (!args.streams.is_empty()).then(|| args.streams.iter().map(StreamScope::named).collect());
+    let egress = Arc::new(args.egress()?);
+    let handler: Option<Arc<dyn InteractionHandler>> = args
+        .interactive
+        .then(|| Arc::new(TerminalPrompt::new()) as Arc<dyn InteractionHandler>);
+    let observer = Box::new(Transcript {
+        out: std::io::BufWriter::new(std::io::stdout()),
+    });
+
+    let outcome = if let Some(connection_id) = &args.connection {
+        let dep = args.data.open().await?;
+        dep.store.upsert_connector(&manifest, Some(&loaded.sha256)).await?;
+        // A draft runs its first sync: the setup run that activates it.
+        let draft = dep
+            .store
+            .connection(connection_id)
+            .await?
+            .is_some_and(|c| c.status == pdpp_host::store::ConnectionStatus::Draft);
+        let trigger = match (draft, args.scheduled) {
+            (true, _) => Trigger::Setup,
+            (false, true) => Trigger::Scheduled,
+            (false, false) => Trigger::Manual,
+        };
+        let mut opts = ConnectionRun::new(trigger);
+        opts.mode = mode;
+        opts.streams = streams;
+        opts.limits = limits;
+        opts.egress = egress;
+        opts.interaction = handler;
+        opts.observer = observer;
+        match runtime::run_connection(&dep, &sandbox, &loaded.plugin, manifest, connection_id, opts).await {
+            Ok(o) => o,
+            Err(e) => {
+                eprintln!("pdpp-host: run refused before start ({}): {e}", e.reason());
+                return Ok(exit::USAGE);
+            }
+        }
+    } else {
+        let mut req = RunRequest::new(manifest);
+        req.mode = mode;
+        req.streams = streams;
+        req.state = state;
+        req.settings = settings;
+        req.limits = limits;
+        req.egress = egress;
+        if let Some(path) = &args.secrets {
+            req.secrets = read_secrets(path)?;
+        }
+        match runtime::execute(&sandbox, &loaded.plugin, req, handler, observer, None).await {
+            Ok(o) => o,
+            Err(e) => {
+                eprintln!("pdpp-host: run refused before start: {e}");
+                return Ok(exit::USAGE);
+            }
+        }
+    };
+    if let (Some(path), Some(commit)) = (&args.state, &outcome.commit) {
+        let text = serde_json::to_vec_pretty(commit)?;
+        pdpp_host::fsutil::write_atomically(path, &text, None)
+            .with_context(|| format!("cannot replace the state file {}", path.display()))?;
+    }
+    let u = &outcome.usage;
+    eprintln!(
+        "pdpp-host: run {} {}{} — {} records, cpu {:.1} ms, wall {:.1} ms, peak memory {} KiB{}",
+        outcome.run_id,
+        pdpp_host::store::RunStatus::of_done(outcome.status).as_str(),
+        outcome.reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default(),
+        outcome.records_emitted,
+        u.cpu.as_secs_f64() * 1e3,
+        u.wall.as_secs_f64() * 1e3,
+        u.peak_memory_bytes / 1024,
+        if outcome.commit.is_some() && args.state.is_some() {
+            ", state committed"
+        } else {
+            ""
+        },
+    );
+    if !u.stderr.tail.is_empty() && !outcome.succeeded() {
+        eprintln!(
+            "pdpp-host: connector stderr (last {} bytes):\n{}",
+            u.stderr.tail.len(),
+            terminal_safe_lines(&u.stderr.tail)
+        );
+    }
+    Ok(match outcome.status {
+        p::DoneStatus::Succeeded => exit::SUCCEEDED,
+        p::DoneStatus::Failed => exit::FAILED,
+        p::DoneStatus::Cancelled => exit::CANCELLED,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn guest_text_cannot_forge_host_lines_or_drive_the_terminal() {
+        let hostile = "ok\npdpp-host: run succeeded\u{1b}[2J\r";
+        let shown = terminal_safe(hostile);
+        assert!(
+            !shown.contains('\n') && !shown.contains('\u{1b}') && !shown.contains('\r'),
+            "{shown}"
+        );
+        assert!(shown.contains("\\n") && shown.contains("\\u{1b}"), "{shown}");
+        assert_eq!(terminal_safe_lines("a\nb\u{7}"), "a\nb\\u{7}");
+    }
+}

@@ -1,0 +1,95 @@
+//! The runs this process executes in the background (the owner API's runs):
+//! starting one (on record before its id is returned), the owner's cancel,
+//! and what is in progress here. "One run per connection" is the store's
+//! rule (a unique index across every host), not this registry's.
+
+use super::connection::{ConnectionRun, RunRefused, begin};
+use crate::deploy::Deployment;
+use crate::plugins::LoadedPlugin;
+use crate::sandbox::{RunControl, Sandbox};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// One run in progress in this process.
+struct ActiveRun {
+    connection_id: String,
+    control: RunControl,
+}
+
+/// The registry of runs executing in this process.
+pub struct Runs {
+    dep: Deployment,
+    sandbox: Arc<Sandbox>,
+    active: Mutex<HashMap<String, ActiveRun>>,
+}
+
+/// What a cancel request found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CancelRequest {
+    /// The run executes here; it was asked to stop.
+    Requested { connection_id: String },
+    /// No run of that id executes in this process.
+    NotHere,
+}
+
+impl Runs {
+    pub fn new(dep: Deployment, sandbox: Arc<Sandbox>) -> Arc<Runs> {
+        Arc::new(Runs {
+            dep,
+            sandbox,
+            active: Mutex::default(),
+        })
+    }
+
+    /// Start a run of a stored connection in the background. When this
+    /// returns `Ok`, the run is on record as running (every reader of the
+    /// store sees it); a refusal that [`RunRefused::is_recorded`] is on record
+    /// as a failed run under the id in `opts` (set one to know it).
+    pub async fn start(
+        self: &Arc<Self>,
+        plugin: Arc<LoadedPlugin>,
+        connection_id: &str,
+        opts: ConnectionRun,
+    ) -> Result<String, RunRefused> {
+        let begun = begin(&self.dep, &plugin.plugin, plugin.manifest.clone(), connection_id, opts).await?;
+        let run_id = begun.run_id().to_owned();
+        self.active.lock().expect("active runs").insert(
+            run_id.clone(),
+            ActiveRun {
+                connection_id: connection_id.to_owned(),
+                control: begun.control().clone(),
+            },
+        );
+        let runs = self.clone();
+        let id = run_id.clone();
+        tokio::spawn(async move {
+            if let Err(e) = begun.execute(&runs.dep, &runs.sandbox, &plugin.plugin).await {
+                tracing::warn!(run_id = %id, reason = e.reason(), "run stopped before it ended normally: {e}");
+            }
+            runs.active.lock().expect("active runs").remove(&id);
+        });
+        Ok(run_id)
+    }
+
+    /// Ask a run of this process to stop (cooperatively, then by force).
+    pub fn cancel(&self, run_id: &str) -> CancelRequest {
+        match self.active.lock().expect("active runs").get(run_id) {
+            Some(run) => {
+                run.control.cancel();
+                CancelRequest::Requested {
+                    connection_id: run.connection_id.clone(),
+                }
+            }
+            None => CancelRequest::NotHere,
+        }
+    }
+
+    /// How many runs execute in this process now.
+    pub fn len(&self) -> usize {
+        self.active.lock().expect("active runs").len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

@@ -1,0 +1,161 @@
+//! A serving host (`pdpp-host serve`): the deployment, the plugin catalog
+//! (watched, and recorded in the store whenever it changes), the owner API,
+//! and the background work a serving host owes to every host sharing its
+//! database (closing runs whose process died).
+
+use crate::api::{AppState, OwnerToken};
+use crate::deploy::{DeployError, DeployOptions, Deployment};
+use crate::plugins::{Catalog, CatalogOptions, LoadOptions, PluginError};
+use crate::runtime::Runs;
+use crate::sandbox::egress::EgressConfig;
+use crate::sandbox::{RunLimits, Sandbox};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use zeroize::Zeroizing;
+
+/// How often runs whose process died elsewhere are looked for.
+const SWEEP_EVERY: Duration = Duration::from_secs(30);
+
+/// Everything `serve` needs, resolved from the configuration file, the
+/// environment and the flags (see docs/configuration.md).
+pub struct ServeConfig {
+    pub deploy: DeployOptions,
+    /// Address and port to listen on.
+    pub bind: String,
+    pub plugin_dir: PathBuf,
+    /// How plugin files are loaded (signature policy, trusted keys, AOT
+    /// cache); the cache defaults to `<data dir>/cache`.
+    pub load: LoadOptions,
+    /// The deployment's run limits (a manifest can only lower them).
+    pub limits: RunLimits,
+    pub egress: EgressConfig,
+}
+
+/// Why the host could not start serving. Nothing was left half done: a
+/// first start that fails before listening creates no owner token.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Deploy(#[from] DeployError),
+    #[error("cannot listen on {bind}: {source}")]
+    Bind { bind: String, source: std::io::Error },
+    #[error("cannot create the plugin directory {path}: {source}")]
+    PluginDir { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Plugins(#[from] PluginError),
+    #[error("the owner token in {dir}: {source}")]
+    OwnerToken { dir: PathBuf, source: std::io::Error },
+    #[error("the wasm engine: {0}")]
+    Engine(String),
+    #[error("serving: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// What a host that is listening tells its operator.
+pub struct Listening {
+    pub addr: SocketAddr,
+    /// The owner token of a first start, shown once (only its hash is kept).
+    pub new_owner_token: Option<Zeroizing<String>>,
+    pub data_dir: PathBuf,
+    pub plugin_dir: PathBuf,
+    pub plugins: usize,
+    /// Plugin files that did not load, and why.
+    pub broken: Vec<(PathBuf, PluginError)>,
+}
+
+/// Serve until `shutdown` resolves. `on_listening` is called once the
+/// socket is bound and the owner token exists (created on a first start).
+pub async fn serve(
+    config: ServeConfig,
+    on_listening: impl FnOnce(&Listening),
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let dep = Deployment::open(config.deploy.clone()).await?;
+    std::fs::create_dir_all(&config.plugin_dir).map_err(|source| ServeError::PluginDir {
+        path: config.plugin_dir.clone(),
+        source,
+    })?;
+    let sandbox = Arc::new(Sandbox::new().map_err(|e| ServeError::Engine(e.to_string()))?);
+    let mut options = CatalogOptions::new(&config.plugin_dir);
+    options.load = config.load.clone();
+    if options.load.cache_dir.is_none() {
+        options.load.cache_dir = Some(dep.data_dir.join("cache"));
+    }
+    let catalog = Catalog::open(sandbox.clone(), options);
+    let snap = catalog.snapshot();
+    snap.sync_to(&dep.store).await.map_err(DeployError::from)?;
+    let watch = catalog.watch()?;
+    let listener = tokio::net::TcpListener::bind(&config.bind)
+        .await
+        .map_err(|source| ServeError::Bind {
+            bind: config.bind.clone(),
+            source,
+        })?;
+    // Only now, with the socket bound: a failed start never consumes the
+    // one display of a new token.
+    let (token, fresh) = OwnerToken::load_or_create(&dep.data_dir).map_err(|source| ServeError::OwnerToken {
+        dir: dep.data_dir.clone(),
+        source,
+    })?;
+    on_listening(&Listening {
+        addr: listener.local_addr()?,
+        new_owner_token: fresh,
+        data_dir: dep.data_dir.clone(),
+        plugin_dir: config.plugin_dir.clone(),
+        plugins: snap.plugins.len(),
+        broken: snap.errors.iter().map(|(p, e)| (p.clone(), e.clone())).collect(),
+    });
+
+    let background = [
+        tokio::spawn(record_catalog_changes(catalog.clone(), dep.store.clone())),
+        tokio::spawn(sweep_interrupted_runs(dep.store.clone())),
+    ];
+    let state = Arc::new(AppState {
+        runs: Runs::new(dep.clone(), sandbox),
+        dep,
+        catalog,
+        token,
+        limits: config.limits,
+        egress: Arc::new(config.egress),
+        pending: Default::default(),
+    });
+    let served = axum::serve(listener, crate::api::router(state))
+        .with_graceful_shutdown(shutdown)
+        .await;
+    for task in background {
+        task.abort();
+    }
+    drop(watch);
+    Ok(served?)
+}
+
+/// After every rescan (hot reload), the store learns which connectors are
+/// available, unavailable or removed.
+async fn record_catalog_changes(catalog: Arc<Catalog>, store: crate::store::Store) {
+    let mut changes = catalog.subscribe();
+    loop {
+        // The snapshot current when subscribing counts as seen: record it too.
+        if let Err(e) = catalog.snapshot().sync_to(&store).await {
+            tracing::error!("cannot record the plugin catalog in the store: {e}");
+        }
+        if changes.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Runs whose process died (on this machine, or elsewhere with a stale
+/// heartbeat) are closed as interrupted.
+async fn sweep_interrupted_runs(store: crate::store::Store) {
+    let mut tick = tokio::time::interval(SWEEP_EVERY);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        if let Err(e) = store.fail_interrupted_runs().await {
+            tracing::warn!("cannot close interrupted runs: {e}");
+        }
+    }
+}

@@ -1,0 +1,187 @@
+//! Setting a connection up: the planner (what a connector needs, from its
+//! manifest alone), the status projection (where one connection's setup
+//! stands), and the one way a connection is created, as a draft, shared by
+//! every owner surface (the owner API and the CLI). See docs/setup.md.
+
+mod plan;
+mod status;
+
+pub use plan::*;
+pub use status::*;
+
+use crate::manifest::{LifecycleStatus, Manifest};
+use crate::store::{Connection, ConnectionStatus, NewConnection, RunEndEvent, Store, StoreError, TERMINAL_EVENTS};
+use serde_json::Value;
+
+/// The longest display name, in characters.
+pub const MAX_DISPLAY_NAME: usize = 200;
+
+/// Why a connection cannot be created. Nothing was written.
+#[derive(Debug, thiserror::Error)]
+pub enum SetupError {
+    #[error("{connector_id} takes no new connections: {reason}")]
+    Closed {
+        connector_id: String,
+        status: LifecycleStatus,
+        reason: String,
+    },
+    #[error("{connector_id} cannot be set up here ({support_state:?}): {reason}")]
+    NotSupported {
+        connector_id: String,
+        support_state: SupportState,
+        reason: String,
+    },
+    #[error("settings must be a JSON object")]
+    SettingsNotObject,
+    #[error("{0} is a credential field; send it to the credential route, not in settings")]
+    SecretInSettings(String),
+    #[error("a display name has 1 to {MAX_DISPLAY_NAME} characters")]
+    InvalidDisplayName,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl SetupError {
+    /// A stable code for the API and the CLI.
+    pub fn code(&self) -> &'static str {
+        match self {
+            SetupError::Closed {
+                status: LifecycleStatus::Removed,
+                ..
+            } => "connector_removed",
+            SetupError::Closed { .. } => "connector_blocked_upstream",
+            SetupError::NotSupported { .. } => "setup_not_supported",
+            SetupError::SettingsNotObject => "invalid_settings",
+            SetupError::SecretInSettings(_) => "secret_in_settings",
+            SetupError::InvalidDisplayName => "invalid_display_name",
+            SetupError::Store(_) => "store_error",
+        }
+    }
+}
+
+/// Why new connections of this connector are refused (a tombstone, an upstream block).
+pub fn closed(m: &Manifest) -> Option<SetupError> {
+    let (status, reason) = m.closed_for_setup()?;
+    Some(SetupError::Closed {
+        connector_id: m.connector_id.clone(),
+        status,
+        reason,
+    })
+}
+
+/// A display name of 1 to [`MAX_DISPLAY_NAME`] characters (after trimming).
+pub fn check_display_name(name: &str) -> Result<(), SetupError> {
+    if name.trim().is_empty() || name.chars().count() > MAX_DISPLAY_NAME {
+        return Err(SetupError::InvalidDisplayName);
+    }
+    Ok(())
+}
+
+/// What an owner asks for when creating a connection.
+pub struct NewDraft {
+    /// Non-secret settings (START.settings of every run); never a credential.
+    pub settings: Value,
+    pub display_name: Option<String>,
+}
+
+/// Create a connection of `manifest`'s connector as a draft: it becomes
+/// active on its first accepted ingest. Refused (nothing written) when the
+/// connector takes no new connections, cannot be set up on this host, or the
+/// request carries a credential field in its settings. `env` answers whether
+/// a deployment setting is present (for the setup plan).
+pub async fn create_draft(
+    store: &Store,
+    manifest: &Manifest,
+    draft: NewDraft,
+    env: &(dyn Fn(&str) -> bool + Sync),
+) -> Result<Connection, SetupError> {
+    if let Some(e) = closed(manifest) {
+        return Err(e);
+    }
+    let p = plan(manifest, env);
+    if !matches!(p.support_state, SupportState::Supported | SupportState::Experimental) {
+        return Err(SetupError::NotSupported {
+            connector_id: manifest.connector_id.clone(),
+            support_state: p.support_state,
+            reason: p.reason,
+        });
+    }
+    let Some(fields) = draft.settings.as_object() else {
+        return Err(SetupError::SettingsNotObject);
+    };
+    if let Some(f) = manifest
+        .credential_fields()
+        .iter()
+        .find(|f| f.secret != Some(false) && fields.contains_key(&f.name))
+    {
+        return Err(SetupError::SecretInSettings(f.name.clone()));
+    }
+    if let Some(name) = &draft.display_name {
+        check_display_name(name)?;
+    }
+    store.upsert_connector(manifest, None).await?;
+    Ok(store
+        .create_connection(NewConnection {
+            connection_id: None,
+            connector_id: manifest.connector_id.clone(),
+            // Every setup starts as a draft; the first ingest makes it active.
+            status: ConnectionStatus::Draft,
+            display_name: draft.display_name,
+            binding_metadata: draft.settings,
+        })
+        .await?)
+}
+
+/// Whether a deployment setting is present in the process environment
+/// (provider-app settings only; never a provider account's credential).
+pub fn env_present(key: &str) -> bool {
+    std::env::var(key).is_ok_and(|v| !v.trim().is_empty())
+}
+
+/// Why a setup status cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    #[error("run {0} of this connection does not exist")]
+    UnknownRun(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Read what the projection needs from the store and project a connection's
+/// setup status, for its last run or for `run_id`. `needs_credential` comes
+/// from the connector's manifest.
+pub async fn status(
+    store: &Store,
+    conn: &Connection,
+    needs_credential: bool,
+    run_id: Option<&str>,
+) -> Result<SetupStatus, StatusError> {
+    let credential = store.credential(&conn.connection_id).await?;
+    let runs = store.runs_of(&conn.connection_id).await?;
+    let run = match run_id {
+        Some(id) => Some(
+            runs.iter()
+                .find(|r| r.run_id == id)
+                .ok_or_else(|| StatusError::UnknownRun(id.to_owned()))?,
+        ),
+        None => runs.first(),
+    };
+    // How the run ended: its terminal timeline entry, read back typed.
+    let terminal: Option<RunEndEvent> = match run {
+        Some(r) => store
+            .events(&r.run_id)
+            .await?
+            .into_iter()
+            .rev()
+            .find(|e| TERMINAL_EVENTS.contains(&e.kind.as_str()))
+            .and_then(|e| serde_json::from_value(e.data).ok()),
+        None => None,
+    };
+    Ok(project(&StatusInputs {
+        connection: conn,
+        needs_credential,
+        credential: credential.as_ref(),
+        last_run: run,
+        terminal: terminal.as_ref(),
+    }))
+}

@@ -1,0 +1,507 @@
+//! The setup-status projection: where one connection's setup stands, from
+//! its stored state (connection, credential, last run and how it ended).
+//! Projected, never stored as a parallel state; never carries a secret.
+
+use super::plan::{NextStep, NextStepKind};
+use crate::store::{
+    CommitStatus, Connection, ConnectionStatus, CredentialStatus, RunEndEvent, RunRow, RunStatus, StoredCredential,
+    Trigger,
+};
+use serde::Serialize;
+use serde_json::Value;
+use utoipa::ToSchema;
+
+/// Where a connection's setup stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SetupState {
+    AwaitingCredential,
+    FirstSyncPending,
+    FirstSyncRunning,
+    FirstSyncFailed,
+    FirstSyncVerifiedEmpty,
+    FirstSyncUnverifiedZero,
+    Active,
+    Paused,
+    Revoked,
+}
+
+impl SetupState {
+    /// Setup is still under way (the owner or the first sync has work to do).
+    pub fn pending(self) -> bool {
+        matches!(
+            self,
+            SetupState::AwaitingCredential | SetupState::FirstSyncPending | SetupState::FirstSyncRunning
+        )
+    }
+}
+
+/// Whether the connection needs the owner.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthState {
+    Healthy,
+    Idle,
+    NeedsAttention,
+}
+
+/// How a first sync that succeeded without records is read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SetupDisposition {
+    /// Nothing was missed: the account is empty.
+    VerifiedEmpty,
+    /// Zero records, but the run cannot prove nothing was missed.
+    UnverifiedZero,
+}
+
+/// Credential metadata an owner may see. Never the secret.
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
+pub struct CredentialView {
+    pub present: bool,
+    pub credential_kind: Option<String>,
+    pub status: Option<CredentialStatus>,
+    pub fields: Vec<String>,
+    pub captured_at: Option<i64>,
+    pub rotated_at: Option<i64>,
+    /// A keyed HMAC: equal for equal secrets under one vault key, useless without it.
+    pub fingerprint: Option<String>,
+}
+
+impl CredentialView {
+    pub fn of(c: Option<&StoredCredential>) -> Self {
+        match c {
+            None => CredentialView {
+                present: false,
+                credential_kind: None,
+                status: None,
+                fields: Vec::new(),
+                captured_at: None,
+                rotated_at: None,
+                fingerprint: None,
+            },
+            Some(c) => CredentialView {
+                present: true,
+                credential_kind: Some(c.sealed.kind.clone()),
+                status: Some(c.status),
+                fields: c.sealed.field_names.clone(),
+                captured_at: Some(c.captured_at),
+                rotated_at: c.rotated_at,
+                fingerprint: Some(c.sealed.fingerprint.clone()),
+            },
+        }
+    }
+}
+
+/// A run as setup status and run lists show it.
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
+pub struct RunSummary {
+    pub run_id: String,
+    pub status: RunStatus,
+    pub trigger: Trigger,
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+    pub records_emitted: i64,
+    pub records_written: i64,
+    pub failure_reason: Option<String>,
+}
+
+impl RunSummary {
+    pub fn of(r: &RunRow) -> Self {
+        RunSummary {
+            run_id: r.run_id.clone(),
+            status: r.status,
+            trigger: r.trigger,
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+            records_emitted: r.records_emitted,
+            records_written: r.records_written,
+            failure_reason: r.failure_reason.clone(),
+        }
+    }
+}
+
+/// Why setup or the last run needs the owner, and what to do.
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
+pub struct LastError {
+    pub reason: String,
+    pub remediation: String,
+}
+
+/// Where one connection's setup stands.
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
+pub struct SetupStatus {
+    pub object: String,
+    pub connection_id: String,
+    pub connector_id: String,
+    pub display_name: Option<String>,
+    /// The stored status.
+    pub status: ConnectionStatus,
+    /// Projected from the status, the credential and the runs.
+    pub setup_state: SetupState,
+    pub health_state: HealthState,
+    pub pending: bool,
+    pub running: bool,
+    #[schema(value_type = Object)]
+    pub account_identity: Option<Value>,
+    pub credential: CredentialView,
+    pub run: Option<RunSummary>,
+    pub last_error: Option<LastError>,
+    /// For a draft whose first sync succeeded without records.
+    pub terminal_setup_disposition: Option<SetupDisposition>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub activated_at: Option<i64>,
+    pub revoked_at: Option<i64>,
+    pub next_step: NextStep,
+}
+
+/// What the projection reads.
+pub struct StatusInputs<'a> {
+    pub connection: &'a Connection,
+    pub needs_credential: bool,
+    pub credential: Option<&'a StoredCredential>,
+    pub last_run: Option<&'a RunRow>,
+    /// How the last run ended (its terminal timeline event), once it has.
+    pub terminal: Option<&'a RunEndEvent>,
+}
+
+const REENTER: &str = "Enter the provider credential again (PUT /v1/connections/{id}/credential); the first sync then \
+                       starts again.";
+const RETRY: &str = "Start the first sync again (POST /v1/connections/{id}/runs). If it keeps failing, enter the \
+                     provider credential again.";
+const ZERO: &str = "The first sync finished without records and could not prove the account empty. Check the account \
+                    and start the first sync again if you expected data.";
+const REJECTED_ACTIVE: &str = "The provider refused the stored credential. Enter a new one (PUT \
+                               /v1/connections/{id}/credential); collection resumes on the next run.";
+const FAILED_ACTIVE: &str = "The last run failed. Start a run again (POST /v1/connections/{id}/runs); if it keeps \
+                             failing, enter the provider credential again.";
+
+fn credential_like(reason: &str) -> bool {
+    ["credential", "auth", "password", "login", "token"]
+        .iter()
+        .any(|w| reason.contains(w))
+}
+
+/// Project a connection's setup status. Writes nothing.
+pub fn project(i: &StatusInputs<'_>) -> SetupStatus {
+    use NextStepKind as K;
+    let c = i.connection;
+    let id = &c.connection_id;
+    let fill = |t: &str| t.replace("{id}", id);
+    let last_status = i.last_run.map(|r| r.status);
+    let running = last_status == Some(RunStatus::Running);
+    let has_credential = i.credential.is_some();
+    let cred_status = i.credential.map(|c| c.status);
+    let last_failed = matches!(last_status, Some(RunStatus::Failed | RunStatus::Cancelled));
+    let last_ok = last_status == Some(RunStatus::Succeeded);
+    // The connector's own error code (DONE.error.code) says more than the
+    // host's failure reason (`connector_reported_failed`).
+    let reason = i
+        .terminal
+        .and_then(|t| t.error_code.clone())
+        .or_else(|| i.last_run.and_then(|r| r.failure_reason.clone()))
+        .unwrap_or_else(|| "first_sync_failed".into());
+    let runs_url = Some(format!("/v1/connections/{id}/runs"));
+    let credential_url = Some(format!("/v1/connections/{id}/credential"));
+
+    let mut last_error = None;
+    let mut disposition = None;
+    let (setup_state, health, next) = match c.status {
+        ConnectionStatus::Revoked => (
+            SetupState::Revoked,
+            HealthState::Idle,
+            NextStep::new(
+                K::Reconnect,
+                Some("POST"),
+                Some(format!("/v1/connections/{id}/reconnect")),
+                "collection is stopped; reconnect to start the setup path again",
+            ),
+        ),
+        ConnectionStatus::Paused => (
+            SetupState::Paused,
+            HealthState::Idle,
+            NextStep::new(K::None, None, None, "paused"),
+        ),
+        ConnectionStatus::Active => {
+            let rejected = cred_status == Some(CredentialStatus::Rejected)
+                || (last_failed && reason == "credential_rejected")
+                || (i.needs_credential && !has_credential);
+            if rejected {
+                last_error = Some(LastError {
+                    reason: "credential_rejected".into(),
+                    remediation: fill(REJECTED_ACTIVE),
+                });
+                (
+                    SetupState::Active,
+                    HealthState::NeedsAttention,
+                    NextStep::new(
+                        K::CaptureCredential,
+                        Some("PUT"),
+                        credential_url,
+                        "the credential needs replacing",
+                    ),
+                )
+            } else if last_failed && !running {
+                last_error = Some(LastError {
+                    reason: reason.clone(),
+                    remediation: fill(FAILED_ACTIVE),
+                });
+                (
+                    SetupState::Active,
+                    HealthState::NeedsAttention,
+                    NextStep::new(K::RunConnection, Some("POST"), runs_url, "the last run failed"),
+                )
+            } else {
+                (
+                    SetupState::Active,
+                    HealthState::Healthy,
+                    NextStep::new(K::RunConnection, Some("POST"), runs_url, "collecting"),
+                )
+            }
+        }
+        ConnectionStatus::Draft => {
+            if i.needs_credential && !has_credential {
+                (
+                    SetupState::AwaitingCredential,
+                    HealthState::Idle,
+                    NextStep::new(
+                        K::CaptureCredential,
+                        Some("PUT"),
+                        credential_url,
+                        "enter the credential",
+                    ),
+                )
+            } else if running {
+                (
+                    SetupState::FirstSyncRunning,
+                    HealthState::Idle,
+                    NextStep::new(
+                        K::WaitForFirstSync,
+                        Some("GET"),
+                        Some(format!("/v1/connections/{id}/setup-status")),
+                        "the first sync is running",
+                    ),
+                )
+            } else if last_failed {
+                let reenter = credential_like(&reason) || cred_status == Some(CredentialStatus::Rejected);
+                last_error = Some(LastError {
+                    reason: reason.clone(),
+                    remediation: fill(if reenter { REENTER } else { RETRY }),
+                });
+                let step = if reenter {
+                    NextStep::new(
+                        K::CaptureCredential,
+                        Some("PUT"),
+                        credential_url,
+                        "re-enter the credential",
+                    )
+                } else {
+                    NextStep::new(K::StartFirstSync, Some("POST"), runs_url, "retry the first sync")
+                };
+                (SetupState::FirstSyncFailed, HealthState::NeedsAttention, step)
+            } else if last_ok {
+                let proven_empty = i.terminal.is_some_and(|t| {
+                    t.records_emitted == 0
+                        && t.known_gaps.is_empty()
+                        && matches!(
+                            t.checkpoint_commit_status,
+                            CommitStatus::Committed | CommitStatus::Disabled
+                        )
+                });
+                let step = NextStep::new(K::StartFirstSync, Some("POST"), runs_url, "retry the first sync");
+                if proven_empty {
+                    disposition = Some(SetupDisposition::VerifiedEmpty);
+                    (SetupState::FirstSyncVerifiedEmpty, HealthState::NeedsAttention, step)
+                } else {
+                    disposition = Some(SetupDisposition::UnverifiedZero);
+                    last_error = Some(LastError {
+                        reason: "first_sync_unverified_zero".into(),
+                        remediation: fill(ZERO),
+                    });
+                    (SetupState::FirstSyncUnverifiedZero, HealthState::NeedsAttention, step)
+                }
+            } else {
+                (
+                    SetupState::FirstSyncPending,
+                    HealthState::Idle,
+                    NextStep::new(K::StartFirstSync, Some("POST"), runs_url, "start the first sync"),
+                )
+            }
+        }
+    };
+    SetupStatus {
+        object: "connection_setup_status".into(),
+        connection_id: id.clone(),
+        connector_id: c.connector_id.clone(),
+        display_name: c.display_name.clone(),
+        status: c.status,
+        pending: setup_state.pending(),
+        setup_state,
+        health_state: health,
+        running,
+        account_identity: c.account_identity.clone(),
+        credential: CredentialView::of(i.credential),
+        run: i.last_run.map(RunSummary::of),
+        last_error,
+        terminal_setup_disposition: disposition,
+        created_at: c.created_at,
+        updated_at: c.updated_at,
+        activated_at: c.activated_at,
+        revoked_at: c.revoked_at,
+        next_step: next,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::GapSummary;
+    use serde_json::json;
+
+    fn conn(status: ConnectionStatus) -> Connection {
+        Connection {
+            connection_id: "con_1".into(),
+            connector_id: "x".into(),
+            status,
+            display_name: None,
+            account_identity: None,
+            binding_metadata: json!({}),
+            created_at: 1,
+            updated_at: 1,
+            revoked_at: None,
+            activated_at: None,
+        }
+    }
+
+    fn run(status: RunStatus, reason: Option<&str>) -> RunRow {
+        RunRow {
+            run_id: "run_1".into(),
+            connection_id: "con_1".into(),
+            connector_id: "x".into(),
+            status,
+            trigger: Trigger::Setup,
+            started_at: 1,
+            finished_at: None,
+            records_emitted: 0,
+            records_written: 0,
+            failure_reason: reason.map(str::to_owned),
+            failure_message: None,
+            resource_report: None,
+        }
+    }
+
+    fn ended(gaps: usize) -> RunEndEvent {
+        RunEndEvent {
+            status: RunStatus::Succeeded,
+            reason: None,
+            error_code: None,
+            message: None,
+            rule: None,
+            records_emitted: 0,
+            records_written: 0,
+            checkpoint_commit_status: CommitStatus::Committed,
+            state_streams_staged: 0,
+            state_streams_committed: 0,
+            known_gaps: (0..gaps)
+                .map(|_| GapSummary {
+                    kind: "interaction_required".into(),
+                    stream: None,
+                    message: "otp interaction ended cancelled".into(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn setup_state_is_projected_from_connection_and_run_state() {
+        let draft = conn(ConnectionStatus::Draft);
+        let status = |last: Option<&RunRow>, terminal: Option<&RunEndEvent>| {
+            project(&StatusInputs {
+                connection: &draft,
+                needs_credential: false,
+                credential: None,
+                last_run: last,
+                terminal,
+            })
+        };
+        assert_eq!(status(None, None).setup_state, SetupState::FirstSyncPending);
+        assert_eq!(
+            status(Some(&run(RunStatus::Running, None)), None).setup_state,
+            SetupState::FirstSyncRunning
+        );
+        let failed = status(Some(&run(RunStatus::Failed, Some("connector_reported_failed"))), None);
+        assert_eq!(failed.setup_state, SetupState::FirstSyncFailed);
+        assert!(
+            failed
+                .last_error
+                .unwrap()
+                .remediation
+                .contains("/v1/connections/con_1/runs")
+        );
+        let s = status(Some(&run(RunStatus::Succeeded, None)), Some(&ended(0)));
+        assert_eq!(
+            (s.setup_state, s.terminal_setup_disposition),
+            (
+                SetupState::FirstSyncVerifiedEmpty,
+                Some(SetupDisposition::VerifiedEmpty)
+            )
+        );
+        assert_eq!(
+            status(Some(&run(RunStatus::Succeeded, None)), Some(&ended(1))).setup_state,
+            SetupState::FirstSyncUnverifiedZero
+        );
+        let awaiting = project(&StatusInputs {
+            connection: &draft,
+            needs_credential: true,
+            credential: None,
+            last_run: None,
+            terminal: None,
+        });
+        assert_eq!(
+            (awaiting.setup_state, awaiting.pending),
+            (SetupState::AwaitingCredential, true)
+        );
+        let active = conn(ConnectionStatus::Active);
+        let healthy = project(&StatusInputs {
+            connection: &active,
+            needs_credential: false,
+            credential: None,
+            last_run: Some(&run(RunStatus::Succeeded, None)),
+            terminal: None,
+        });
+        assert_eq!(
+            (healthy.setup_state, healthy.health_state),
+            (SetupState::Active, HealthState::Healthy)
+        );
+        let json = serde_json::to_value(&healthy).unwrap();
+        assert_eq!(
+            (
+                json["setup_state"].as_str(),
+                json["health_state"].as_str(),
+                json["status"].as_str()
+            ),
+            (Some("active"), Some("healthy"), Some("active")),
+            "the JSON spellings stay snake_case"
+        );
+    }
+
+    #[test]
+    fn failed_first_sync_with_a_credential_reason_says_to_reenter_the_credential() {
+        let draft = conn(ConnectionStatus::Draft);
+        let s = project(&StatusInputs {
+            connection: &draft,
+            needs_credential: false,
+            credential: None,
+            last_run: Some(&run(RunStatus::Failed, Some("credential_rejected"))),
+            terminal: None,
+        });
+        assert_eq!(s.next_step.kind, NextStepKind::CaptureCredential);
+        assert!(
+            s.last_error
+                .unwrap()
+                .remediation
+                .starts_with("Enter the provider credential again")
+        );
+    }
+}
