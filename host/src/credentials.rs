@@ -416,10 +416,17 @@ pub async fn revoke(dep: &Deployment, connection_id: &str) -> Result<(), Capture
 
 /// Rotate the vault key: reseal every credential under a new key in one
 /// transaction, then make the new key the key file, with an audit entry
-/// naming the key ids (never the keys). Any bundle that does not open stops
+/// naming the key ids (never the keys). Refused while a server uses the
+/// deployment (it would keep sealing under the old key). Any bundle that does not open stops
 /// the rotation before anything is written; a crash after the store commit
 /// is finished at the next start (see [`Deployment::open`]).
 pub async fn rotate_vault_key(dep: &mut Deployment) -> Result<Rotation, DeployError> {
+    // A serving host keeps the key it started with: refuse rather than seal
+    // under a key it does not have.
+    let serving = dep.store.live_hosts().await?;
+    if !serving.is_empty() {
+        return Err(DeployError::ServersRunning(serving));
+    }
     let new_key = VaultKey::generate();
     let mut resealed = Vec::new();
     for stored in dep.store.all_credentials().await? {

@@ -26,6 +26,22 @@ pub enum DeployError {
          start with the key file they were sealed with"
     )]
     KeyMismatch { loaded: String, stored: String },
+    #[error(
+        "the vault key file {path} is missing, but {sealed} credential(s) in the database are sealed under key \
+         {key_id}: restore that file from your backup (docs/backup.md) and start again. A new key would not open \
+         them, so none was created"
+    )]
+    KeyLost {
+        path: PathBuf,
+        sealed: usize,
+        key_id: String,
+    },
+    #[error(
+        "a server is using this deployment ({}): it holds the current vault key in memory, so the key cannot be \
+         rotated under it. Stop it (Ctrl-C or SIGTERM), run `pdpp-host vault rotate-key`, then start it again",
+        .0.join(", ")
+    )]
+    ServersRunning(Vec<String>),
 }
 
 #[derive(Clone, Debug, Default)]
@@ -87,17 +103,23 @@ impl Deployment {
 
         let key_file = named.clone().unwrap_or_else(|| dir.join(KEY_FILE));
         finish_interrupted_rotation(&store, &key_file).await?;
+        let sealed = store.all_credentials().await?;
+        // A lost key is never silently replaced while credentials need it.
+        if !key_file.exists()
+            && let Some(c) = sealed.first()
+        {
+            return Err(DeployError::KeyLost {
+                path: key_file,
+                sealed: sealed.len(),
+                key_id: c.sealed.key_id.clone(),
+            });
+        }
         // A key the operator names must exist; the default one is created on first start.
         let key = match named {
             Some(path) => VaultKey::read(&path)?,
             None => VaultKey::load_or_create(&key_file)?,
         };
-        if let Some(stored) = store
-            .all_credentials()
-            .await?
-            .into_iter()
-            .find(|c| c.sealed.key_id != key.id())
-        {
+        if let Some(stored) = sealed.into_iter().find(|c| c.sealed.key_id != key.id()) {
             return Err(DeployError::KeyMismatch {
                 loaded: key.id(),
                 stored: stored.sealed.key_id,

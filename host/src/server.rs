@@ -16,6 +16,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use zeroize::Zeroizing;
 
+/// How long a shutdown waits for the runs it cancelled to end.
+const RUN_STOP_WAIT: Duration = Duration::from_secs(5);
+
 /// How often runs whose process died elsewhere are looked for.
 const SWEEP_EVERY: Duration = Duration::from_secs(30);
 
@@ -109,12 +112,18 @@ pub async fn serve(
         broken: snap.errors.iter().map(|(p, e)| (p.clone(), e.clone())).collect(),
     });
 
+    dep.store.host_heartbeat().await.map_err(DeployError::from)?;
     let background = [
         tokio::spawn(record_catalog_changes(catalog.clone(), dep.store.clone())),
         tokio::spawn(sweep_interrupted_runs(dep.store.clone())),
+        tokio::spawn(heartbeat(dep.store.clone())),
     ];
+    let store = dep.store.clone();
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let runs = Runs::new(dep.clone(), sandbox);
     let state = Arc::new(AppState {
-        runs: Runs::new(dep.clone(), sandbox),
+        runs: runs.clone(),
+        stopping,
         dep,
         catalog,
         token,
@@ -122,13 +131,25 @@ pub async fn serve(
         egress: Arc::new(config.egress),
         pending: Default::default(),
     });
+    // Shutdown: stop accepting, end the event streams, let requests in
+    // flight finish; then stop the runs (cancelled, with a bounded wait).
     let served = axum::serve(listener, crate::api::router(state))
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            tracing::info!("shutting down: no new requests; ending event streams and runs");
+            let _ = stop.send(true);
+        })
         .await;
+    if !runs.shutdown(RUN_STOP_WAIT).await {
+        tracing::warn!("some runs did not stop in time; the next start marks them interrupted");
+    }
     for task in background {
         task.abort();
     }
     drop(watch);
+    if let Err(e) = store.host_stopped().await {
+        tracing::warn!("cannot record that this host stopped: {e}");
+    }
     Ok(served?)
 }
 
@@ -156,6 +177,17 @@ async fn sweep_interrupted_runs(store: crate::store::Store) {
         tick.tick().await;
         if let Err(e) = store.fail_interrupted_runs().await {
             tracing::warn!("cannot close interrupted runs: {e}");
+        }
+    }
+}
+
+/// This host is alive, for the other processes sharing the database.
+async fn heartbeat(store: crate::store::Store) {
+    let mut tick = tokio::time::interval(Duration::from_millis(crate::store::runner::HEARTBEAT_EVERY_MS));
+    loop {
+        tick.tick().await;
+        if let Err(e) = store.host_heartbeat().await {
+            tracing::warn!("cannot refresh this host's heartbeat: {e}");
         }
     }
 }

@@ -13,6 +13,7 @@ mod egress;
 mod interaction;
 mod isolation;
 mod limits;
+mod operations;
 mod plugins;
 mod providers;
 mod secrets;

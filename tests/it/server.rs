@@ -173,6 +173,21 @@ fn dechunk(mut s: &str) -> String {
 }
 
 impl Server {
+    /// Send SIGTERM and wait (at most 30 s) for the process to exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(sent.success());
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "the server did not exit after SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// GET/POST/... with the owner token.
     pub fn owner(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
         call(self, method, path, Some(&self.token), body)

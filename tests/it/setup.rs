@@ -13,7 +13,7 @@ use pdpp_host::store::Backend;
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
-fn serve_on(b: Backend) -> Server {
+pub(crate) fn serve_on(b: Backend) -> Server {
     serve_with(
         ServeOptions::default()
             .plugin("demo", &demo_manifest_path())
@@ -23,7 +23,7 @@ fn serve_on(b: Backend) -> Server {
 }
 
 /// Start a probe setup: a draft connection's id.
-fn draft(s: &Server, settings: Value) -> String {
+pub(crate) fn draft(s: &Server, settings: Value) -> String {
     let (status, created) = s.owner(
         "POST",
         "/v1/connections",
@@ -37,7 +37,7 @@ fn draft(s: &Server, settings: Value) -> String {
     created["connection"]["connection_id"].as_str().unwrap().to_owned()
 }
 
-fn capture(s: &Server, id: &str, token: &str, key: &str) -> (u16, Value) {
+pub(crate) fn capture(s: &Server, id: &str, token: &str, key: &str) -> (u16, Value) {
     s.owner(
         "PUT",
         &format!("/v1/connections/{id}/credential"),
@@ -52,7 +52,7 @@ fn status(s: &Server, id: &str) -> Value {
 }
 
 /// Poll until `f` holds, for at most 30 s.
-fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+pub(crate) fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while !f() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
@@ -60,7 +60,7 @@ fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
-fn first_pending_interaction(s: &Server, run_id: &str) -> String {
+pub(crate) fn first_pending_interaction(s: &Server, run_id: &str) -> String {
     let mut id = String::new();
     eventually("an interaction", || {
         let (_, list) = s.owner("GET", &format!("/v1/interactions?run_id={run_id}"), None);

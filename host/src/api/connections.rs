@@ -20,6 +20,9 @@ use std::sync::Arc;
 use utoipa::ToSchema;
 
 type St = State<Arc<AppState>>;
+
+/// How long revoke and delete wait for a run of the connection to stop.
+const STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 type JsonBody<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
 
 /// A connection as the owner sees it.
@@ -259,6 +262,9 @@ pub struct Revoked {
     security(("owner" = [])))]
 pub async fn revoke(_: Owner, State(s): St, Path(id): Path<String>) -> Result<Json<Revoked>, ApiError> {
     let revoked_at = s.dep.store.revoke_connection(&id).await?;
+    // Its run in progress stops now; a batch it still sends is refused by the
+    // store (the connection is revoked), so nothing is committed after this.
+    s.runs.stop_connection(&id, STOP_WAIT).await;
     let conn = load_connection(&s, &id).await?;
     let setup = status_of(&s, &conn, None).await?;
     Ok(Json(Revoked {
@@ -308,7 +314,10 @@ pub async fn reconnect(_: Owner, State(s): St, Path(id): Path<String>) -> Result
     responses((status = 200, body = DeleteReport), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("owner" = [])))]
 pub async fn delete(_: Owner, State(s): St, Path(id): Path<String>) -> Result<Json<DeleteReport>, ApiError> {
-    // The store knows which runs are in progress, on every host sharing it.
+    load_connection(&s, &id).await?;
+    // A run of it in progress here is stopped first; the store refuses the
+    // delete while a run is in progress on any host sharing it.
+    s.runs.stop_connection(&id, STOP_WAIT).await;
     Ok(Json(s.dep.store.delete_connection(&id, "connection.delete").await?))
 }
 

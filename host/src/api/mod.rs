@@ -40,6 +40,9 @@ pub struct AppState {
     pub runs: Arc<Runs>,
     /// INTERACTIONs waiting for the owner.
     pub pending: interactions::PendingInteractions,
+    /// Becomes `true` when the host starts shutting down: long-lived
+    /// responses (event streams) end.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 impl AppState {

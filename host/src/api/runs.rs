@@ -185,7 +185,16 @@ pub async fn events(
             if !running {
                 return None;
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            // A host that is shutting down closes the stream (a client
+            // following a parked run must not hold the shutdown up).
+            let mut stopping = s.stopping.clone();
+            if *stopping.borrow() {
+                return None;
+            }
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_millis(200)) => {}
+                _ = stopping.changed() => return None,
+            }
         }
     });
     use futures::StreamExt;

@@ -35,6 +35,49 @@ pub enum RunsCommand {
     },
 }
 
+#[derive(clap::Args)]
+pub struct BackupArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// An empty (or new) directory to write `pdpp.db` and `vault.key` into.
+    #[arg(long)]
+    pub out: std::path::PathBuf,
+}
+
+/// Copy the database (consistently, while it may be in use) and the vault
+/// key into a directory that `serve --data-dir` can start from.
+pub async fn backup(args: BackupArgs) -> anyhow::Result<i32> {
+    use anyhow::Context;
+    let dep = args.data.open().await?;
+    std::fs::create_dir_all(&args.out).with_context(|| format!("cannot create {}", args.out.display()))?;
+    let db = args.out.join(pdpp_host::deploy::DATABASE_FILE);
+    let key = args.out.join(pdpp_host::vault::KEY_FILE);
+    if db.exists() || key.exists() {
+        anyhow::bail!(
+            "{} already holds a backup; choose an empty directory",
+            args.out.display()
+        );
+    }
+    let sqlite = dep.store.backend() == pdpp_host::store::Backend::Sqlite;
+    if sqlite {
+        dep.store.backup_sqlite(&db).await?;
+    }
+    let key_bytes = std::fs::read(&dep.key_file).with_context(|| format!("cannot read {}", dep.key_file.display()))?;
+    pdpp_host::fsutil::write_atomically(&key, &key_bytes, Some(0o600))
+        .with_context(|| format!("cannot write {}", key.display()))?;
+    println!(
+        "{}",
+        serde_json::json!({
+            "database": if sqlite { serde_json::json!(db) } else { serde_json::json!(null) },
+            "vault_key": key,
+        })
+    );
+    if !sqlite {
+        eprintln!("pdpp-host: the database is PostgreSQL: back it up with pg_dump (the key file is copied)");
+    }
+    Ok(exit::SUCCEEDED)
+}
+
 #[derive(clap::Subcommand)]
 pub enum VaultCommand {
     /// Re-seal every credential under a new key, in one transaction.
@@ -91,4 +134,35 @@ pub async fn runs(command: RunsCommand) -> anyhow::Result<i32> {
     }
     out.flush()?;
     Ok(exit::SUCCEEDED)
+}
+
+#[derive(clap::Subcommand)]
+pub enum OwnerTokenCommand {
+    /// Replace the owner token: the old one stops working (a running server
+    /// notices at once); the new one is printed once.
+    Reset {
+        /// The data directory (where the token's hash is kept).
+        #[arg(long, env = "PDPP_DATA_DIR", default_value = ".pdpp/data")]
+        data_dir: std::path::PathBuf,
+    },
+}
+
+pub fn owner_token(command: OwnerTokenCommand) -> anyhow::Result<i32> {
+    match command {
+        OwnerTokenCommand::Reset { data_dir } => {
+            if !data_dir.is_dir() {
+                anyhow::bail!(
+                    "{} is not a data directory (start `pdpp-host serve` once to create it)",
+                    data_dir.display()
+                );
+            }
+            let token = pdpp_host::api::OwnerToken::reset(&data_dir)?;
+            println!("owner token: {}", token.as_str());
+            println!(
+                "(shown once: keep it; only its hash is stored in {}; the old token no longer works)",
+                data_dir.display()
+            );
+            Ok(exit::SUCCEEDED)
+        }
+    }
 }

@@ -53,6 +53,13 @@ pub enum Command {
         #[command(subcommand)]
         command: data::RunsCommand,
     },
+    /// Copy the database and the vault key into a directory a host can start from.
+    Backup(data::BackupArgs),
+    /// Manage the owner token of the owner API.
+    OwnerToken {
+        #[command(subcommand)]
+        command: data::OwnerTokenCommand,
+    },
     /// Manage the vault key.
     Vault {
         #[command(subcommand)]
@@ -183,6 +190,8 @@ pub async fn main(cli: Cli) -> i32 {
         Command::Runs { command } => data::runs(command).await,
         Command::Serve(args) => serve::serve(args).await,
         Command::Vault { command } => data::vault(command).await,
+        Command::OwnerToken { command } => data::owner_token(command),
+        Command::Backup(args) => data::backup(args).await,
         Command::Plugins { command } => plugins::main(command).await,
     };
     match result {

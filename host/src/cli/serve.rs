@@ -64,8 +64,13 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
         limits: file.limits.apply(RunLimits::default()),
         egress: file.egress.config().context("the [egress] configuration")?,
     };
-    let shutdown = async {
-        let _ = tokio::signal::ctrl_c().await;
+    // Ctrl-C or SIGTERM (a service manager's stop) start a graceful shutdown.
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let shutdown = async move {
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
+        }
     };
     pdpp_host::server::serve(config, announce, shutdown).await?;
     Ok(exit::SUCCEEDED)

@@ -84,6 +84,47 @@ impl Runs {
         }
     }
 
+    /// Stop every run of a connection that executes in this process (the
+    /// connection was revoked or is being deleted): cancel, then wait until
+    /// they ended or `wait` passed. Returns whether none is left.
+    pub async fn stop_connection(&self, connection_id: &str, wait: std::time::Duration) -> bool {
+        let of_connection = |runs: &HashMap<String, ActiveRun>| {
+            runs.values()
+                .filter(|r| r.connection_id == connection_id)
+                .map(|r| r.control.clone())
+                .collect::<Vec<_>>()
+        };
+        for control in of_connection(&self.active.lock().expect("active runs")) {
+            control.cancel();
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            if of_connection(&self.active.lock().expect("active runs")).is_empty() {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The host is stopping: cancel every run of this process and wait until
+    /// they ended or `wait` passed. Returns whether none is left.
+    pub async fn shutdown(&self, wait: std::time::Duration) -> bool {
+        for run in self.active.lock().expect("active runs").values() {
+            run.control.cancel();
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        while !self.is_empty() {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        true
+    }
+
     /// How many runs execute in this process now.
     pub fn len(&self) -> usize {
         self.active.lock().expect("active runs").len()

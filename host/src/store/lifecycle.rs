@@ -150,6 +150,25 @@ impl Store {
     /// Write one batch; see [`Batch`].
     pub async fn write(&self, b: Batch<'_>) -> Result<BatchResult> {
         let mut tx = self.begin_write().await?;
+        // A revoked or deleted connection keeps nothing more: checked in the
+        // batch's own transaction. On PostgreSQL the row is share-locked, so
+        // a concurrent revoke waits for this batch and its `revoked_at` comes
+        // after it; SQLite serialises writers anyway.
+        let lock = match self.backend {
+            super::Backend::Postgres => " FOR SHARE",
+            super::Backend::Sqlite => "",
+        };
+        let status = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT status FROM connections WHERE connection_id = $1{lock}"
+        )))
+        .bind(b.connection_id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|r| r.try_get::<String, _>("status"))
+        .transpose()?;
+        if !matches!(status.as_deref(), Some("active" | "draft" | "paused")) {
+            return Err(StoreError::ConnectionClosed(b.connection_id.to_owned()));
+        }
         let now = now_ms();
         let mut upserts = 0u64;
         for r in b.records {

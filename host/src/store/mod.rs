@@ -57,6 +57,10 @@ pub enum StoreError {
     Corrupt(String),
     #[error("connection {0} already has a run in progress")]
     RunInProgress(String),
+    /// A batch arrived for a connection that was revoked or deleted meanwhile:
+    /// nothing of it was written.
+    #[error("connection {0} was revoked or deleted; the run's records are not kept")]
+    ConnectionClosed(String),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -156,6 +160,22 @@ impl Store {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// A consistent copy of an SQLite database at `path` (a new file), taken
+    /// while the database is in use (`VACUUM INTO`). PostgreSQL deployments
+    /// back up with `pg_dump` instead.
+    pub async fn backup_sqlite(&self, path: &Path) -> Result<()> {
+        if self.backend != Backend::Sqlite {
+            return Err(StoreError::UnsupportedUrl(
+                "backing up PostgreSQL is pg_dump's job, not the host's".into(),
+            ));
+        }
+        sqlx::query("VACUUM INTO $1")
+            .bind(path.to_string_lossy().into_owned())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 
     pub async fn close(&self) {
@@ -458,6 +478,49 @@ impl Store {
         Ok(())
     }
 
+    // ---- serving hosts --------------------------------------------------
+
+    /// Record this process as a serving host (or refresh its heartbeat).
+    pub async fn host_heartbeat(&self) -> Result<()> {
+        let now = now_ms();
+        sqlx::query(
+            "INSERT INTO hosts (runner, started_at, heartbeat_at) VALUES ($1, $2, $2)
+             ON CONFLICT (runner) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
+        )
+        .bind(runner::id())
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// This process stopped serving.
+    pub async fn host_stopped(&self) -> Result<()> {
+        sqlx::query("DELETE FROM hosts WHERE runner = $1")
+            .bind(runner::id())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Other serving hosts on this database that are alive (their process
+    /// exists on this machine, or their heartbeat is fresh), by runner id.
+    pub async fn live_hosts(&self) -> Result<Vec<String>> {
+        let rows = sqlx::query("SELECT runner, heartbeat_at FROM hosts ORDER BY runner")
+            .fetch_all(&self.pool)
+            .await?;
+        let now = now_ms();
+        let mut live = Vec::new();
+        for r in rows {
+            let id: String = r.try_get("runner")?;
+            let heartbeat: i64 = r.try_get("heartbeat_at")?;
+            if id != runner::id() && runner::alive(Some(&id), Some(heartbeat), now) {
+                live.push(id);
+            }
+        }
+        Ok(live)
+    }
+
     /// Say that this process is still running `run_id`.
     pub async fn heartbeat(&self, run_id: &str) -> Result<()> {
         sqlx::query("UPDATE runs SET heartbeat_at = $1 WHERE run_id = $2 AND status = 'running'")
@@ -487,11 +550,13 @@ impl Store {
         Ok(())
     }
 
-    /// Runs a previous host process left `running`: it died, so they failed.
-    /// Mark as `host_interrupted` every run in progress whose process is
-    /// gone: on this machine, its process no longer exists; on another, it
-    /// has not sent a heartbeat for [`runner::STALE_AFTER_MS`]. Runs of live
-    /// processes (a `serve` next to a CLI command, other hosts) are left alone.
+    /// Close every run in progress whose process is gone: on this machine,
+    /// its process no longer exists; on another, it has not sent a heartbeat
+    /// for [`runner::STALE_AFTER_MS`]. Runs of live processes (a `serve` next
+    /// to a CLI command, other hosts) are left alone. Each closed run ends as
+    /// `failed` with reason `host_interrupted`, its pending interactions are
+    /// cancelled and its timeline gets its terminal event, in one transaction
+    /// per run. Returns how many runs were closed.
     pub async fn fail_interrupted_runs(&self) -> Result<u64> {
         let rows = sqlx::query("SELECT run_id, runner, heartbeat_at FROM runs WHERE status = 'running'")
             .fetch_all(&self.pool)
@@ -505,16 +570,64 @@ impl Store {
             if runner::alive(runner_id.as_deref(), heartbeat, now) {
                 continue;
             }
-            failed += sqlx::query(
+            let message = "the host stopped while the run was in progress";
+            let mut tx = self.begin_write().await?;
+            // What its whole batches left in the store.
+            let records_written: i64 = sqlx::query("SELECT COUNT(*) AS n FROM records WHERE run_id = $1")
+                .bind(&run_id)
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get("n")?;
+            let closed = sqlx::query(
                 "UPDATE runs SET status = 'failed', finished_at = $1, failure_reason = 'host_interrupted',
-                   failure_message = 'the host stopped while the run was in progress'
-                 WHERE run_id = $2 AND status = 'running'",
+                   failure_message = $2, records_written = $3
+                 WHERE run_id = $4 AND status = 'running'",
+            )
+            .bind(now)
+            .bind(message)
+            .bind(records_written)
+            .bind(&run_id)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if closed == 0 {
+                continue; // another process closed it first
+            }
+            let cancelled = sqlx::query(
+                "UPDATE interactions SET status = 'cancelled', resolved_at = $1 WHERE run_id = $2 AND status = 'pending'",
             )
             .bind(now)
             .bind(&run_id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?
             .rows_affected();
+            let mut events = Vec::new();
+            if cancelled > 0 {
+                events.push(RunEvent::new(
+                    "run.interaction_completed",
+                    serde_json::json!({ "status": "cancelled", "reason": "host_interrupted" }),
+                ));
+            }
+            let end = RunEndEvent {
+                status: RunStatus::Failed,
+                reason: Some("host_interrupted".into()),
+                error_code: None,
+                message: Some(message.into()),
+                rule: None,
+                records_emitted: 0,
+                records_written: records_written.max(0) as u64,
+                checkpoint_commit_status: CommitStatus::NotCommitted,
+                state_streams_staged: 0,
+                state_streams_committed: 0,
+                known_gaps: Vec::new(),
+            };
+            events.push(RunEvent::new(
+                end.kind(),
+                serde_json::to_value(&end).expect("a run's end serializes"),
+            ));
+            append_events(&mut tx, &run_id, &events).await?;
+            tx.commit().await?;
+            failed += 1;
         }
         Ok(failed)
     }
