@@ -63,9 +63,9 @@ server_on_both_backends! {
 }
 
 server_on_both_backends! {
-    /// Deleting a connection whose run is in progress stops the run first,
-    /// then erases everything.
-    fn deleting_a_connection_stops_its_run_first(b: Backend) {
+    /// A connection whose run is in progress cannot be deleted (409); once a
+    /// revoke stopped the run, the delete erases everything.
+    fn delete_after_revoke_erases_a_connection_whose_run_was_in_progress(b: Backend) {
         let s = serve_on(b);
         let id = draft(&s, json!({ "behavior": "many" }));
         let (code, c) = capture(&s, &id, "tok-delete-0001", "sig-delete-0001");
@@ -73,13 +73,15 @@ server_on_both_backends! {
         eventually("records arrive", || {
             s.owner("GET", &format!("/v1/connections/{id}"), None).1["connection"]["status"] == "active"
         });
+        let (code, e) = s.owner("DELETE", &format!("/v1/connections/{id}"), None);
+        assert_eq!((code, e["code"].as_str()), (409, Some("connection_run_active")), "{e}");
+        let (code, _) = s.owner("POST", &format!("/v1/connections/{id}/revoke"), None);
+        assert_eq!(code, 200);
         let (code, report) = s.owner("DELETE", &format!("/v1/connections/{id}"), None);
         assert_eq!(code, 200, "{report}");
         assert!(report["deleted_records"].as_i64().unwrap() > 0, "{report}");
         let left = block_on(scalar(&s.database_url, "SELECT COUNT(*) FROM records WHERE connection_id = $1", &id));
         assert_eq!(left, Some(0));
-        let (code, _) = s.owner("GET", &format!("/v1/connections/{id}"), None);
-        assert_eq!(code, 404);
     }
 }
 
@@ -386,4 +388,116 @@ fn sigterm_stops_a_server_with_a_stream_following_a_parked_run() {
         None,
     );
     assert_ne!(shown[0]["status"], "running", "the run did not outlive its host: {err}");
+}
+
+/// Connection settings are checked against the manifest's `settings_schema`
+/// before anything is written: a typo or a bad value is a 400 naming the
+/// JSON pointer, and no connection (nor sync) is created.
+#[test]
+fn settings_outside_the_settings_schema_are_refused_with_the_pointer() {
+    let s = serve_with(ServeOptions::default().plugin("demo", &demo_manifest_path()));
+    for (settings, pointer) in [
+        (json!({ "setting": 5 }), "/setting"),
+        (json!({ "contacts": -1 }), "/contacts"),
+        (json!({ "require_otp": "yes" }), "/require_otp"),
+    ] {
+        let (code, e) = s.owner(
+            "POST",
+            "/v1/connections",
+            Some(json!({ "connector_id": "demo", "settings": settings })),
+        );
+        assert_eq!((code, e["code"].as_str()), (400, Some("invalid_settings")), "{e}");
+        assert!(e["message"].as_str().unwrap().contains(pointer), "{e}");
+    }
+    let (_, list) = s.owner("GET", "/v1/connections", None);
+    assert!(
+        list["connections"].as_array().unwrap().is_empty(),
+        "nothing was created"
+    );
+    let m = demo_manifest_path();
+    let (code, _, err) = cli(
+        &[
+            "run",
+            guest_path("demo").to_str().unwrap(),
+            "--manifest",
+            m.to_str().unwrap(),
+            "--settings",
+            r#"{"contact": 1}"#,
+        ],
+        &[],
+        None,
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("/contact"), "{err}");
+}
+
+/// Every error is `{code, message}` with the right status, also for what no
+/// handler sees: unknown routes, wrong methods, oversized bodies, targets
+/// and headers, paths that are not UTF-8, unknown streams, bad limits.
+#[test]
+fn every_error_is_typed_json_with_the_right_status() {
+    let s = serve_with(ServeOptions::default().plugin("demo", &demo_manifest_path()));
+    let t = Some(s.token.as_str());
+    let (_, created) = s.owner(
+        "POST",
+        "/v1/connections",
+        Some(json!({ "connector_id": "demo", "settings": { "contacts": 1, "events": 0 } })),
+    );
+    let id = created["connection"]["connection_id"].as_str().unwrap().to_owned();
+    let long = format!("/v1/connections/{}", "a".repeat(9000));
+    let cases: Vec<(&str, String, Option<String>, u16, &str)> = vec![
+        ("GET", "/v1/nothing-here".into(), None, 404, "not_found"),
+        ("DELETE", "/v1/connectors".into(), None, 405, "method_not_allowed"),
+        ("GET", long, None, 414, "uri_too_long"),
+        ("GET", "/v1/connections/%FF%FE".into(), None, 400, "invalid_request"),
+        (
+            "GET",
+            format!("/v1/records?connection_id={id}&stream=nope"),
+            None,
+            404,
+            "not_found",
+        ),
+        ("GET", "/v1/audit?limit=100000".into(), None, 400, "invalid_limit"),
+    ];
+    for (method, path, body, status, code) in cases {
+        let (got, text) = call_raw(&s, method, &path, t, body);
+        let v: serde_json::Value =
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("{method} {path}: not JSON: {text}"));
+        assert_eq!(
+            (got, v["code"].as_str()),
+            (status, Some(code)),
+            "{method} {}: {v}",
+            &path[..path.len().min(60)]
+        );
+        assert!(v["message"].as_str().is_some_and(|m| !m.is_empty()), "{v}");
+    }
+    use std::io::{Read, Write};
+    // An oversized body is refused from its announced length, unread.
+    let mut sock = std::net::TcpStream::connect(&s.addr).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        sock,
+        "POST /v1/connections HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{{",
+        s.token,
+        10 << 20
+    )
+    .unwrap();
+    let mut raw = String::new();
+    let _ = sock.read_to_string(&mut raw);
+    assert!(raw.starts_with("HTTP/1.1 413"), "{}", &raw[..raw.len().min(200)]);
+    assert!(raw.contains("\"code\":\"body_too_large\""), "{raw}");
+    // Oversized headers.
+    let mut sock = std::net::TcpStream::connect(&s.addr).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        sock,
+        "GET /v1/connectors HTTP/1.1\r\nhost: x\r\nx-filler: {}\r\nauthorization: Bearer {}\r\nconnection: close\r\n\r\n",
+        "y".repeat(40 << 10),
+        s.token
+    )
+    .unwrap();
+    let mut raw = String::new();
+    sock.read_to_string(&mut raw).unwrap();
+    assert!(raw.starts_with("HTTP/1.1 431"), "{}", &raw[..raw.len().min(200)]);
+    assert!(raw.contains("\"code\":\"headers_too_large\""), "{raw}");
 }

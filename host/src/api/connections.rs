@@ -21,7 +21,7 @@ use utoipa::ToSchema;
 
 type St = State<Arc<AppState>>;
 
-/// How long revoke and delete wait for a run of the connection to stop.
+/// How long a revoke waits for the connection's run to stop.
 const STOP_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 type JsonBody<T> = Result<Json<T>, axum::extract::rejection::JsonRejection>;
 
@@ -314,10 +314,8 @@ pub async fn reconnect(_: Owner, State(s): St, Path(id): Path<String>) -> Result
     responses((status = 200, body = DeleteReport), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
     security(("owner" = [])))]
 pub async fn delete(_: Owner, State(s): St, Path(id): Path<String>) -> Result<Json<DeleteReport>, ApiError> {
-    load_connection(&s, &id).await?;
-    // A run of it in progress here is stopped first; the store refuses the
-    // delete while a run is in progress on any host sharing it.
-    s.runs.stop_connection(&id, STOP_WAIT).await;
+    // Refused while a run is in progress on any host sharing the store (the
+    // owner revokes first, which stops it).
     Ok(Json(s.dep.store.delete_connection(&id, "connection.delete").await?))
 }
 

@@ -125,7 +125,7 @@ impl From<SetupError> for ApiError {
     fn from(e: SetupError) -> Self {
         let status = match &e {
             SetupError::Closed { .. } | SetupError::NotSupported { .. } => StatusCode::CONFLICT,
-            SetupError::SettingsNotObject | SetupError::SecretInSettings(_) | SetupError::InvalidDisplayName => {
+            SetupError::InvalidSettings(_) | SetupError::SecretInSettings(_) | SetupError::InvalidDisplayName => {
                 StatusCode::BAD_REQUEST
             }
             SetupError::Store(_) => return ApiError::internal(&e),
@@ -217,6 +217,11 @@ pub fn router(state: Arc<AppState>) -> axum::Router {
         .route("/v1/audit", get(records::audit))
         .route("/v1/interactions", get(interactions::list))
         .route("/v1/interactions/{id}", post(interactions::answer))
+        .fallback(|method: axum::http::Method, uri: axum::http::Uri| async move {
+            ApiError::not_found("route", &format!("{method} {}", uri.path()))
+        })
+        .layer(axum::middleware::from_fn(typed_errors))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
 
@@ -225,8 +230,87 @@ pub(crate) fn body<T>(
     b: Result<Json<T>, axum::extract::rejection::JsonRejection>,
     expected: &str,
 ) -> Result<T, ApiError> {
-    b.map(|Json(v)| v)
-        .map_err(|_| ApiError::bad_request("invalid_body", format!("expected {expected}")))
+    use axum::extract::rejection::JsonRejection;
+    b.map(|Json(v)| v).map_err(|e| match e {
+        JsonRejection::BytesRejection(_) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => body_too_large(),
+        JsonRejection::MissingJsonContentType(_) => ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the body as JSON (content-type: application/json)",
+        ),
+        _ => ApiError::bad_request("invalid_body", format!("expected {expected}")),
+    })
+}
+
+/// The largest request body the API reads. Nothing it takes comes near it.
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+/// The longest request target (path and query) the API reads.
+pub const MAX_URI_BYTES: usize = 8 << 10;
+/// The most header bytes a request may carry.
+pub const MAX_HEADER_BYTES: usize = 32 << 10;
+
+fn body_too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "body_too_large",
+        format!("a request body holds at most {MAX_BODY_BYTES} bytes"),
+    )
+}
+
+/// Every error is `{code, message}`: requests refused before a handler runs
+/// (an oversized target or header block) get one here, and any error
+/// response a handler did not shape (axum's own rejections: a path that is
+/// not UTF-8, a wrong method) is rewritten into one.
+async fn typed_errors(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let target = req.uri().path_and_query().map_or(0, |p| p.as_str().len());
+    if target > MAX_URI_BYTES {
+        return ApiError::new(
+            StatusCode::URI_TOO_LONG,
+            "uri_too_long",
+            format!("a request target holds at most {MAX_URI_BYTES} bytes"),
+        )
+        .into_response();
+    }
+    let headers: usize = req.headers().iter().map(|(k, v)| k.as_str().len() + v.len() + 4).sum();
+    if headers > MAX_HEADER_BYTES {
+        return ApiError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers_too_large",
+            format!("request headers hold at most {MAX_HEADER_BYTES} bytes"),
+        )
+        .into_response();
+    }
+    // A body announced too large is refused before a byte of it is read.
+    let announced = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return body_too_large().into_response();
+    }
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let response = next.run(req).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (code, message) = match status {
+        StatusCode::NOT_FOUND => ("not_found", format!("no route {method} {path}")),
+        StatusCode::METHOD_NOT_ALLOWED => ("method_not_allowed", format!("{path} does not take {method}")),
+        StatusCode::PAYLOAD_TOO_LARGE => return body_too_large().into_response(),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ("unsupported_media_type", "send the body as JSON".into()),
+        s if s.is_server_error() => ("internal_error", "the host could not complete the request".into()),
+        _ => (
+            "invalid_request",
+            "the request is not valid (path, query or body)".into(),
+        ),
+    };
+    ApiError::new(status, code, message).into_response()
 }
 
 /// The connection, or a typed 404.

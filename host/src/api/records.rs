@@ -49,7 +49,18 @@ pub async fn list(
     q: Result<Query<RecordsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<RecordPage>, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
-    load_connection(&s, &q.connection_id).await?;
+    let conn = load_connection(&s, &q.connection_id).await?;
+    // A stream the connector does not declare is a 404, not an empty page.
+    let manifest = match s.catalog.get(&conn.connector_id) {
+        Some(p) => Some(p.manifest.clone()),
+        None => s.dep.store.connector_manifest(&conn.connector_id).await?.map(Arc::new),
+    };
+    if manifest.is_some_and(|m| m.stream(&q.stream).is_none()) {
+        return Err(ApiError::not_found(
+            &format!("stream of connector {}", conn.connector_id),
+            &q.stream,
+        ));
+    }
     let limit = q.limit.unwrap_or(DEFAULT_PAGE);
     if !(1..=MAX_PAGE).contains(&limit) {
         return Err(ApiError::bad_request(
@@ -120,7 +131,13 @@ pub async fn audit(
     q: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<AuditPage>, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
-    let limit = q.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
+    let limit = q.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "invalid_limit",
+            format!("limit is between 1 and {MAX_PAGE}"),
+        ));
+    }
     let events = s
         .dep
         .store

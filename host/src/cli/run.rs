@@ -231,6 +231,12 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
         eprintln!("pdpp-host: warning: {w}");
     }
     let manifest = loaded.manifest.clone();
+    if args.connection.is_none()
+        && let Err(e) = manifest.check_settings(&settings)
+    {
+        eprintln!("pdpp-host: --settings: {e}");
+        return Ok(exit::USAGE);
+    }
 
     let state = match (&args.state, args.single_use) {
         (_, true) => StateInput::SingleUse,

@@ -57,6 +57,10 @@ pub struct Manifest {
     /// Whether new connections may be made (tombstones, upstream blocks).
     #[serde(default)]
     pub lifecycle: Option<Lifecycle>,
+    /// JSON Schema of the connection's non-secret settings (START.settings).
+    /// Closed unless it says otherwise: a setting it does not name is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings_schema: Option<Value>,
     /// Everything else, kept as written.
     #[serde(flatten)]
     pub extra: BTreeMap<String, Value>,
@@ -87,7 +91,58 @@ pub enum LifecycleStatus {
     BlockedUpstream,
 }
 
+/// Settings that do not fit a connector's `settings_schema`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("settings{}: {message}", if pointer.is_empty() { String::new() } else { format!(" at {pointer}") })]
+pub struct SettingsError {
+    /// The JSON pointer of the offending value (empty: the whole object).
+    pub pointer: String,
+    pub message: String,
+}
+
 impl Manifest {
+    /// Check a connection's settings against `settings_schema`: a JSON
+    /// object, every value valid, and no setting the schema does not name
+    /// (unless the schema allows others), so a typo is refused instead of
+    /// silently running with defaults.
+    pub fn check_settings(&self, settings: &Value) -> Result<(), SettingsError> {
+        let Some(object) = settings.as_object() else {
+            return Err(SettingsError {
+                pointer: String::new(),
+                message: "settings must be a JSON object".into(),
+            });
+        };
+        let Some(schema) = &self.settings_schema else {
+            return Ok(());
+        };
+        let named = schema.get("properties").and_then(Value::as_object);
+        if let Some(named) = named
+            && schema.get("additionalProperties").is_none()
+            && let Some(unknown) = object.keys().find(|k| !named.contains_key(*k))
+        {
+            let known: Vec<&str> = named.keys().map(String::as_str).collect();
+            return Err(SettingsError {
+                pointer: format!("/{}", unknown.replace('~', "~0").replace('/', "~1")),
+                message: format!(
+                    "{} has no setting {unknown:?} (it has: {})",
+                    self.connector_id,
+                    known.join(", ")
+                ),
+            });
+        }
+        // Validated at manifest load; a schema that does not compile here is none.
+        let Ok(validator) = jsonschema::validator_for(schema) else {
+            return Ok(());
+        };
+        match validator.iter_errors(settings).next() {
+            None => Ok(()),
+            Some(e) => Err(SettingsError {
+                pointer: e.instance_path().as_str().to_owned(),
+                message: e.to_string(),
+            }),
+        }
+    }
+
     /// Why new connections are refused, when they are.
     pub fn closed_for_setup(&self) -> Option<(LifecycleStatus, String)> {
         let l = self.lifecycle.as_ref()?;
@@ -499,6 +554,16 @@ impl Manifest {
                 ));
             }
         }
+        if let Some(schema) = &self.settings_schema
+            && let Err(e) = jsonschema::validator_for(schema)
+        {
+            return Err(err(
+                "settings_schema_valid",
+                None,
+                Some("settings_schema"),
+                format!("settings_schema is not a valid JSON Schema: {e}"),
+            ));
+        }
         let mut fields = BTreeSet::new();
         for f in self.credential_fields() {
             if f.name.trim().is_empty() || !fields.insert(f.name.as_str()) {
@@ -800,6 +865,34 @@ fn check_shape(value: &Value) -> Result<(), ManifestError> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn settings_are_checked_against_the_settings_schema_with_a_pointer() {
+        let mut m = base();
+        m["settings_schema"] =
+            json!({ "type": "object", "properties": { "contacts": { "type": "integer", "minimum": 0 } } });
+        let m = Manifest::from_value(m).unwrap();
+        assert!(m.check_settings(&json!({ "contacts": 3 })).is_ok());
+        let typo = m.check_settings(&json!({ "contact": 3 })).unwrap_err();
+        assert_eq!(typo.pointer, "/contact");
+        assert!(typo.message.contains("contacts"), "names what exists: {typo}");
+        assert_eq!(
+            m.check_settings(&json!({ "contacts": -1 })).unwrap_err().pointer,
+            "/contacts"
+        );
+        assert_eq!(m.check_settings(&json!([1])).unwrap_err().pointer, "");
+        let mut open = base();
+        open["settings_schema"] = json!({ "type": "object", "properties": {}, "additionalProperties": true });
+        assert!(
+            Manifest::from_value(open)
+                .unwrap()
+                .check_settings(&json!({ "x": 1 }))
+                .is_ok()
+        );
+        let mut broken = base();
+        broken["settings_schema"] = json!({ "type": 12 });
+        assert_eq!(Manifest::from_value(broken).unwrap_err().rule, "settings_schema_valid");
+    }
 
     fn base() -> Value {
         json!({

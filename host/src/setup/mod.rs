@@ -31,8 +31,8 @@ pub enum SetupError {
         support_state: SupportState,
         reason: String,
     },
-    #[error("settings must be a JSON object")]
-    SettingsNotObject,
+    #[error(transparent)]
+    InvalidSettings(#[from] crate::manifest::SettingsError),
     #[error("{0} is a credential field; send it to the credential route, not in settings")]
     SecretInSettings(String),
     #[error("a display name has 1 to {MAX_DISPLAY_NAME} characters")]
@@ -51,7 +51,7 @@ impl SetupError {
             } => "connector_removed",
             SetupError::Closed { .. } => "connector_blocked_upstream",
             SetupError::NotSupported { .. } => "setup_not_supported",
-            SetupError::SettingsNotObject => "invalid_settings",
+            SetupError::InvalidSettings(_) => "invalid_settings",
             SetupError::SecretInSettings(_) => "secret_in_settings",
             SetupError::InvalidDisplayName => "invalid_display_name",
             SetupError::Store(_) => "store_error",
@@ -107,7 +107,7 @@ pub async fn create_draft(
         });
     }
     let Some(fields) = draft.settings.as_object() else {
-        return Err(SetupError::SettingsNotObject);
+        return Err(manifest.check_settings(&draft.settings).unwrap_err().into());
     };
     if let Some(f) = manifest
         .credential_fields()
@@ -116,6 +116,7 @@ pub async fn create_draft(
     {
         return Err(SetupError::SecretInSettings(f.name.clone()));
     }
+    manifest.check_settings(&draft.settings)?;
     if let Some(name) = &draft.display_name {
         check_display_name(name)?;
     }

@@ -218,6 +218,19 @@ impl Store {
         Ok(())
     }
 
+    /// The manifest last recorded for a connector (also when its plugin is gone).
+    pub async fn connector_manifest(&self, connector_id: &str) -> Result<Option<crate::manifest::Manifest>> {
+        let row = sqlx::query("SELECT manifest FROM connectors WHERE connector_id = $1")
+            .bind(connector_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            let text: String = r.try_get("manifest")?;
+            serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("stored manifest: {e}")))
+        })
+        .transpose()
+    }
+
     pub async fn connector_availability(&self, connector_id: &str) -> Result<Option<String>> {
         let row = sqlx::query("SELECT availability FROM connectors WHERE connector_id = $1")
             .bind(connector_id)
