@@ -3,13 +3,16 @@
 //!
 //! Data flows one way: [`runtime`] builds START and owns a run, [`sandbox`]
 //! executes the guest and converts what it emits into [`protocol`] messages,
-//! and the runtime validates them and decides what may be committed.
+//! and the runtime validates them and decides what may be committed. Where
+//! a run may send requests is [`egress`] policy, which the sandbox's HTTP
+//! transport (and any later transport) asks.
 
 pub mod api;
 pub mod bench;
 pub mod cli;
 pub mod config;
 pub mod deploy;
+pub mod egress;
 pub mod manifest;
 pub mod plugins;
 pub mod protocol;
