@@ -249,9 +249,9 @@ pub struct RunArgs {
     pub data: DataArgs,
 }
 
-fn egress_config(args: &RunArgs) -> anyhow::Result<crate::sandbox::egress::EgressConfig> {
-    use crate::sandbox::egress::Origin;
-    let mut config = crate::sandbox::egress::EgressConfig {
+fn egress_config(args: &RunArgs) -> anyhow::Result<crate::egress::EgressConfig> {
+    use crate::egress::Origin;
+    let mut config = crate::egress::EgressConfig {
         allow_loopback_for_rewrites: args.allow_loopback_rewrites,
         ..Default::default()
     };
@@ -342,10 +342,9 @@ pub fn load_manifest(plugin: &Path, explicit: Option<&Path>) -> anyhow::Result<M
 /// Load a plugin for `manifest`: linked with `wasi:http` only when the manifest
 /// requires the `network` binding.
 pub fn load_plugin(sandbox: &Sandbox, path: &Path, manifest: &Manifest) -> anyhow::Result<Plugin> {
-    let networked = manifest.required_bindings().any(|b| b == "network");
     let bytes = std::fs::read(path).with_context(|| format!("cannot read plugin {}", path.display()))?;
     sandbox
-        .compile_for(&bytes, networked)
+        .compile(&bytes, &crate::sandbox::Grants::from_manifest(manifest))
         .with_context(|| format!("cannot load plugin {}", path.display()))
 }
 

@@ -2,13 +2,13 @@
 //! state from the store, its records into the store.
 
 use super::{
-    InteractionHandler, Observer, RunOutcome, RunRequest, RunSink, StartError, StateInput, build_start_for, execute,
-    new_run_id,
+    InteractionHandler, Observer, RunOutcome, RunRequest, RunSink, SinkError, StartError, StateInput, build_start_for,
+    execute_with_start, new_run_id,
 };
 use crate::deploy::Deployment;
 use crate::manifest::Manifest;
 use crate::protocol::{self as p, CollectionMode, StreamScope};
-use crate::sandbox::{Plugin, RunLimits, Sandbox};
+use crate::sandbox::{Grants, Plugin, RunLimits, Sandbox};
 use crate::store::{ConnectionStatus, CredentialStatus, Namespace, RunEnd, RunEvent, Store, StoreError, Trigger};
 use crate::vault::VaultError;
 use serde_json::json;
@@ -78,7 +78,7 @@ pub struct ConnectionRun {
     /// Bindings the deployment satisfies (see [`RunRequest::capabilities`]).
     pub capabilities: BTreeMap<String, serde_json::Value>,
     /// The deployment's egress settings.
-    pub egress: Arc<crate::sandbox::egress::EgressConfig>,
+    pub egress: Arc<crate::egress::EgressConfig>,
     pub mode: CollectionMode,
     pub streams: Option<Vec<StreamScope>>,
     pub limits: RunLimits,
@@ -117,7 +117,7 @@ struct StoreSink {
 
 #[async_trait::async_trait]
 impl RunSink for StoreSink {
-    async fn batch(&self, records: &[p::Record], events: &[RunEvent]) -> Result<u64, String> {
+    async fn batch(&self, records: &[p::Record], events: &[RunEvent]) -> Result<u64, SinkError> {
         let batch = crate::store::Batch {
             connection_id: &self.connection_id,
             run_id: &self.run_id,
@@ -126,23 +126,16 @@ impl RunSink for StoreSink {
             time_fields: &self.time_fields,
             activate_draft: self.activate_draft,
         };
-        self.store
-            .write(batch)
-            .await
-            .map(|r| r.written)
-            .map_err(|e| e.to_string())
+        Ok(self.store.write(batch).await?.written)
     }
-    async fn interaction_opened(&self, request: &p::Interaction) -> Result<String, String> {
-        self.store
+    async fn interaction_opened(&self, request: &p::Interaction) -> Result<String, SinkError> {
+        Ok(self
+            .store
             .open_interaction(&self.run_id, &self.connection_id, request)
-            .await
-            .map_err(|e| e.to_string())
+            .await?)
     }
-    async fn interaction_resolved(&self, id: &str, status: p::InteractionStatus) -> Result<(), String> {
-        self.store
-            .resolve_interaction(id, status)
-            .await
-            .map_err(|e| e.to_string())
+    async fn interaction_resolved(&self, id: &str, status: p::InteractionStatus) -> Result<(), SinkError> {
+        Ok(self.store.resolve_interaction(id, status).await?)
     }
 }
 
@@ -159,7 +152,7 @@ pub async fn run_connection(
     let run_id = opts.run_id.clone().unwrap_or_else(new_run_id);
     // Prepared and on record as running, or refused (one other run of the
     // connection in progress, on any host, is a refusal too).
-    let started = match prepare(dep, &manifest, connection_id, &opts, &run_id, plugin.networked()).await {
+    let started = match prepare(dep, &manifest, connection_id, &opts, &run_id, plugin.grants()).await {
         Ok(req) => match store
             .create_run(&run_id, connection_id, &manifest.connector_id, opts.trigger)
             .await
@@ -170,8 +163,8 @@ pub async fn run_connection(
         },
         Err(refused) => Err(refused),
     };
-    let req = match started {
-        Ok(req) => req,
+    let (req, start) = match started {
+        Ok(prepared) => prepared,
         Err(refused) => {
             // A refused run is still on record, so an owner sees why nothing ran.
             if !matches!(
@@ -210,7 +203,7 @@ pub async fn run_connection(
         json!({
             "trigger": opts.trigger.as_str(),
             "collection_mode": opts.mode,
-            "streams": build_start_for(&req, &run_id, opts.interaction.is_some(), plugin.networked())?.scope.streams,
+            "streams": start.scope.streams,
         }),
     );
     store.append_events(&run_id, &[started]).await?;
@@ -226,7 +219,8 @@ pub async fn run_connection(
             .collect(),
         activate_draft: opts.trigger == Trigger::Setup,
     });
-    let mut outcome = execute(sandbox, plugin, req, opts.interaction, opts.observer, Some(sink)).await?;
+    let mut outcome =
+        execute_with_start(sandbox, plugin, req, start, opts.interaction, opts.observer, Some(sink)).await;
 
     let mut events = Vec::new();
     if store.cancel_pending_interactions(&run_id).await? > 0 {
@@ -380,8 +374,8 @@ async fn prepare(
     connection_id: &str,
     opts: &ConnectionRun,
     run_id: &str,
-    networked: bool,
-) -> Result<RunRequest, RunRefused> {
+    grants: &Grants,
+) -> Result<(RunRequest, p::Start), RunRefused> {
     let store = &dep.store;
     let conn = store
         .connection(connection_id)
@@ -431,8 +425,8 @@ async fn prepare(
     req.settings = conn.binding_metadata;
     req.secrets = secrets;
     req.limits = opts.limits.clone();
-    build_start_for(&req, run_id, opts.interaction.is_some(), networked)?;
-    Ok(req)
+    let start = build_start_for(&req, run_id, opts.interaction.is_some(), grants)?;
+    Ok((req, start))
 }
 
 /// Stops a background task when dropped (however the run ends).
