@@ -60,7 +60,7 @@ impl RunControl {
     }
 
     /// The error that stops a guest at its next host call once the run is
-    /// cancelled (every capability checks this first).
+    /// cancelled (`emit` and `interaction` check it before anything else).
     pub(crate) fn check(&self) -> wasmtime::Result<()> {
         if self.is_cancelled() {
             return Err(wasmtime::Error::new(Cancelled { forced: false }));
