@@ -1,8 +1,8 @@
 //! `pdpp-host serve` configuration: a TOML file, overridden by environment
 //! variables, overridden by command-line flags. See docs/configuration.md.
 
+use crate::egress::{EgressConfig, Origin};
 use crate::limits::LimitsOverride;
-use crate::sandbox::egress::{EgressConfig, Origin};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

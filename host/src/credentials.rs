@@ -13,10 +13,10 @@
 //! the owner API maps them to HTTP and the CLI to exit codes.
 
 use crate::deploy::{DeployError, Deployment, Rotation};
+use crate::egress::EgressConfig;
 use crate::manifest::{Manifest, Validation};
 use crate::plugins::LoadedPlugin;
 use crate::runtime::{ProbeRequest, ProbeVerdict, probe_credential};
-use crate::sandbox::egress::EgressConfig;
 use crate::sandbox::{RunLimits, Sandbox};
 use crate::store::{Audit, Connection, ConnectionStatus, LifecycleError, StoreError, StoredCredential};
 use crate::vault::{Bundle, VaultError, VaultKey};

@@ -104,8 +104,10 @@ impl Deployment {
         let key_file = named.clone().unwrap_or_else(|| dir.join(KEY_FILE));
         finish_interrupted_rotation(&store, &key_file).await?;
         let sealed = store.all_credentials().await?;
-        // A lost key is never silently replaced while credentials need it.
-        if !key_file.exists()
+        // A lost default key is never silently replaced while credentials
+        // need it (a key the operator names is never created at all).
+        if named.is_none()
+            && !key_file.exists()
             && let Some(c) = sealed.first()
         {
             return Err(DeployError::KeyLost {

@@ -5,9 +5,9 @@
 
 use crate::api::{AppState, OwnerToken};
 use crate::deploy::{DeployError, DeployOptions, Deployment};
+use crate::egress::EgressConfig;
 use crate::plugins::{Catalog, CatalogOptions, LoadOptions, PluginError};
 use crate::runtime::Runs;
-use crate::sandbox::egress::EgressConfig;
 use crate::sandbox::{RunLimits, Sandbox};
 use std::future::Future;
 use std::net::SocketAddr;

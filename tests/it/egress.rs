@@ -4,9 +4,9 @@
 //! loopback; the connector code has no test-only path.
 
 use crate::support::*;
+use pdpp_host::egress::{EgressConfig, Origin};
 use pdpp_host::protocol as p;
 use pdpp_host::runtime::{self, RunRequest};
-use pdpp_host::sandbox::egress::{EgressConfig, Origin};
 use serde_json::{Value, json};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -331,8 +331,13 @@ async fn request_budget_is_a_typed_refusal() {
 #[tokio::test]
 async fn connector_without_the_network_binding_cannot_import_wasi_http() {
     let bytes = std::fs::read(guest_path("fetch")).unwrap();
-    let err = sandbox().compile(&bytes).unwrap_err();
-    assert!(matches!(err, pdpp_host::sandbox::LoadError::WrongWorld(_)), "{err}");
+    let err = sandbox()
+        .compile(&bytes, &pdpp_host::sandbox::Grants::none())
+        .unwrap_err();
+    assert!(
+        matches!(&err, pdpp_host::sandbox::LoadError::ImportNotGranted { import, binding: "network" } if import.starts_with("wasi:http/")),
+        "{err}"
+    );
     assert!(err.to_string().contains("wasi:http"), "{err}");
 }
 

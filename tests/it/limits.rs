@@ -111,10 +111,14 @@ async fn guest_stdout_and_stderr_are_captured_bounded() {
 
 #[tokio::test]
 async fn broken_wasm_is_a_typed_load_error() {
-    let err = sandbox().compile(b"\0asm\x01\0\0\0garbage").unwrap_err();
+    let err = sandbox()
+        .compile(b"\0asm\x01\0\0\0garbage", &pdpp_host::sandbox::Grants::none())
+        .unwrap_err();
     assert!(matches!(err, pdpp_host::sandbox::LoadError::NotAComponent(_)), "{err}");
     // A core module is not a connector component.
-    let err = sandbox().compile(b"\0asm\x01\0\0\0").unwrap_err();
+    let err = sandbox()
+        .compile(b"\0asm\x01\0\0\0", &pdpp_host::sandbox::Grants::none())
+        .unwrap_err();
     assert!(
         err.to_string().contains("component") || err.to_string().contains("world"),
         "{err}"

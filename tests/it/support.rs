@@ -3,7 +3,7 @@
 use pdpp_host::manifest::Manifest;
 use pdpp_host::protocol::{self as p, Message};
 use pdpp_host::runtime::{self, InteractionHandler, Observer, RunOutcome, RunRequest};
-use pdpp_host::sandbox::{LogLevel, Plugin, Sandbox};
+use pdpp_host::sandbox::{Grants, LogLevel, Plugin, Sandbox};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -65,7 +65,7 @@ pub fn sandbox() -> &'static Sandbox {
 
 fn compile(name: &str) -> Plugin {
     let bytes = std::fs::read(guest_path(name)).expect("guest wasm");
-    sandbox().compile(&bytes).expect("guest compiles")
+    sandbox().compile(&bytes, &Grants::none()).expect("guest compiles")
 }
 
 pub fn demo() -> &'static Plugin {
@@ -83,7 +83,9 @@ pub fn fetch() -> &'static Plugin {
     static P: OnceLock<Plugin> = OnceLock::new();
     P.get_or_init(|| {
         let bytes = std::fs::read(guest_path("fetch")).expect("guest wasm");
-        sandbox().compile_for(&bytes, true).expect("guest compiles")
+        sandbox()
+            .compile(&bytes, &Grants::from_manifest(&fetch_manifest()))
+            .expect("guest compiles")
     })
 }
 

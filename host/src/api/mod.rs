@@ -35,7 +35,7 @@ pub struct AppState {
     /// The deployment's run limits (a manifest can only lower them).
     pub limits: crate::sandbox::RunLimits,
     /// The deployment's egress settings (origin rewrites, address policy).
-    pub egress: Arc<crate::sandbox::egress::EgressConfig>,
+    pub egress: Arc<crate::egress::EgressConfig>,
     /// The runs this process executes.
     pub runs: Arc<Runs>,
     /// INTERACTIONs waiting for the owner.

@@ -162,9 +162,9 @@ fn inspect(file: &Path, trust: &TrustArgs) -> anyhow::Result<i32> {
         // Whether it loads, under the signature policy given.
         let (m, source, mut warnings) = manifest?;
         pdpp_host::plugins::apply_policy(&inputs, &source, &options, &mut warnings)?;
-        let networked = m.required_bindings().any(|b| b == "network");
-        report["networked"] = networked.into();
-        sandbox.prepare_component(&component, networked)?;
+        let grants = pdpp_host::sandbox::Grants::from_manifest(&m);
+        report["networked"] = grants.network().is_some().into();
+        sandbox.prepare_component(&component, &grants)?;
         report["warnings"] = json!(warnings);
         Ok(())
     })();

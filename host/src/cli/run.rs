@@ -3,11 +3,11 @@
 
 use super::{DataArgs, TrustArgs, exit};
 use anyhow::{Context, bail};
+use pdpp_host::egress::EgressConfig;
 use pdpp_host::limits::LimitsOverride;
 use pdpp_host::plugins::LoadOptions;
 use pdpp_host::protocol::{self as p, CollectionMode, StateMap, StreamScope};
 use pdpp_host::runtime::{self, ConnectionRun, InteractionHandler, Observer, RunRequest, StateInput};
-use pdpp_host::sandbox::egress::EgressConfig;
 use pdpp_host::sandbox::{LogLevel, RunLimits, Sandbox};
 use pdpp_host::store::Trigger;
 use serde_json::Value;

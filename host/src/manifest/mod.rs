@@ -26,18 +26,8 @@ static SHAPE: LazyLock<jsonschema::Validator> = LazyLock::new(|| {
 /// connector.
 pub const RESERVED_KEYS: &[&str] = &["storage_binding", "provider_id"];
 
-/// Binding names the host understands (the profile's standard names plus the
-/// reference implementation's aliases). Namespaced extensions (`acme:gpu`,
-/// `org.example.gpu`) are accepted as well.
-pub const KNOWN_BINDINGS: &[&str] = &[
-    "network",
-    "interactive",
-    "browser",
-    "browser_automation",
-    "browser_profile",
-    "filesystem",
-    "loopback_listen",
-];
+pub mod bindings;
+pub use bindings::KNOWN_BINDINGS;
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {

@@ -6,7 +6,8 @@
 //! `<name>.wasm` is accepted too (an embedded manifest wins). [`load_file`]
 //! turns one file into a [`LoadedPlugin`]: read, hash, check the signature
 //! ([`signature`]), validate the manifest, compile through the AOT cache
-//! ([`cache`]) and resolve imports through the [`Sandbox`]. The [`Catalog`]
+//! ([`cache`]) and resolve imports through the [`Sandbox`] for the grants the
+//! manifest makes ([`Grants`]: derived once, kept with the plugin). The [`Catalog`]
 //! keeps every plugin of a directory, swaps in a new snapshot when the
 //! directory changes, and records what failed and why, file by file.
 
@@ -20,7 +21,7 @@ pub use catalog::{CacheStats, Catalog, CatalogOptions, Snapshot, WatchHandle};
 pub use signature::{SignaturePolicy, SignatureStatus, TrustedKeys};
 
 use crate::manifest::Manifest;
-use crate::sandbox::{LoadError, Plugin, Sandbox};
+use crate::sandbox::{Grants, LoadError, Plugin, Sandbox};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -89,7 +90,7 @@ impl From<LoadError> for PluginError {
     fn from(e: LoadError) -> Self {
         match e {
             LoadError::NotAComponent(m) => PluginError::NotWasm(m),
-            LoadError::WrongWorld(m) => PluginError::WrongWorld(m),
+            other => PluginError::WrongWorld(other.mismatch()),
         }
     }
 }
@@ -149,8 +150,9 @@ impl LoadedPlugin {
         &self.manifest.connector_id
     }
 
+    /// Whether the plugin is linked with `wasi:http` (its manifest requires `network`).
     pub fn networked(&self) -> bool {
-        self.plugin.networked()
+        self.plugin.grants().network().is_some()
     }
 
     /// The line `plugins list` prints.
@@ -348,9 +350,9 @@ pub fn load_inputs(
     format::require_component(&inputs.bytes)?;
     let (manifest, source, mut warnings) = resolve_manifest(&inputs, opts.manifest_file.as_deref())?;
     let signature = apply_policy(&inputs, &source, opts, &mut warnings)?;
-    let networked = manifest.required_bindings().any(|b| b == "network");
+    let grants = Grants::from_manifest(&manifest);
     let (component, from_cache) = compile(sandbox, &inputs.bytes, &inputs.sha256, cache)?;
-    let plugin = sandbox.prepare_component(&component, networked)?;
+    let plugin = sandbox.prepare_component(&component, &grants)?;
     Ok(LoadedPlugin {
         manifest: Arc::new(manifest),
         plugin,

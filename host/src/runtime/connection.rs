@@ -2,13 +2,13 @@
 //! state from the store, its records into the store.
 
 use super::{
-    InteractionHandler, Observer, RunOutcome, RunRequest, RunSink, StartError, StateInput, build_start_for, execute,
-    new_run_id,
+    InteractionHandler, Observer, RunOutcome, RunRequest, RunSink, SinkError, StartError, StateInput, build_start_for,
+    execute_with_start, new_run_id,
 };
 use crate::deploy::Deployment;
 use crate::manifest::Manifest;
 use crate::protocol::{self as p, CollectionMode, StreamScope};
-use crate::sandbox::{Plugin, RunLimits, Sandbox};
+use crate::sandbox::{Grants, Plugin, RunLimits, Sandbox};
 use crate::store::{
     CommitStatus, ConnectionStatus, CredentialStatus, GapSummary, Namespace, RunEnd, RunEndEvent, RunEvent, RunStatus,
     Store, StoreError, Trigger,
@@ -82,7 +82,7 @@ pub struct ConnectionRun {
     /// Bindings the deployment satisfies (see [`RunRequest::capabilities`]).
     pub capabilities: BTreeMap<String, serde_json::Value>,
     /// The deployment's egress settings.
-    pub egress: Arc<crate::sandbox::egress::EgressConfig>,
+    pub egress: Arc<crate::egress::EgressConfig>,
     pub mode: CollectionMode,
     pub streams: Option<Vec<StreamScope>>,
     pub limits: RunLimits,
@@ -121,7 +121,7 @@ struct StoreSink {
 
 #[async_trait::async_trait]
 impl RunSink for StoreSink {
-    async fn batch(&self, records: &[p::Record], events: &[RunEvent]) -> Result<u64, String> {
+    async fn batch(&self, records: &[p::Record], events: &[RunEvent]) -> Result<u64, SinkError> {
         let batch = crate::store::Batch {
             connection_id: &self.connection_id,
             run_id: &self.run_id,
@@ -130,23 +130,16 @@ impl RunSink for StoreSink {
             time_fields: &self.time_fields,
             activate_draft: self.activate_draft,
         };
-        self.store
-            .write(batch)
-            .await
-            .map(|r| r.written)
-            .map_err(|e| e.to_string())
+        Ok(self.store.write(batch).await?.written)
     }
-    async fn interaction_opened(&self, request: &p::Interaction) -> Result<String, String> {
-        self.store
+    async fn interaction_opened(&self, request: &p::Interaction) -> Result<String, SinkError> {
+        Ok(self
+            .store
             .open_interaction(&self.run_id, &self.connection_id, request)
-            .await
-            .map_err(|e| e.to_string())
+            .await?)
     }
-    async fn interaction_resolved(&self, id: &str, status: p::InteractionStatus) -> Result<(), String> {
-        self.store
-            .resolve_interaction(id, status)
-            .await
-            .map_err(|e| e.to_string())
+    async fn interaction_resolved(&self, id: &str, status: p::InteractionStatus) -> Result<(), SinkError> {
+        Ok(self.store.resolve_interaction(id, status).await?)
     }
 }
 
@@ -169,6 +162,8 @@ pub struct BegunRun {
     connection_id: String,
     manifest: Arc<Manifest>,
     req: RunRequest,
+    /// Built once, when the run was prepared.
+    start: p::Start,
     opts: ConnectionRun,
 }
 
@@ -200,7 +195,7 @@ pub async fn begin(
     let run_id = opts.run_id.get_or_insert_with(new_run_id).clone();
     // Prepared and on record as running, or refused (one other run of the
     // connection in progress, on any host, is a refusal too).
-    let started = match prepare(dep, &manifest, connection_id, &opts, &run_id, plugin.networked()).await {
+    let started = match prepare(dep, &manifest, connection_id, &opts, &run_id, plugin.grants()).await {
         Ok(req) => match store
             .create_run(&run_id, connection_id, &manifest.connector_id, opts.trigger)
             .await
@@ -212,11 +207,12 @@ pub async fn begin(
         Err(refused) => Err(refused),
     };
     match started {
-        Ok(req) => Ok(BegunRun {
+        Ok((req, start)) => Ok(BegunRun {
             run_id,
             connection_id: connection_id.to_owned(),
             manifest,
             req,
+            start,
             opts,
         }),
         Err(refused) => {
@@ -261,6 +257,7 @@ impl BegunRun {
             connection_id,
             manifest,
             req,
+            start,
             opts,
         } = self;
         let connection_id = connection_id.as_str();
@@ -283,7 +280,7 @@ impl BegunRun {
             json!({
                 "trigger": opts.trigger,
                 "collection_mode": opts.mode,
-                "streams": build_start_for(&req, &run_id, opts.interaction.is_some(), plugin.networked())?.scope.streams,
+                "streams": start.scope.streams,
             }),
         );
         store.append_events(&run_id, &[started]).await?;
@@ -301,7 +298,8 @@ impl BegunRun {
         });
         let span = tracing::info_span!("run", run_id = %run_id, connection_id = %connection_id);
         async {
-            let mut outcome = execute(sandbox, plugin, req, opts.interaction, opts.observer, Some(sink)).await?;
+            let mut outcome =
+                execute_with_start(sandbox, plugin, req, start, opts.interaction, opts.observer, Some(sink)).await;
             tracing::info!(
                 status = ?outcome.status,
                 reason = outcome.reason.as_ref().map(|r| r.code()),
@@ -483,8 +481,8 @@ async fn prepare(
     connection_id: &str,
     opts: &ConnectionRun,
     run_id: &str,
-    networked: bool,
-) -> Result<RunRequest, RunRefused> {
+    grants: &Grants,
+) -> Result<(RunRequest, p::Start), RunRefused> {
     let store = &dep.store;
     let conn = store
         .connection(connection_id)
@@ -534,8 +532,8 @@ async fn prepare(
     req.settings = conn.binding_metadata;
     req.secrets = secrets;
     req.limits = opts.limits.clone();
-    build_start_for(&req, run_id, opts.interaction.is_some(), networked)?;
-    Ok(req)
+    let start = build_start_for(&req, run_id, opts.interaction.is_some(), grants)?;
+    Ok((req, start))
 }
 
 /// Stops a background task when dropped (however the run ends).

@@ -1,11 +1,11 @@
 //! The credential probe: before a captured credential is stored, the
 //! connector's `validate-credential` export checks it against the provider,
-//! in a fresh sandbox with the same egress rules and secret handling as a run.
+//! in a fresh sandbox with the same grants, egress rules and secret handling
+//! as a run.
 
-use super::allowed_origins;
+use crate::egress::EgressConfig;
 use crate::manifest::Manifest;
-use crate::sandbox::egress::EgressConfig;
-use crate::sandbox::{EgressSetup, GuestProbe, Plugin, ProbeAnswer, RunControl, RunLimits, Sandbox, SecretSet};
+use crate::sandbox::{GuestProbe, Plugin, ProbeAnswer, RunControl, RunLimits, Sandbox, SecretSet};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -73,15 +73,7 @@ pub async fn probe_credential(sandbox: &Sandbox, plugin: &Plugin, req: ProbeRequ
         settings: req.settings,
         secrets: secrets.clone(),
         control: RunControl::new(),
-        egress: EgressSetup {
-            allowed: if plugin.networked() {
-                allowed_origins(&req.manifest)
-            } else {
-                Vec::new()
-            },
-            config: req.egress,
-            limits: limits.http.clone(),
-        },
+        egress: req.egress,
         limits,
     };
     let (answer, _usage) = sandbox.probe(plugin, probe).await;

@@ -1,13 +1,24 @@
-//! The runtime's view of one run while the guest executes.
+//! The runtime's view of one run while the guest executes: the session
+//! state and its [`RunHooks`] implementation.
+//!
+//! Each message the sandbox hands over is scrubbed of the run's secrets,
+//! checked against the profile's rules ([`super::rules`]), applied (counted,
+//! staged, kept for coverage), shown to the observer and queued for the
+//! timeline; the end of a batch makes the queued records and events durable
+//! through the run's sink. When the guest has stopped, [`Session::finish`]
+//! hands what it saw to the verdict ([`super::outcome`]).
 
-use super::checkpoint::{self, KnownGap};
-use super::{InteractionHandler, InteractionSummary, Observer, RunOutcome, RunSink, StateInput, evaluate, time};
+use super::checkpoint::KnownGap;
+use super::outcome::{self, InteractionSummary, RunOutcome, Seen};
+use super::redact::redact_message;
+use super::rules::{self, Rules};
+use super::{InteractionHandler, Observer, RunSink, StateInput};
 use crate::manifest::Manifest;
 use crate::protocol::{self as p, StreamScope};
-use crate::sandbox::RunControl;
-use crate::sandbox::{Asked, GuestExit, HostFault, LogLevel, RunHooks, SecretSet, Usage, Violation};
+use crate::sandbox::{
+    Asked, GuestExit, HookError, HostFault, LogLevel, RunControl, RunHooks, SecretSet, Usage, Violation,
+};
 use crate::store::RunEvent;
-use crate::vault::Redactor;
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -36,99 +47,6 @@ pub struct Session {
     control: RunControl,
 }
 
-/// SKIP_RESULT diagnostics are kept only while small and shallow.
-const DIAGNOSTICS_BYTES: usize = 8 << 10;
-const DIAGNOSTICS_DEPTH: usize = 6;
-const DIAGNOSTICS_ARRAY: usize = 32;
-
-fn bounded(v: &Value, depth: usize) -> bool {
-    if depth > DIAGNOSTICS_DEPTH {
-        return false;
-    }
-    match v {
-        Value::Array(a) => a.len() <= DIAGNOSTICS_ARRAY && a.iter().all(|x| bounded(x, depth + 1)),
-        Value::Object(m) => m.values().all(|x| bounded(x, depth + 1)),
-        _ => true,
-    }
-}
-
-/// Diagnostics as kept: a non-object is dropped, an oversized one becomes a sentinel.
-fn bound_diagnostics(d: Option<Value>) -> Option<Value> {
-    let d = d.filter(Value::is_object)?;
-    if d.to_string().len() > DIAGNOSTICS_BYTES || !bounded(&d, 1) {
-        return Some(json!({ "reason": "size_overflow", "truncated": true }));
-    }
-    Some(d)
-}
-
-fn duplicates(keys: &[String]) -> bool {
-    let mut seen = BTreeSet::new();
-    !keys.iter().all(|k| seen.insert(k.as_str()))
-}
-
-/// Scrub every string (and object key) of a JSON value.
-pub(crate) fn redact_value(r: &Redactor, v: &mut Value) {
-    match v {
-        Value::String(s) => *s = r.redact(s),
-        Value::Array(items) => items.iter_mut().for_each(|i| redact_value(r, i)),
-        Value::Object(map) => {
-            let old = std::mem::take(map);
-            for (k, mut val) in old {
-                redact_value(r, &mut val);
-                map.insert(r.redact(&k), val);
-            }
-        }
-        _ => {}
-    }
-}
-
-/// Scrub the free-text parts of a message before anyone sees or keeps it.
-fn redact_message(r: &Redactor, msg: &mut p::Message) {
-    if r.is_empty() {
-        return;
-    }
-    let text = |s: &mut String| *s = r.redact(s);
-    let opt = |s: &mut Option<String>| {
-        if let Some(s) = s {
-            *s = r.redact(s)
-        }
-    };
-    let val = |v: &mut Option<Value>| {
-        if let Some(v) = v {
-            redact_value(r, v)
-        }
-    };
-    match msg {
-        p::Message::Record(rec) => {
-            val(&mut rec.data);
-            redact_value(r, &mut rec.key);
-        }
-        p::Message::State(st) => redact_value(r, &mut st.cursor),
-        p::Message::Progress(g) => text(&mut g.message),
-        p::Message::SkipResult(sk) => {
-            opt(&mut sk.reason);
-            opt(&mut sk.message);
-            val(&mut sk.diagnostics);
-        }
-        p::Message::DetailGap(g) => {
-            opt(&mut g.reason);
-            val(&mut g.detail_locator);
-            val(&mut g.list_cursor);
-            val(&mut g.last_error);
-        }
-        p::Message::Interaction(i) => {
-            text(&mut i.message);
-            val(&mut i.schema);
-        }
-        p::Message::Done(d) => {
-            if let Some(e) = &mut d.error {
-                text(&mut e.message);
-            }
-        }
-        _ => {}
-    }
-}
-
 /// The timeline entry for a message, if it gets one. Records are counted per
 /// batch instead; cursors are not copied into the timeline.
 fn event_for(msg: &p::Message) -> Option<RunEvent> {
@@ -144,27 +62,6 @@ fn event_for(msg: &p::Message) -> Option<RunEvent> {
         p::Message::DetailGap(g) => RunEvent::new("run.detail_gap_recorded", serde_json::to_value(g).ok()?),
         _ => return None,
     })
-}
-
-fn in_scope<'a>(
-    scope: &'a BTreeMap<String, StreamScope>,
-    rule: &'static str,
-    kind: &str,
-    stream: &str,
-) -> Result<&'a StreamScope, Violation> {
-    scope.get(stream).ok_or_else(|| {
-        Violation::new(
-            rule,
-            format!("Connector emitted {kind} for undeclared stream: {stream}"),
-        )
-    })
-}
-
-fn non_empty(rule: &'static str, what: &str, value: Option<&str>) -> Result<(), Violation> {
-    match value {
-        Some(v) if v.trim().is_empty() => Err(Violation::new(rule, format!("{what} must be a non-empty string"))),
-        _ => Ok(()),
-    }
 }
 
 impl Session {
@@ -205,6 +102,13 @@ impl Session {
         }
     }
 
+    fn rules(&self) -> Rules<'_> {
+        Rules {
+            manifest: &self.manifest,
+            scope: &self.scope,
+        }
+    }
+
     fn event(&mut self, kind: &str, data: Value) {
         self.pending_events.push(RunEvent::new(kind, data));
     }
@@ -222,405 +126,50 @@ impl Session {
         self.observer.message(msg);
     }
 
-    fn check_record(&self, r: &p::Record) -> Result<(), Violation> {
-        let scope = in_scope(&self.scope, "record_stream_in_scope", "RECORD", &r.stream)?;
-        let key_ok = match &r.key {
-            Value::String(s) => !s.is_empty(),
-            Value::Array(parts) => !parts.is_empty() && parts.iter().all(|p| p.as_str().is_some_and(|s| !s.is_empty())),
-            _ => false,
-        };
-        if !key_ok {
-            return Err(Violation::new(
-                "record_key_non_empty",
-                format!("RECORD for {} has an empty key", r.stream),
-            ));
-        }
-        if let Some(spec) = self.manifest.stream(&r.stream) {
-            let parts = match &r.key {
-                Value::Array(parts) => parts.len(),
-                _ => 1,
-            };
-            if parts != spec.primary_key.len() {
-                return Err(Violation::new(
-                    "record_key_matches_primary_key",
-                    format!(
-                        "RECORD for {} has a key of {parts} part(s), the primary key has {}",
-                        r.stream,
-                        spec.primary_key.len()
-                    ),
-                ));
-            }
-        }
-        non_empty("record_emitted_at", "RECORD emitted_at", Some(&r.emitted_at))?;
-        if r.op.is_some() {
-            // A deletion carries no data to check against the scope.
-            return Ok(());
-        }
-        let data = match &r.data {
-            Some(Value::Object(map)) => map,
-            _ => {
-                return Err(Violation::new(
-                    "record_data_object",
-                    format!("RECORD data for {} must be an object", r.stream),
-                ));
-            }
-        };
-        let spec = self.manifest.stream(&r.stream);
-        if let Some(resources) = scope.resources.as_ref().filter(|r| !r.is_empty()) {
-            let key = match &r.key {
-                Value::String(s) => s.clone(),
-                other => other.to_string(),
-            };
-            let by_field = spec
-                .and_then(|s| s.selection.as_ref())
-                .and_then(|sel| sel.resource_field.as_ref())
-                .and_then(|f| data.get(f))
-                .and_then(Value::as_str);
-            let allowed = resources.contains(&key) || by_field.is_some_and(|v| resources.iter().any(|r| r == v));
-            if !allowed {
-                return Err(Violation::new(
-                    "record_resource_in_scope",
-                    format!("RECORD for {} is outside the scope's resources", r.stream),
-                ));
-            }
-        }
-        if let Some(fields) = &scope.fields {
-            let required: Vec<&str> = spec
-                .and_then(|s| s.schema.get("required"))
-                .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(Value::as_str).collect())
-                .unwrap_or_default();
-            let extra: Vec<&str> = data
-                .keys()
-                .map(String::as_str)
-                .filter(|k| !fields.iter().any(|f| f == k) && !required.contains(k))
-                .collect();
-            if !extra.is_empty() {
-                return Err(Violation::new(
-                    "record_fields_in_scope",
-                    format!(
-                        "RECORD for {} carries fields outside the scope: {}",
-                        r.stream,
-                        extra.join(", ")
-                    ),
-                ));
-            }
-        }
-        if let (Some(range), Some(field)) = (&scope.time_range, spec.and_then(|s| s.consent_time_field.as_ref())) {
-            let t = data.get(field).and_then(Value::as_str).and_then(time::parse_instant);
-            let inside = t.is_some_and(|t| {
-                range
-                    .since
-                    .as_deref()
-                    .and_then(time::parse_instant)
-                    .is_none_or(|s| s <= t)
-                    && range
-                        .until
-                        .as_deref()
-                        .and_then(time::parse_instant)
-                        .is_none_or(|u| t < u)
-            });
-            if !inside {
-                return Err(Violation::new(
-                    "record_time_in_range",
-                    format!(
-                        "RECORD for {}: {field} is missing, unparseable or outside the time_range",
-                        r.stream
-                    ),
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    fn check(&mut self, msg: &p::Message) -> Result<(), Violation> {
+    /// Check a message against the rules, then apply what it means.
+    fn accept(&mut self, msg: &p::Message) -> Result<(), Violation> {
+        self.rules().message(msg, &self.coverage)?;
         match msg {
-            p::Message::Record(r) => {
-                self.check_record(r)?;
-                self.records += 1;
-            }
-            p::Message::State(s) => {
-                in_scope(&self.scope, "state_stream_in_scope", "STATE", &s.stream)?;
-                if !(s.cursor.is_object() || s.cursor.is_null()) {
-                    return Err(Violation::new(
-                        "state_cursor_object",
-                        format!("STATE cursor for {} must be an object or null", s.stream),
-                    ));
-                }
-                match self.staged.iter_mut().find(|(stream, _)| *stream == s.stream) {
-                    Some(slot) => slot.1 = s.cursor.clone(),
-                    None => self.staged.push((s.stream.clone(), s.cursor.clone())),
-                }
-            }
-            p::Message::Progress(g) => {
-                non_empty("progress_message", "PROGRESS message", Some(&g.message))?;
-                if let Some(stream) = &g.stream {
-                    in_scope(&self.scope, "progress_stream_in_scope", "PROGRESS", stream)?;
-                }
-            }
+            p::Message::Record(_) => self.records += 1,
+            p::Message::State(s) => match self.staged.iter_mut().find(|(stream, _)| *stream == s.stream) {
+                Some(slot) => slot.1 = s.cursor.clone(),
+                None => self.staged.push((s.stream.clone(), s.cursor.clone())),
+            },
             p::Message::SkipResult(s) => {
-                non_empty("skip_result_fields", "SKIP_RESULT reason", s.reason.as_deref())?;
-                non_empty("skip_result_fields", "SKIP_RESULT message", s.message.as_deref())?;
-                if let Some(stream) = &s.stream {
-                    in_scope(&self.scope, "skip_result_stream_in_scope", "SKIP_RESULT", stream)?;
-                }
-                if let Some(c) = &s.continuation
-                    && (c.boundary.trim().is_empty() || c.slice_end < c.slice_start)
-                {
-                    return Err(Violation::new(
-                        "skip_result_continuation",
-                        "SKIP_RESULT continuation needs a boundary and slice_end >= slice_start",
-                    ));
-                }
                 if let (Some("stream_collection_failed"), Some(stream)) = (s.reason.as_deref(), &s.stream) {
                     self.failed_streams.insert(stream.clone());
                 }
             }
-            p::Message::DetailCoverage(c) => {
-                in_scope(
-                    &self.scope,
-                    "detail_coverage_stream_in_scope",
-                    "DETAIL_COVERAGE",
-                    &c.state_stream,
-                )?;
-                in_scope(
-                    &self.scope,
-                    "detail_coverage_stream_in_scope",
-                    "DETAIL_COVERAGE",
-                    &c.stream,
-                )?;
-                self.check_coverage(c)?;
-                self.coverage.push(c.clone());
-            }
-            p::Message::DetailGap(g) => {
-                in_scope(&self.scope, "detail_gap_stream_in_scope", "DETAIL_GAP", &g.stream)?;
-                non_empty("detail_gap_record_key", "DETAIL_GAP record_key", Some(&g.record_key))?;
-                if let Some(parent) = &g.parent_stream {
-                    let spec = self.manifest.stream(&g.stream);
-                    let declared = spec.is_some_and(|s| {
-                        s.parent_streams.as_ref().is_some_and(|ps| ps.contains(parent))
-                            || s.state_stream.as_deref() == Some(parent.as_str())
-                    });
-                    if !declared || !self.scope.contains_key(parent) {
-                        return Err(Violation::new(
-                            "detail_gap_parent_scope",
-                            format!(
-                                "DETAIL_GAP for {} names parent {parent}, which is not its declared, in-scope parent",
-                                g.stream
-                            ),
-                        ));
-                    }
-                }
-                self.gaps.push(g.clone());
-            }
-            other => {
-                return Err(Violation::new(
-                    "message_direction",
-                    format!("Connector emitted {} through emit", other.type_name()),
-                ));
-            }
+            p::Message::DetailCoverage(c) => self.coverage.push(c.clone()),
+            p::Message::DetailGap(g) => self.gaps.push(g.clone()),
+            _ => {}
         }
         Ok(())
     }
 
-    fn check_coverage(&self, c: &p::DetailCoverage) -> Result<(), Violation> {
-        for (field, keys) in [
-            ("required_keys", &c.required_keys),
-            ("hydrated_keys", &c.hydrated_keys),
-            ("gap_keys", &c.gap_keys),
-            ("optional_skip_keys", &c.optional_skip_keys),
-        ] {
-            if duplicates(keys) {
-                return Err(Violation::new(
-                    "detail_coverage_duplicate_key",
-                    format!("DETAIL_COVERAGE.{field}: duplicate key"),
-                ));
-            }
-        }
-        let outcomes = [&c.hydrated_keys, &c.gap_keys, &c.optional_skip_keys];
-        if outcomes
-            .iter()
-            .flat_map(|k| k.iter())
-            .any(|k| !c.required_keys.contains(k))
-        {
-            return Err(Violation::new(
-                "detail_coverage_key_not_required",
-                "DETAIL_COVERAGE: key not present in required_keys",
-            ));
-        }
-        let mut seen = BTreeSet::new();
-        if !outcomes.iter().flat_map(|k| k.iter()).all(|k| seen.insert(k)) {
-            return Err(Violation::new(
-                "detail_coverage_overlapping_outcomes",
-                "DETAIL_COVERAGE: outcome key appears in multiple sets",
-            ));
-        }
-        if let Some(spec) = self.manifest.stream(&c.stream) {
-            if spec.state_stream.is_some() {
-                return Err(Violation::new(
-                    "detail_coverage_on_state_stream_stream",
-                    format!(
-                        "stream {} declares a state_stream and MUST NOT emit DETAIL_COVERAGE",
-                        c.stream
-                    ),
-                ));
-            }
-            if let Some(parents) = &spec.parent_streams
-                && !parents.contains(&c.state_stream)
-            {
-                return Err(Violation::new(
-                    "detail_coverage_undeclared_parent",
-                    format!(
-                        "DETAIL_COVERAGE for {} names {}, which is not one of its parent_streams",
-                        c.stream, c.state_stream
-                    ),
-                ));
-            }
-        }
-        if self
-            .coverage
-            .iter()
-            .any(|x| x.state_stream == c.state_stream && x.stream == c.stream)
-        {
-            return Err(Violation::new(
-                "detail_coverage_duplicate_report",
-                format!("duplicate DETAIL_COVERAGE for ({}, {})", c.state_stream, c.stream),
-            ));
-        }
-        Ok(())
-    }
-
-    pub(super) fn finish(self, run_id: String, exit: GuestExit, mut usage: Usage, state: &StateInput) -> RunOutcome {
-        let forced = matches!(exit, GuestExit::Cancelled(c) if c.forced);
-        let (mut status, mut reason, mut message, done) = evaluate(exit, self.records);
-        // An owner cancellation recorded before DONE is evaluated wins over any DONE.
-        if self.control.is_cancelled() {
-            status = p::DoneStatus::Cancelled;
-            reason = Some(if forced {
-                super::FailureReason::OwnerCancelForced
-            } else {
-                super::FailureReason::OwnerCancelled
-            });
-            message = Some(if forced {
-                "the owner cancelled the run; the connector was stopped by force".into()
-            } else {
-                "the owner cancelled the run".into()
-            });
-        }
-        let certified = status == p::DoneStatus::Failed
-            && reason == Some(super::FailureReason::ConnectorReportedFailed)
-            && done
-                .as_ref()
-                .and_then(|d| d.error.as_ref())
-                .and_then(|e| e.code.as_deref())
-                == Some("stream_collection_failed")
-            && !self.failed_streams.is_empty();
-        let committable = status == p::DoneStatus::Succeeded && reason.is_none() || certified;
-        let in_scope: BTreeSet<String> = self.scope.keys().cloned().collect();
-        let mut plan = checkpoint::plan(
-            &self.manifest,
-            &in_scope,
-            &self.staged,
-            certified.then_some(&self.failed_streams),
-            &self.coverage,
-            &self.gaps,
-        );
-        if !committable {
-            for (stream, _) in plan.eligible.drain(..) {
-                plan.withheld.push(checkpoint::Withheld {
-                    stream,
-                    reason: "run_not_committable",
-                    detail: "the run did not succeed".into(),
-                });
-            }
-        }
-        let mut known_gaps = self.known_gaps;
-        known_gaps.extend(plan.known_gaps);
-        let commit = match state {
-            StateInput::Persisted(prior) if committable => {
-                let mut next = prior.clone();
-                next.extend(plan.eligible.iter().cloned());
-                Some(next)
-            }
-            _ => None,
-        };
-        let mut observer = self.observer;
-        usage.stdout.tail = self.secrets.redactor().redact(&usage.stdout.tail);
-        usage.stderr.tail = self.secrets.redactor().redact(&usage.stderr.tail);
-        let outcome = RunOutcome {
-            run_id,
-            status,
-            reason,
-            message: message.map(|m| self.secrets.redactor().redact(&m)),
-            done: done.map(|d| {
-                let mut m = p::Message::Done(d);
-                redact_message(self.secrets.redactor(), &mut m);
-                match m {
-                    p::Message::Done(d) => d,
-                    _ => unreachable!("a DONE stays a DONE"),
-                }
-            }),
-            records_emitted: self.records,
-            records_written: self.written,
+    /// The run's outcome, given how the guest exited; the observer sees the
+    /// DONE reported for it.
+    pub(super) fn finish(self, run_id: String, exit: GuestExit, usage: Usage, state: &StateInput) -> RunOutcome {
+        let seen = Seen {
+            manifest: &self.manifest,
+            in_scope: self.scope.keys().cloned().collect(),
             staged: self.staged,
-            eligible: if commit.is_some() { plan.eligible } else { Vec::new() },
-            withheld: plan.withheld,
-            certified_failure: certified,
-            known_gaps,
-            commit,
+            records: self.records,
+            written: self.written,
+            coverage: &self.coverage,
+            gaps: &self.gaps,
+            failed_streams: &self.failed_streams,
+            known_gaps: self.known_gaps,
             interactions: self.interactions,
-            secret_reveals: self.reveals,
-            usage,
+            reveals: self.reveals,
+            redactor: self.secrets.redactor(),
+            cancelled: self.control.is_cancelled(),
         };
+        let outcome = outcome::conclude(seen, run_id, exit, usage, state);
+        let mut observer = self.observer;
         observer.message(&p::Message::Done(outcome.reported_done()));
         outcome
     }
-}
-
-/// DONE rules checked when the guest returns.
-pub(crate) fn validate_done(done: &p::Done, counted: u64) -> Result<(), Violation> {
-    if let Some(err) = &done.error {
-        if done.status == p::DoneStatus::Succeeded {
-            return Err(Violation::new(
-                "done_error_forbidden_on_success",
-                "DONE succeeded must not carry an error",
-            ));
-        }
-        if err.message.trim().is_empty() {
-            return Err(Violation::new(
-                "done_error_message",
-                "DONE error.message must be a non-empty string",
-            ));
-        }
-        if let Some(code) = &err.code
-            && !valid_error_code(code)
-        {
-            return Err(Violation::new(
-                "done_error_code",
-                "DONE error.code must match ^[a-z][a-z0-9_]{0,63}$",
-            ));
-        }
-    }
-    if done.records_emitted != counted {
-        return Err(Violation::new(
-            "done_records_emitted",
-            format!(
-                "Connector reported records_emitted {} but runtime observed {counted}",
-                done.records_emitted
-            ),
-        ));
-    }
-    Ok(())
-}
-
-/// `^[a-z][a-z0-9_]{0,63}$`
-fn valid_error_code(code: &str) -> bool {
-    let b = code.as_bytes();
-    !b.is_empty()
-        && b.len() <= 64
-        && b[0].is_ascii_lowercase()
-        && b.iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_')
 }
 
 #[async_trait::async_trait]
@@ -629,9 +178,9 @@ impl RunHooks for Session {
         // Scrub first: what is staged, shown or kept never holds a secret.
         redact_message(self.secrets.redactor(), &mut msg);
         if let p::Message::SkipResult(sk) = &mut msg {
-            sk.diagnostics = bound_diagnostics(sk.diagnostics.take());
+            sk.diagnostics = rules::bound_diagnostics(sk.diagnostics.take());
         }
-        self.check(&msg)?;
+        self.accept(&msg)?;
         if let Some(e) = event_for(&msg) {
             self.pending_events.push(e);
         }
@@ -651,33 +200,16 @@ impl RunHooks for Session {
         if let Some(sink) = &self.sink
             && !(records.is_empty() && events.is_empty())
         {
-            self.written += sink.batch(&records, &events).await.map_err(HostFault)?;
+            self.written += sink
+                .batch(&records, &events)
+                .await
+                .map_err(|e| HostFault(e.to_string()))?;
         }
         Ok(())
     }
 
-    async fn interact(&mut self, req: p::Interaction) -> Result<Asked, Violation> {
-        non_empty(
-            "interaction_request_id",
-            "INTERACTION request_id",
-            Some(&req.request_id),
-        )?;
-        non_empty("interaction_message", "INTERACTION message", Some(&req.message))?;
-        if let Some(stream) = &req.stream {
-            in_scope(&self.scope, "interaction_stream_in_scope", "INTERACTION", stream)?;
-        }
-        if req.schema.as_ref().is_some_and(|s| !s.is_object()) {
-            return Err(Violation::new(
-                "interaction_schema_object",
-                "INTERACTION schema must be an object",
-            ));
-        }
-        if req.timeout_seconds == Some(0) {
-            return Err(Violation::new(
-                "interaction_timeout_positive",
-                "INTERACTION timeout_seconds must be > 0",
-            ));
-        }
+    async fn interact(&mut self, req: p::Interaction) -> Result<Asked, HookError> {
+        self.rules().interaction(&req)?;
         let Some(handler) = self.interaction.clone() else {
             self.interactions.push(InteractionSummary {
                 request_id: req.request_id,
@@ -700,13 +232,11 @@ impl RunHooks for Session {
             "run.interaction_required",
             json!({ "request_id": req.request_id, "kind": req.kind, "stream": req.stream, "message": req.message }),
         );
-        let stored =
-            match &self.sink {
-                Some(sink) => Some(sink.interaction_opened(&req).await.map_err(|e| {
-                    Violation::new(super::HOST_FAULT_RULE, format!("cannot record the interaction: {e}"))
-                })?),
-                None => None,
-            };
+        let unrecorded = |e: super::SinkError| HostFault(format!("cannot record the interaction: {e}"));
+        let stored = match &self.sink {
+            Some(sink) => Some(sink.interaction_opened(&req).await.map_err(unrecorded)?),
+            None => None,
+        };
         let answer = match req.timeout_seconds {
             Some(secs) => tokio::time::timeout(Duration::from_secs(secs.into()), handler.answer(&req))
                 .await
@@ -719,9 +249,7 @@ impl RunHooks for Session {
                 status: answer.status,
             }));
         if let (Some(sink), Some(id)) = (&self.sink, &stored) {
-            sink.interaction_resolved(id, answer.status)
-                .await
-                .map_err(|e| Violation::new(super::HOST_FAULT_RULE, format!("cannot record the interaction: {e}")))?;
+            sink.interaction_resolved(id, answer.status).await.map_err(unrecorded)?;
         }
         self.event(
             "run.interaction_completed",
@@ -770,34 +298,5 @@ impl RunHooks for Session {
     fn secret_revealed(&mut self, field: &str) {
         self.reveals.push(field.to_owned());
         self.event("run.secret_revealed", json!({ "field": field }));
-    }
-
-    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send> {
-        self
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn done_error_code_pattern() {
-        assert!(valid_error_code("a"));
-        assert!(valid_error_code("stream_collection_failed"));
-        assert!(!valid_error_code("ProviderThrottle"));
-        assert!(!valid_error_code("1abc"));
-        assert!(!valid_error_code(&"a".repeat(65)));
-    }
-
-    #[test]
-    fn done_records_emitted_must_match_the_host_count() {
-        let done = p::Done {
-            status: p::DoneStatus::Succeeded,
-            records_emitted: 3,
-            error: None,
-        };
-        assert_eq!(validate_done(&done, 2).unwrap_err().rule, "done_records_emitted");
-        assert!(validate_done(&done, 3).is_ok());
     }
 }

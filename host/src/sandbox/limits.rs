@@ -18,7 +18,7 @@ pub struct RunLimits {
     /// Largest single message (e.g. one record's data) in bytes.
     pub message_bytes: usize,
     /// Outgoing HTTP: timeouts, response size, request count.
-    pub http: super::egress::HttpLimits,
+    pub http: super::caps::http::HttpLimits,
     /// RECORDs one run may emit.
     pub max_records: u64,
     /// Bytes of structured log one run may write.
@@ -43,7 +43,7 @@ impl Default for RunLimits {
             memory_bytes: 256 << 20,
             output_capture_bytes: 16 << 10,
             message_bytes: 4 << 20,
-            http: super::egress::HttpLimits::default(),
+            http: super::caps::http::HttpLimits::default(),
             max_records: 10_000_000,
             log_bytes: 4 << 20,
         }

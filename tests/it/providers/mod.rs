@@ -21,10 +21,10 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::{Next, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
+use pdpp_host::egress::{EgressConfig, Origin};
 use pdpp_host::manifest::Manifest;
 use pdpp_host::runtime::{RunOutcome, RunRequest, StateInput};
 use pdpp_host::sandbox::Plugin;
-use pdpp_host::sandbox::egress::{EgressConfig, Origin};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -295,8 +295,11 @@ pub fn plugin(connector: &str) -> &'static Plugin {
     let mut map = PLUGINS.get_or_init(Default::default).lock().unwrap();
     map.entry(connector.to_owned()).or_insert_with(|| {
         let bytes = std::fs::read(guest_path(connector)).expect("connector wasm");
+        let manifest = Manifest::from_file(&manifest_path(connector)).expect("connector manifest");
         Box::leak(Box::new(
-            sandbox().compile_for(&bytes, true).expect("connector compiles"),
+            sandbox()
+                .compile(&bytes, &pdpp_host::sandbox::Grants::from_manifest(&manifest))
+                .expect("connector compiles"),
         ))
     })
 }

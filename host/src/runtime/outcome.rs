@@ -1,0 +1,352 @@
+//! The verdict on a run: how the guest's exit and what the session saw
+//! become a [`RunOutcome`], and which staged checkpoints it may commit.
+//!
+//! [`evaluate`] maps the guest's exit to a status and failure reason (DONE
+//! validated against the host's count); [`conclude`] applies "owner
+//! cancellation wins", certifies a stream-scoped failure, hands the staged
+//! checkpoints to the commit plan ([`super::checkpoint`]) and scrubs the
+//! run's secrets from every text of the outcome. Nothing here writes
+//! anywhere: committing is the caller's (see `connection.rs`).
+
+use super::StateInput;
+use super::checkpoint::{self, KnownGap, Withheld};
+use super::redact::redact_done;
+use super::rules::validate_done;
+use crate::manifest::Manifest;
+use crate::protocol::{self as p, StateMap};
+use crate::sandbox::{Breach, GuestExit, Usage};
+use crate::vault::Redactor;
+use serde_json::Value;
+use std::collections::BTreeSet;
+use std::fmt;
+
+/// Why a run failed (or was cancelled), as a stable code.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FailureReason {
+    ConnectorReportedFailed,
+    ConnectorReportedCancelled,
+    /// The rule that was broken.
+    ConnectorProtocolViolation(&'static str),
+    ConnectorExitWithoutDone,
+    CpuLimit,
+    WallClockLimit,
+    MemoryLimit,
+    RecordLimit,
+    LogLimit,
+    /// The host could not keep what the run produced.
+    RuntimeError,
+    OwnerCancelled,
+    OwnerCancelForced,
+}
+
+impl FailureReason {
+    pub fn code(&self) -> &'static str {
+        match self {
+            FailureReason::ConnectorReportedFailed => "connector_reported_failed",
+            FailureReason::ConnectorReportedCancelled => "connector_reported_cancelled",
+            FailureReason::ConnectorProtocolViolation(_) => "connector_protocol_violation",
+            FailureReason::ConnectorExitWithoutDone => "connector_exit_without_done",
+            FailureReason::CpuLimit => "cpu_limit",
+            FailureReason::WallClockLimit => "wall_clock_limit",
+            FailureReason::MemoryLimit => "memory_limit",
+            FailureReason::RecordLimit => "record_limit",
+            FailureReason::LogLimit => "log_limit",
+            FailureReason::RuntimeError => "runtime_error",
+            FailureReason::OwnerCancelled => "owner_cancelled",
+            FailureReason::OwnerCancelForced => "owner_cancel_forced",
+        }
+    }
+}
+
+impl fmt::Display for FailureReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FailureReason::ConnectorProtocolViolation(rule) => {
+                write!(f, "{} ({rule})", self.code())
+            }
+            _ => f.write_str(self.code()),
+        }
+    }
+}
+
+/// One INTERACTION and how it ended (never the answer's data).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InteractionSummary {
+    pub request_id: String,
+    pub kind: p::InteractionKind,
+    /// `None` when nobody could be asked (no `interactive` binding).
+    pub status: Option<p::InteractionStatus>,
+}
+
+/// How a run ended.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RunOutcome {
+    pub run_id: String,
+    pub status: p::DoneStatus,
+    pub reason: Option<FailureReason>,
+    /// A redacted, human-readable account of a failure.
+    pub message: Option<String>,
+    /// The DONE the connector returned, if it returned one.
+    pub done: Option<p::Done>,
+    /// RECORDs the host accepted.
+    pub records_emitted: u64,
+    /// RECORDs made durable by the run's sink (0 without one).
+    pub records_written: u64,
+    /// The last STATE per stream, in staging order.
+    pub staged: Vec<(String, Value)>,
+    /// The staged checkpoints to commit, in staging order (empty when nothing may be).
+    pub eligible: Vec<(String, Value)>,
+    /// Staged checkpoints not to commit, and why.
+    pub withheld: Vec<Withheld>,
+    /// DONE failed, certified as a stream-scoped failure.
+    pub certified_failure: bool,
+    /// What the run did not fully do, for the owner.
+    pub known_gaps: Vec<KnownGap>,
+    /// The full state to persist; `None` when nothing may be committed.
+    pub commit: Option<StateMap>,
+    pub interactions: Vec<InteractionSummary>,
+    /// Fields whose plaintext the guest read.
+    pub secret_reveals: Vec<String>,
+    pub usage: Usage,
+}
+
+impl RunOutcome {
+    pub fn succeeded(&self) -> bool {
+        self.status == p::DoneStatus::Succeeded
+    }
+
+    /// The DONE to report: the connector's when it was accepted, else one the
+    /// runtime writes for the failure.
+    pub fn reported_done(&self) -> p::Done {
+        match (&self.done, &self.reason) {
+            (
+                Some(d),
+                None | Some(FailureReason::ConnectorReportedFailed | FailureReason::ConnectorReportedCancelled),
+            ) => d.clone(),
+            _ => p::Done {
+                status: self.status,
+                records_emitted: self.records_emitted,
+                error: Some(p::DoneError {
+                    message: self.message.clone().unwrap_or_else(|| "run failed".into()),
+                    code: self.reason.as_ref().map(|r| r.code().to_owned()),
+                    retryable: None,
+                    recovery_hint: None,
+                }),
+            },
+        }
+    }
+}
+
+/// A guest exit as a status, a failure reason, a message and the DONE it
+/// returned (if any); `counted` is the RECORDs the host accepted.
+pub(crate) fn evaluate(
+    exit: GuestExit,
+    counted: u64,
+) -> (p::DoneStatus, Option<FailureReason>, Option<String>, Option<p::Done>) {
+    use p::DoneStatus::*;
+    match exit {
+        GuestExit::Done(done) => match validate_done(&done, counted) {
+            Err(v) => (
+                Failed,
+                Some(FailureReason::ConnectorProtocolViolation(v.rule)),
+                Some(v.message),
+                Some(done),
+            ),
+            Ok(()) => {
+                let (reason, message) = match done.status {
+                    Succeeded => (None, None),
+                    Failed => (
+                        Some(FailureReason::ConnectorReportedFailed),
+                        done.error.as_ref().map(|e| e.message.clone()),
+                    ),
+                    Cancelled => (
+                        Some(FailureReason::ConnectorReportedCancelled),
+                        done.error.as_ref().map(|e| e.message.clone()),
+                    ),
+                };
+                (done.status, reason, message, Some(done))
+            }
+        },
+        GuestExit::Violation(v) => (
+            Failed,
+            Some(FailureReason::ConnectorProtocolViolation(v.rule)),
+            Some(v.message),
+            None,
+        ),
+        GuestExit::Limit(b) => {
+            let reason = match b {
+                Breach::Cpu => FailureReason::CpuLimit,
+                Breach::WallClock => FailureReason::WallClockLimit,
+                Breach::Memory => FailureReason::MemoryLimit,
+                Breach::Records => FailureReason::RecordLimit,
+                Breach::Logs => FailureReason::LogLimit,
+            };
+            (Failed, Some(reason), Some(b.to_string()), None)
+        }
+        GuestExit::Trap(t) => (
+            Failed,
+            Some(FailureReason::ConnectorExitWithoutDone),
+            Some(format!("the connector stopped before returning DONE: {t}")),
+            None,
+        ),
+        // The host failed to keep what the guest did (not the guest's fault).
+        GuestExit::HostFault(f) => (Failed, Some(FailureReason::RuntimeError), Some(f), None),
+        GuestExit::Cancelled(c) => (
+            p::DoneStatus::Cancelled,
+            Some(if c.forced {
+                FailureReason::OwnerCancelForced
+            } else {
+                FailureReason::OwnerCancelled
+            }),
+            Some(c.to_string()),
+            None,
+        ),
+    }
+}
+
+/// What the session saw of a run, handed over for the verdict.
+pub(super) struct Seen<'a> {
+    pub manifest: &'a Manifest,
+    /// The streams in the run's scope.
+    pub in_scope: BTreeSet<String>,
+    pub staged: Vec<(String, Value)>,
+    pub records: u64,
+    pub written: u64,
+    pub coverage: &'a [p::DetailCoverage],
+    pub gaps: &'a [p::DetailGap],
+    /// Streams named by SKIP_RESULT `stream_collection_failed`.
+    pub failed_streams: &'a BTreeSet<String>,
+    pub known_gaps: Vec<KnownGap>,
+    pub interactions: Vec<InteractionSummary>,
+    pub reveals: Vec<String>,
+    pub redactor: &'a Redactor,
+    /// The owner asked to cancel the run (before its DONE was evaluated).
+    pub cancelled: bool,
+}
+
+/// The outcome of a run. Owner cancellation wins over any DONE; a succeeded
+/// run, or a certified stream-scoped failure, commits the checkpoints the
+/// commit plan makes eligible, on top of `state`'s prior cursors.
+pub(super) fn conclude(
+    seen: Seen<'_>,
+    run_id: String,
+    exit: GuestExit,
+    mut usage: Usage,
+    state: &StateInput,
+) -> RunOutcome {
+    let forced = matches!(exit, GuestExit::Cancelled(c) if c.forced);
+    let (mut status, mut reason, mut message, done) = evaluate(exit, seen.records);
+    // An owner cancellation recorded before DONE is evaluated wins over any DONE.
+    if seen.cancelled {
+        status = p::DoneStatus::Cancelled;
+        reason = Some(if forced {
+            FailureReason::OwnerCancelForced
+        } else {
+            FailureReason::OwnerCancelled
+        });
+        message = Some(if forced {
+            "the owner cancelled the run; the connector was stopped by force".into()
+        } else {
+            "the owner cancelled the run".into()
+        });
+    }
+    let certified = status == p::DoneStatus::Failed
+        && reason == Some(FailureReason::ConnectorReportedFailed)
+        && done
+            .as_ref()
+            .and_then(|d| d.error.as_ref())
+            .and_then(|e| e.code.as_deref())
+            == Some("stream_collection_failed")
+        && !seen.failed_streams.is_empty();
+    let committable = status == p::DoneStatus::Succeeded && reason.is_none() || certified;
+    let mut plan = checkpoint::plan(
+        seen.manifest,
+        &seen.in_scope,
+        &seen.staged,
+        certified.then_some(seen.failed_streams),
+        seen.coverage,
+        seen.gaps,
+    );
+    if !committable {
+        for (stream, _) in plan.eligible.drain(..) {
+            plan.withheld.push(Withheld {
+                stream,
+                reason: "run_not_committable",
+                detail: "the run did not succeed".into(),
+            });
+        }
+    }
+    let mut known_gaps = seen.known_gaps;
+    known_gaps.extend(plan.known_gaps);
+    let commit = match state {
+        StateInput::Persisted(prior) if committable => {
+            let mut next = prior.clone();
+            next.extend(plan.eligible.iter().cloned());
+            Some(next)
+        }
+        _ => None,
+    };
+    usage.stdout.tail = seen.redactor.redact(&usage.stdout.tail);
+    usage.stderr.tail = seen.redactor.redact(&usage.stderr.tail);
+    RunOutcome {
+        run_id,
+        status,
+        reason,
+        message: message.map(|m| seen.redactor.redact(&m)),
+        done: done.map(|d| redact_done(seen.redactor, d)),
+        records_emitted: seen.records,
+        records_written: seen.written,
+        staged: seen.staged,
+        eligible: if commit.is_some() { plan.eligible } else { Vec::new() },
+        withheld: plan.withheld,
+        certified_failure: certified,
+        known_gaps,
+        commit,
+        interactions: seen.interactions,
+        secret_reveals: seen.reveals,
+        usage,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sandbox::{Cancelled, Violation};
+
+    #[test]
+    fn a_host_fault_is_a_runtime_error_and_a_violation_names_its_rule() {
+        let (status, reason, message, done) = evaluate(GuestExit::HostFault("database unavailable".into()), 0);
+        assert_eq!(status, p::DoneStatus::Failed);
+        assert_eq!(reason, Some(FailureReason::RuntimeError));
+        assert_eq!(message.as_deref(), Some("database unavailable"));
+        assert!(done.is_none());
+        let (_, reason, _, _) = evaluate(GuestExit::Violation(Violation::new("record_stream_in_scope", "x")), 0);
+        assert_eq!(
+            reason,
+            Some(FailureReason::ConnectorProtocolViolation("record_stream_in_scope"))
+        );
+    }
+
+    #[test]
+    fn a_done_whose_count_disagrees_with_the_host_is_a_violation() {
+        let done = p::Done {
+            status: p::DoneStatus::Succeeded,
+            records_emitted: 5,
+            error: None,
+        };
+        let (status, reason, _, kept) = evaluate(GuestExit::Done(done.clone()), 4);
+        assert_eq!(status, p::DoneStatus::Failed);
+        assert_eq!(
+            reason,
+            Some(FailureReason::ConnectorProtocolViolation("done_records_emitted"))
+        );
+        assert_eq!(kept, Some(done));
+    }
+
+    #[test]
+    fn owner_cancellation_is_cancelled_not_failed() {
+        let (status, reason, _, _) = evaluate(GuestExit::Cancelled(Cancelled { forced: true }), 0);
+        assert_eq!(status, p::DoneStatus::Cancelled);
+        assert_eq!(reason, Some(FailureReason::OwnerCancelForced));
+    }
+}

@@ -1,0 +1,222 @@
+//! `pdpp:connector/interaction`: a blocking INTERACTION.
+//!
+//! The guest's call parks (an awaited future, not a thread) until the
+//! runtime's hooks answer, the owner cancels the run, or the run's wall clock
+//! runs out. The time parked is not guest CPU time. Whether anybody can answer
+//! is the runtime's business: without the `interactive` binding its hooks
+//! answer "not interactive" at once and the guest gets
+//! `interaction-error::not-interactive`.
+
+use super::super::bindings::pdpp::connector::interaction;
+use super::super::control::{Cancelled, RunControl};
+use super::super::convert;
+use super::super::hooks::{Asked, HookError, SharedHooks};
+use super::super::limits::Breach;
+use super::super::state::{RunClock, ViolationSlot};
+use std::time::Instant;
+use wasmtime::component::{HasData, Linker};
+
+/// The WIT interface this capability links (package/interface, no version).
+pub(crate) const INTERFACES: &[&str] = &["pdpp:connector/interaction"];
+
+/// The capability's per-run state: the size cap on a request's schema.
+pub struct InteractionState {
+    schema_bytes: usize,
+}
+
+impl InteractionState {
+    pub(crate) fn new(schema_bytes: usize) -> Self {
+        InteractionState { schema_bytes }
+    }
+}
+
+/// What the interaction host implementation works on; the clock records the
+/// time parked so it is not charged as guest time.
+pub struct InteractionView<'a> {
+    pub(crate) state: &'a InteractionState,
+    pub(crate) hooks: &'a SharedHooks,
+    pub(crate) violation: &'a mut ViolationSlot,
+    pub(crate) control: &'a RunControl,
+    pub(crate) clock: &'a mut RunClock,
+}
+
+struct Interaction;
+impl HasData for Interaction {
+    type Data<'a> = InteractionView<'a>;
+}
+
+/// Link `pdpp:connector/interaction`.
+pub(crate) fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    get: fn(&mut T) -> InteractionView<'_>,
+) -> wasmtime::Result<()> {
+    interaction::add_to_linker::<T, Interaction>(linker, get)
+}
+
+impl interaction::Host for InteractionView<'_> {
+    async fn ask(
+        &mut self,
+        req: interaction::Request,
+    ) -> wasmtime::Result<Result<interaction::Response, interaction::InteractionError>> {
+        let request = convert::interaction(req, self.state.schema_bytes).map_err(|v| self.violation.stop(v))?;
+        self.control.check()?;
+        let remaining = self.clock.wall_deadline.saturating_duration_since(Instant::now());
+        let parked = Instant::now();
+        let control = self.control;
+        let answer = {
+            let mut hooks = self.hooks.lock().await;
+            tokio::select! {
+                a = tokio::time::timeout(remaining, hooks.interact(request)) => a,
+                () = control.cancelled() => {
+                    self.clock.blocked += parked.elapsed();
+                    return Err(wasmtime::Error::new(Cancelled { forced: false }));
+                }
+            }
+        };
+        self.clock.blocked += parked.elapsed();
+        match answer {
+            Err(_) => Err(wasmtime::Error::new(Breach::WallClock)),
+            Ok(Err(HookError::Violation(v))) => Err(self.violation.stop(v)),
+            Ok(Err(HookError::HostFault(f))) => Err(wasmtime::Error::new(f)),
+            Ok(Ok(Asked::NotInteractive(what))) => Ok(Err(interaction::InteractionError::NotInteractive(what))),
+            Ok(Ok(Asked::Answer(a))) => Ok(Ok(convert::response(a))),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::super::hooks::{lend, recording::Recorder};
+    use super::interaction::Host;
+    use super::*;
+    use crate::protocol as p;
+    use std::time::Duration;
+
+    fn request() -> interaction::Request {
+        interaction::Request {
+            request_id: "otp-1".into(),
+            kind: interaction::InteractionKind::Otp,
+            stream: None,
+            message: "enter the code".into(),
+            schema: None,
+            timeout_seconds: None,
+        }
+    }
+
+    struct Fixture {
+        state: InteractionState,
+        violation: ViolationSlot,
+        control: RunControl,
+        clock: RunClock,
+    }
+
+    impl Fixture {
+        fn new(wall: Duration) -> Self {
+            Fixture {
+                state: InteractionState::new(1024),
+                violation: ViolationSlot::default(),
+                control: RunControl::new(),
+                clock: RunClock::new(Instant::now(), wall, Duration::from_secs(60)),
+            }
+        }
+
+        fn view<'a>(&'a mut self, hooks: &'a SharedHooks) -> InteractionView<'a> {
+            InteractionView {
+                state: &self.state,
+                hooks,
+                violation: &mut self.violation,
+                control: &self.control,
+                clock: &mut self.clock,
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn without_an_owner_the_guest_is_told_at_once_that_nobody_can_answer() {
+        let (lent, hooks) = lend(Recorder {
+            answer: Some(Asked::NotInteractive("no interactive binding".into())),
+            ..Recorder::default()
+        });
+        let mut f = Fixture::new(Duration::from_secs(60));
+        match f.view(&hooks).ask(request()).await.unwrap() {
+            Err(interaction::InteractionError::NotInteractive(what)) => assert_eq!(what, "no interactive binding"),
+            _ => panic!("not interactive"),
+        }
+        drop(hooks);
+        assert_eq!(lent.take_back().asked[0].kind, p::InteractionKind::Otp);
+    }
+
+    #[tokio::test]
+    async fn an_answer_reaches_the_guest() {
+        let (_lent, hooks) = lend(Recorder {
+            answer: Some(Asked::Answer(p::InteractionAnswer {
+                status: p::InteractionStatus::Cancelled,
+                data: None,
+            })),
+            ..Recorder::default()
+        });
+        let mut f = Fixture::new(Duration::from_secs(60));
+        assert!(matches!(
+            f.view(&hooks).ask(request()).await.unwrap(),
+            Ok(interaction::Response::Cancelled)
+        ));
+    }
+
+    #[tokio::test]
+    async fn cancelling_the_run_ends_a_parked_interaction() {
+        // Nobody answers: only the cancellation can end the wait.
+        let (_lent, hooks) = lend(Recorder::default());
+        let mut f = Fixture::new(Duration::from_secs(3600));
+        let control = f.control.clone();
+        let cancel = tokio::spawn(async move {
+            tokio::task::yield_now().await;
+            control.cancel();
+        });
+        let err = f.view(&hooks).ask(request()).await.unwrap_err();
+        cancel.await.unwrap();
+        assert_eq!(err.downcast_ref::<Cancelled>(), Some(&Cancelled { forced: false }));
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_run_asks_nobody() {
+        let (lent, hooks) = lend(Recorder::default());
+        let mut f = Fixture::new(Duration::from_secs(60));
+        f.control.cancel();
+        let err = f.view(&hooks).ask(request()).await.unwrap_err();
+        assert!(err.downcast_ref::<Cancelled>().is_some());
+        drop(hooks);
+        assert!(lent.take_back().asked.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_schema_that_is_not_json_is_a_violation_kept_in_the_slot() {
+        let (_lent, hooks) = lend(Recorder {
+            answer: Some(Asked::Answer(p::InteractionAnswer::timeout())),
+            ..Recorder::default()
+        });
+        let mut f = Fixture::new(Duration::from_secs(60));
+        let mut bad = request();
+        bad.schema = Some("{".into());
+        let err = f.view(&hooks).ask(bad).await.unwrap_err();
+        assert_eq!(
+            err.downcast_ref::<super::super::super::Violation>().unwrap().rule,
+            "interaction_schema_json"
+        );
+        assert_eq!(f.violation.get().unwrap().rule, "interaction_schema_json");
+    }
+
+    #[tokio::test]
+    async fn an_interaction_the_host_cannot_record_is_a_host_fault_not_a_violation() {
+        let (_lent, hooks) = lend(Recorder {
+            interact_fault: Some("cannot record the interaction: database unavailable".into()),
+            ..Recorder::default()
+        });
+        let mut f = Fixture::new(Duration::from_secs(60));
+        let err = f.view(&hooks).ask(request()).await.unwrap_err();
+        assert_eq!(
+            err.downcast_ref::<super::super::super::HostFault>().unwrap().0,
+            "cannot record the interaction: database unavailable"
+        );
+        assert!(f.violation.get().is_none());
+    }
+}

@@ -1,0 +1,174 @@
+//! Running a plugin: one fresh store per run or probe, and what it ended as.
+
+use super::caps::http::RequestSummary;
+use super::caps::secrets::SecretSet;
+use super::control::{Cancelled, RunControl};
+use super::hooks::{self, NullHooks, RunHooks, Violation};
+use super::limits::{Breach, RunLimits};
+use super::state::{RunState, StoreInputs};
+use super::{CapturedText, Plugin, Sandbox, convert};
+use crate::egress::EgressConfig;
+use crate::protocol as p;
+use serde_json::Value;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use wasmtime::{Store, UpdateDeadline};
+
+/// One run's inputs to the sandbox. What the plugin is granted (its network
+/// allowlist) comes with the [`Plugin`].
+pub struct GuestRun {
+    pub start: p::Start,
+    pub settings: Value,
+    pub secrets: SecretSet,
+    pub limits: RunLimits,
+    pub control: RunControl,
+    /// The deployment's egress settings (rewrites, address rules).
+    pub egress: Arc<EgressConfig>,
+}
+
+/// How the guest's `run` ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum GuestExit {
+    /// It returned DONE.
+    Done(p::Done),
+    /// The runtime rejected a message; the guest was stopped.
+    Violation(Violation),
+    /// A limit stopped it.
+    Limit(Breach),
+    /// It trapped (a panic, `unreachable`, a failed instantiation…) without DONE.
+    Trap(String),
+    /// The host could not keep what the guest sent.
+    HostFault(String),
+    /// The owner cancelled the run.
+    Cancelled(Cancelled),
+}
+
+/// What the run consumed.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Guest time, not counting waits for the owner.
+    pub cpu: Duration,
+    pub wall: Duration,
+    pub peak_memory_bytes: u64,
+    pub stdout: CapturedText,
+    pub stderr: CapturedText,
+    /// HTTP requests in order (no header values).
+    pub requests: Vec<RequestSummary>,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+}
+
+/// A credential probe of one plugin: its setup fields, the candidate
+/// credential, and the same limits and egress a run would have.
+pub struct GuestProbe {
+    pub settings: Value,
+    pub secrets: SecretSet,
+    pub limits: RunLimits,
+    pub control: RunControl,
+    pub egress: Arc<EgressConfig>,
+}
+
+/// What the guest's `validate-credential` answered.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProbeAnswer {
+    Accepted { identity: String, detail: Option<String> },
+    Rejected(String),
+    InsufficientScope(String),
+    Unavailable(String),
+    Unsupported,
+}
+
+impl Sandbox {
+    /// A fresh store for one run: nothing ambient, limits armed.
+    fn store(&self, plugin: &Plugin, inputs: StoreInputs<'_>) -> Store<RunState> {
+        let mut store = Store::new(&self.engine, RunState::new(&plugin.grants, inputs));
+        store.limiter(|s| &mut s.limiter);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|ctx| {
+            if ctx.data().control.forced_due() {
+                return Err(wasmtime::Error::new(Cancelled { forced: true }));
+            }
+            match ctx.data().clock.check() {
+                Some(breach) => Err(wasmtime::Error::new(breach)),
+                None => Ok(UpdateDeadline::Yield(1)),
+            }
+        });
+        store
+    }
+
+    /// Instantiate a plugin in a fresh store and drop it: the fixed cost of a run.
+    pub async fn instantiate_only(&self, plugin: &Plugin) -> anyhow::Result<Duration> {
+        let t = Instant::now();
+        let (_lent, hooks) = hooks::lend(NullHooks);
+        let mut store = self.store(
+            plugin,
+            StoreInputs {
+                hooks,
+                secrets: SecretSet::default(),
+                limits: &RunLimits::default(),
+                control: RunControl::new(),
+                egress: Arc::default(),
+            },
+        );
+        plugin.pre.instantiate_async(&mut store).await?;
+        Ok(t.elapsed())
+    }
+
+    /// Run the guest once in a fresh store, with `hooks` as the runtime's
+    /// side of it; the hooks come back with the guest's exit and usage.
+    pub async fn run<H: RunHooks + 'static>(&self, plugin: &Plugin, run: GuestRun, hooks: H) -> (GuestExit, Usage, H) {
+        let (lent, shared) = hooks::lend(hooks);
+        let mut store = self.store(
+            plugin,
+            StoreInputs {
+                hooks: shared,
+                secrets: run.secrets,
+                limits: &run.limits,
+                control: run.control,
+                egress: run.egress,
+            },
+        );
+        let start = convert::start(&run.start, &run.settings);
+        let result = async {
+            let instance = plugin.pre.instantiate_async(&mut store).await?;
+            instance.call_run(&mut store, &start).await
+        }
+        .await;
+        let state = store.into_data();
+        let exit = match result {
+            Ok(done) => GuestExit::Done(convert::done(done)),
+            Err(e) => state.classify(&e),
+        };
+        let usage = state.usage();
+        drop(state);
+        (exit, usage, lent.take_back())
+    }
+
+    /// Call the guest's credential probe once in a fresh store. Emitting and
+    /// asking the owner are not available to a probe (the hooks drop and refuse them).
+    pub async fn probe(&self, plugin: &Plugin, probe: GuestProbe) -> (Result<ProbeAnswer, GuestExit>, Usage) {
+        let (_lent, hooks) = hooks::lend(NullHooks);
+        let mut store = self.store(
+            plugin,
+            StoreInputs {
+                hooks,
+                secrets: probe.secrets,
+                limits: &probe.limits,
+                control: probe.control,
+                egress: probe.egress,
+            },
+        );
+        let settings = probe.settings.to_string();
+        let result = async {
+            let instance = plugin.pre.instantiate_async(&mut store).await?;
+            instance.call_validate_credential(&mut store, &settings).await
+        }
+        .await;
+        let state = store.into_data();
+        let answer = match result {
+            Ok(a) => Ok(convert::probe_answer(a)),
+            Err(e) => Err(state.classify(&e)),
+        };
+        (answer, state.usage())
+    }
+}

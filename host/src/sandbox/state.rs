@@ -1,0 +1,247 @@
+//! The store state of one run: the core every capability shares, plus one
+//! field per capability.
+//!
+//! The core is what the sandbox itself needs to run a guest and stop it:
+//! the WASI context (nothing ambient, see [`RunState::new`]), the resource
+//! table, the memory limiter, the clock the epoch callback reads, the owner's
+//! control, the violation slot and the runtime's hooks. Each capability keeps
+//! its own state in its own field and gets a view that borrows its field and
+//! the core pieces it needs; this file hands out those views and nothing in
+//! it knows what a capability does with them.
+
+use super::caps::emit::{EmitState, EmitView};
+use super::caps::http::HttpState;
+use super::caps::interaction::{InteractionState, InteractionView};
+use super::caps::log::{LogState, LogView};
+use super::caps::secrets::{SecretSet, SecretsView};
+use super::capture::Capture;
+use super::control::{Cancelled, RunControl};
+use super::grants::Grants;
+use super::hooks::{HostFault, SharedHooks, Violation};
+use super::limits::{Breach, Limiter, RunLimits};
+use super::{GuestExit, Usage};
+use crate::egress::EgressConfig;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::WasiHttpCtxView;
+
+/// Run-time accounting the epoch callback reads.
+pub struct RunClock {
+    pub started: Instant,
+    pub wall_deadline: Instant,
+    pub cpu_budget: Duration,
+    /// Time the guest spent parked in host calls that wait (interactions).
+    pub blocked: Duration,
+}
+
+impl RunClock {
+    pub(crate) fn new(started: Instant, wall_clock: Duration, cpu_budget: Duration) -> Self {
+        RunClock {
+            started,
+            wall_deadline: started + wall_clock,
+            cpu_budget,
+            blocked: Duration::ZERO,
+        }
+    }
+
+    pub fn guest_time(&self) -> Duration {
+        self.started.elapsed().saturating_sub(self.blocked)
+    }
+
+    /// The breach, if a limit has been passed now.
+    pub fn check(&self) -> Option<Breach> {
+        if Instant::now() >= self.wall_deadline {
+            Some(Breach::WallClock)
+        } else if self.guest_time() > self.cpu_budget {
+            Some(Breach::Cpu)
+        } else {
+            None
+        }
+    }
+}
+
+/// The first violation of a run; once set, the guest is being stopped.
+#[derive(Debug, Default)]
+pub(crate) struct ViolationSlot(Option<Violation>);
+
+impl ViolationSlot {
+    /// Keep `v` unless an earlier violation is kept already, and return the
+    /// error that stops the guest.
+    pub(crate) fn stop(&mut self, v: Violation) -> wasmtime::Error {
+        self.0.get_or_insert(v.clone());
+        wasmtime::Error::new(v)
+    }
+
+    pub(crate) fn get(&self) -> Option<&Violation> {
+        self.0.as_ref()
+    }
+}
+
+/// What one run's store is built from.
+pub(crate) struct StoreInputs<'a> {
+    pub hooks: SharedHooks,
+    pub secrets: SecretSet,
+    pub limits: &'a RunLimits,
+    pub control: RunControl,
+    pub egress: Arc<EgressConfig>,
+}
+
+/// Everything a store holds for one run.
+pub struct RunState {
+    wasi: WasiCtx,
+    pub(super) table: ResourceTable,
+    pub(super) limiter: Limiter,
+    pub(super) clock: RunClock,
+    pub(super) control: RunControl,
+    pub(super) violation: ViolationSlot,
+    hooks: SharedHooks,
+    stdout: Capture,
+    stderr: Capture,
+    // One field per capability.
+    emit: EmitState,
+    interaction: InteractionState,
+    secrets: SecretSet,
+    log: LogState,
+    http: HttpState,
+}
+
+impl RunState {
+    /// A fresh state: nothing ambient, limits armed, every capability's state
+    /// built from this run's inputs and the plugin's grants.
+    pub(crate) fn new(grants: &Grants, inputs: StoreInputs<'_>) -> Self {
+        let StoreInputs {
+            hooks,
+            secrets,
+            limits,
+            control,
+            egress,
+        } = inputs;
+        let stdout = Capture::new(limits.output_capture_bytes);
+        let stderr = Capture::new(limits.output_capture_bytes);
+        let mut wasi = WasiCtxBuilder::new();
+        // Nothing ambient, spelled out rather than left to defaults.
+        wasi.envs(&[] as &[(&str, &str)])
+            .args(&[] as &[&str])
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .socket_addr_check(|_, _| Box::pin(async { false }))
+            .stdout(stdout.clone())
+            .stderr(stderr.clone());
+        let clock = RunClock::new(Instant::now(), limits.wall_clock, limits.cpu);
+        let http = HttpState::new(
+            grants.egress_policy(egress),
+            limits.http.clone(),
+            secrets.clone(),
+            clock.wall_deadline,
+        );
+        RunState {
+            wasi: wasi.build(),
+            table: ResourceTable::new(),
+            limiter: Limiter::new(limits.memory_bytes),
+            clock,
+            control,
+            violation: ViolationSlot::default(),
+            hooks,
+            stdout,
+            stderr,
+            emit: EmitState::new(limits.message_bytes, limits.max_records),
+            interaction: InteractionState::new(limits.message_bytes),
+            secrets,
+            log: LogState::new(limits.log_bytes),
+            http,
+        }
+    }
+
+    pub(super) fn emit_view(&mut self) -> EmitView<'_> {
+        EmitView {
+            state: &mut self.emit,
+            hooks: &self.hooks,
+            violation: &mut self.violation,
+            control: &self.control,
+        }
+    }
+
+    pub(super) fn interaction_view(&mut self) -> InteractionView<'_> {
+        InteractionView {
+            state: &self.interaction,
+            hooks: &self.hooks,
+            violation: &mut self.violation,
+            control: &self.control,
+            clock: &mut self.clock,
+        }
+    }
+
+    pub(super) fn secrets_view(&mut self) -> SecretsView<'_> {
+        SecretsView {
+            secrets: &self.secrets,
+            table: &mut self.table,
+            hooks: &self.hooks,
+        }
+    }
+
+    pub(super) fn log_view(&mut self) -> LogView<'_> {
+        LogView {
+            state: &mut self.log,
+            hooks: &self.hooks,
+        }
+    }
+
+    pub(super) fn http_view(&mut self) -> WasiHttpCtxView<'_> {
+        self.http.view(&mut self.table)
+    }
+
+    /// What the guest used, read when its store is finished.
+    pub(super) fn usage(&self) -> Usage {
+        let started = self.clock.started;
+        let http = self.http.take_usage();
+        Usage {
+            cpu: self.clock.guest_time().min(started.elapsed()),
+            wall: started.elapsed(),
+            peak_memory_bytes: self.limiter.peak_memory as u64,
+            stdout: self.stdout.snapshot(),
+            stderr: self.stderr.snapshot(),
+            requests: http.requests,
+            bytes_in: http.bytes_in,
+            bytes_out: http.bytes_out,
+        }
+    }
+
+    /// How a guest call that failed ended: the owner's cancellation first,
+    /// then the run's first violation, a limit, a host fault, else a trap.
+    pub(super) fn classify(&self, e: &wasmtime::Error) -> GuestExit {
+        if let Some(c) = e.downcast_ref::<Cancelled>() {
+            return GuestExit::Cancelled(*c);
+        }
+        if let Some(v) = self.violation.get() {
+            return GuestExit::Violation(v.clone());
+        }
+        if let Some(b) = e.downcast_ref::<Breach>() {
+            return GuestExit::Limit(*b);
+        }
+        if self.limiter.breached {
+            return GuestExit::Limit(Breach::Memory);
+        }
+        if let Some(v) = e.downcast_ref::<Violation>() {
+            return GuestExit::Violation(v.clone());
+        }
+        if let Some(f) = e.downcast_ref::<HostFault>() {
+            return GuestExit::HostFault(f.0.clone());
+        }
+        match e.downcast_ref::<wasmtime::Trap>() {
+            Some(trap) => GuestExit::Trap(trap.to_string()),
+            None => GuestExit::Trap(super::root(e)),
+        }
+    }
+}
+
+impl WasiView for RunState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
