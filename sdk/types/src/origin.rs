@@ -119,6 +119,27 @@ impl Origin {
         }
     }
 
+    /// The authority a request to this origin names (its `Host` header):
+    /// the host, in brackets when IPv6, with the port only when it is not the
+    /// scheme's default.
+    ///
+    /// ```
+    /// use pdpp_types::Origin;
+    /// assert_eq!(Origin::parse("https://api.example.com").unwrap().authority(), "api.example.com");
+    /// assert_eq!(Origin::parse("http://[::1]:8080").unwrap().authority(), "[::1]:8080");
+    /// ```
+    pub fn authority(&self) -> String {
+        let host = if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        match Origin::default_port(&self.scheme) {
+            Some(port) if port == self.port => host,
+            _ => format!("{host}:{}", self.port),
+        }
+    }
+
     fn from_parts(scheme: &str, authority: &str, pattern_allowed: bool) -> Option<Origin> {
         let scheme = scheme.to_ascii_lowercase();
         let default_port = Origin::default_port(&scheme)?;
@@ -273,6 +294,9 @@ mod tests {
         assert_eq!(v6.port, 8080);
         assert_eq!(v6.to_string(), "http://[::1]:8080");
         assert_eq!(o("https://[2606:4700::1111]").port, 443);
+        assert_eq!(o("https://[2606:4700::1111]").authority(), "[2606:4700::1111]");
+        assert_eq!(o("http://x.test:80").authority(), "x.test");
+        assert_eq!(o("https://x.test:80").authority(), "x.test:80");
         // What the host builds from a request URI (brackets already stripped) matches.
         let asked = Origin {
             scheme: "http".into(),
