@@ -47,9 +47,12 @@ export PDPP_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$PGPORT/postgres"
 echo "PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}') on 127.0.0.1:$PGPORT"
 
 echo "==> tests"
-# The SDK, the host (unit and integration tests) and every connector's own tests.
-packages=(-p pdpp-sdk -p pdpp-host)
-for dir in connectors/*/; do
-  if [ -f "$dir/Cargo.toml" ]; then packages+=(-p "$(basename "$dir")"); fi
+# The SDK crates, the host (unit and integration tests) and every
+# connector's own tests.
+packages=(-p pdpp-host)
+for dir in sdk/ sdk/*/ connectors/*/; do
+  if [ -f "$dir/Cargo.toml" ]; then
+    packages+=(-p "$(sed -n 's/^name = "\(.*\)"/\1/p' "$dir/Cargo.toml" | head -n 1)")
+  fi
 done
 cargo test --locked "${packages[@]}"

@@ -19,6 +19,7 @@
 //! ```
 
 use crate::{Failure, Recovery, Secret};
+use pdpp_types::Origin;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::time::{Duration, Instant};
@@ -28,20 +29,28 @@ use wasip2::http::types::{self as wt, ErrorCode, Fields, Method, OutgoingBody, O
 /// A request to build and send.
 #[derive(Clone, Debug)]
 pub struct Request {
+    /// `GET`, `POST`, … (upper case).
     pub method: String,
+    /// An absolute `http` or `https` URL.
     pub url: String,
+    /// Header names and values, in order (names are sent lower case).
     pub headers: Vec<(String, String)>,
+    /// The body; secret placeholders in it are substituted by the host too.
     pub body: Vec<u8>,
 }
 
 /// A response, body read in full.
 #[derive(Clone, Debug)]
 pub struct Response {
+    /// The HTTP status.
     pub status: u16,
+    /// Header names (lower case) and values.
     pub headers: Vec<(String, String)>,
+    /// The body (the host caps its size).
     pub body: Vec<u8>,
 }
 
+/// Why a request did not produce the response the caller wanted.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum HttpError {
     /// The host refused the request (origin not allowed, address blocked,
@@ -50,7 +59,12 @@ pub enum HttpError {
     /// The request failed on the way (connection, timeout, TLS…).
     Transport(String),
     /// A response with a status the caller treats as an error.
-    Status { status: u16, retry_after: Option<u64> },
+    Status {
+        /// The HTTP status.
+        status: u16,
+        /// `Retry-After`, in seconds, when the server sent one.
+        retry_after: Option<u64>,
+    },
     /// The URL or the response body could not be understood.
     Invalid(String),
 }
@@ -66,6 +80,11 @@ impl std::fmt::Display for HttpError {
     }
 }
 
+impl std::error::Error for HttpError {}
+
+/// What a request failure means for the run: 401/403 a refused credential,
+/// 429 a rate limit, a refused egress a fault no retry mends, anything else
+/// a failure the runtime may retry.
 impl From<HttpError> for Failure {
     fn from(e: HttpError) -> Self {
         match &e {
@@ -89,15 +108,18 @@ impl From<HttpError> for Failure {
     }
 }
 
+/// A GET request.
 pub fn get(url: &str) -> Request {
     Request::new("GET", url)
 }
 
+/// A POST request.
 pub fn post(url: &str) -> Request {
     Request::new("POST", url)
 }
 
 impl Request {
+    /// A request with no header and no body.
     pub fn new(method: &str, url: &str) -> Self {
         Request {
             method: method.to_owned(),
@@ -106,6 +128,7 @@ impl Request {
             body: Vec::new(),
         }
     }
+    /// Add a header (repeated names are sent repeated).
     pub fn header(mut self, name: &str, value: &str) -> Self {
         self.headers.push((name.to_owned(), value.to_owned()));
         self
@@ -115,6 +138,13 @@ impl Request {
         let value = format!("Bearer {}", secret.placeholder());
         self.header("authorization", &value)
     }
+    /// The origin the request goes to (before the deployment's rewrites),
+    /// or `None` when the URL has none.
+    pub fn origin(&self) -> Option<Origin> {
+        Origin::of_url(&self.url)
+    }
+
+    /// A JSON body, with `content-type: application/json`.
     pub fn json_body(mut self, body: &impl Serialize) -> Result<Self, HttpError> {
         self.body = serde_json::to_vec(body).map_err(|e| HttpError::Invalid(e.to_string()))?;
         Ok(self.header("content-type", "application/json"))
@@ -165,7 +195,9 @@ impl Request {
 /// How [`Request::send_with`] retries.
 #[derive(Clone, Debug)]
 pub struct Retry {
+    /// Attempts in all, the first one included.
     pub max_attempts: u32,
+    /// The first wait; each later one doubles it (unless `Retry-After` says otherwise).
     pub base_delay: Duration,
     /// The most time all attempts and waits may take.
     pub budget: Duration,
@@ -188,15 +220,18 @@ impl Retry {
 }
 
 impl Response {
+    /// The first value of a header (names compare case-insensitively).
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
+    /// The body as text (invalid UTF-8 replaced).
     pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
+    /// The body parsed as JSON.
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, HttpError> {
         serde_json::from_slice(&self.body)
             .map_err(|e| HttpError::Invalid(format!("response is not the expected JSON: {e}")))
@@ -267,7 +302,7 @@ fn send(req: &Request) -> Result<Response, HttpError> {
     let headers = Fields::new();
     for (k, v) in &req.headers {
         headers
-            .append(&k.to_ascii_lowercase(), &v.as_bytes().to_vec())
+            .append(&k.to_ascii_lowercase(), v.as_bytes())
             .map_err(|e| HttpError::Refused(format!("header {k}: {e:?}")))?;
     }
     let out = OutgoingRequest::new(headers);

@@ -8,6 +8,7 @@
 //! later run looks like new data arriving, and an incremental run resumed
 //! from the previous cursor emits only the new items.
 
+use pdpp_sdk::types::parse_instant;
 use pdpp_sdk::{
     Answer, Connector, Failure, InteractError, Interaction, Recovery, Run, StreamScope, export_connector, json,
 };
@@ -96,8 +97,10 @@ fn collect<T: Serialize>(
     let stream = scope.name.as_str();
     let mut cursor: Cursor = run.cursor(stream)?.unwrap_or_default();
     let mut emitted = 0u64;
+    let after = cursor.after.as_deref().and_then(parse_instant);
     for (key, ts, allowed, item) in items {
-        if cursor.after.as_deref().is_some_and(|after| ts.as_str() <= after) {
+        // Instants, not text: a cursor written in another format still orders right.
+        if after.is_some_and(|after| parse_instant(&ts).is_none_or(|t| t <= after)) {
             continue;
         }
         if !allowed || !scope.allows_time(&ts) {
@@ -106,7 +109,7 @@ fn collect<T: Serialize>(
         run.record(stream, key, &item)?;
         emitted += 1;
         cursor.after = Some(ts);
-        if emitted % every == 0 {
+        if emitted.is_multiple_of(every) {
             run.checkpoint(stream, &cursor)?;
             run.progress(Some(stream), "collecting", Some(emitted), None);
         }

@@ -13,13 +13,12 @@
 //!
 //! `user` is a snapshot of the account and has no cursor.
 
-#[path = "../../shared/provider.rs"]
-mod provider;
-
+use pdpp_provider::{Api, Entry, Listing, Order, Page, Spec, Stop, Streams, encode, key_of, parse_json};
 use pdpp_sdk::http;
-use pdpp_sdk::{Account, Connector, Failure, Probe, ProbeError, Run, StreamScope, Value, export_connector, json};
-use provider::{Api, Pages, Stop, allowed, conclude, encode, key_of, later, latest, settle};
-use serde::{Deserialize, Serialize};
+use pdpp_sdk::types::Origin;
+use pdpp_sdk::{
+    Account, Connector, Failure, Probe, ProbeError, Run, Secret, StreamScope, Value, export_connector, json,
+};
 use std::collections::HashSet;
 
 const API: &str = "https://api.github.com";
@@ -31,73 +30,65 @@ const SEARCH_CAP: u64 = 1_000;
 /// Issue and pull request bodies are cut to this many characters.
 const BODY_CHARS: usize = 20_000;
 
-#[derive(Serialize, Deserialize, Default)]
-struct Cursor {
-    /// The newest cursor-field value already collected.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    last: Option<String>,
+/// Every listing keeps `{"last": <newest watermark>}` as its cursor; the
+/// consent time is `created_at` except for stars (`starred_at`).
+const fn spec(key: &'static str, watermark: &'static str, consent: &'static str, order: Order) -> Spec {
+    Spec {
+        cursor_field: "last",
+        key,
+        watermark,
+        consent_time_field: Some(consent),
+        order,
+        max_pages: MAX_PAGES,
+    }
 }
+
+/// Newest push first, stopping at the cursor.
+const REPOSITORIES: Spec = spec("/id", "/pushed_at", "created_at", Order::NewestFirst);
+/// Newest star first, stopping at the cursor.
+const STARRED: Spec = spec("/repo/id", "/starred_at", "starred_at", Order::NewestFirst);
+/// `since=` and `updated:>=` filter at GitHub.
+const UPDATED_SINCE: Spec = spec("/id", "/updated_at", "created_at", Order::Filtered);
 
 struct GitHub;
 
+/// The API client with GitHub's headers, for runs and the probe alike.
+fn api(token: Secret) -> Api {
+    Api::new("GitHub", token)
+        .header("accept", "application/vnd.github+json")
+        .header("x-github-api-version", "2022-11-28")
+        .header("user-agent", USER_AGENT)
+}
+
 impl Connector for GitHub {
     fn run(run: &mut Run) -> Result<(), Failure> {
-        let api = Api::new("GitHub", run.secret("token")?)
-            .header("accept", "application/vnd.github+json")
-            .header("x-github-api-version", "2022-11-28")
-            .header("user-agent", USER_AGENT);
-        let mut failed = Vec::new();
+        let api = api(run.secret("token")?);
+        let mut streams = Streams::new();
 
         // The account: a stream of its own, and the login the pull request search needs.
         let me = (run.in_scope("user") || run.in_scope("pull_requests")).then(|| api.get_json(&format!("{API}/user")));
-        if let Some(scope) = run.stream_scope("user").cloned() {
-            let result = match &me {
-                Some(Ok((_, user))) => emit_user(run, &scope, user),
-                Some(Err(stop)) => Err(stop.clone()),
-                None => Ok(()),
-            };
-            settle(run, "user", result, &mut failed)?;
-        }
-        if let Some(scope) = run.stream_scope("repositories").cloned() {
-            let result = repositories(run, &api, &scope);
-            settle(run, "repositories", result, &mut failed)?;
-        }
-        if let Some(scope) = run.stream_scope("starred").cloned() {
-            let result = starred(run, &api, &scope);
-            settle(run, "starred", result, &mut failed)?;
-        }
-        if let Some(scope) = run.stream_scope("issues").cloned() {
-            let result = issues(run, &api, &scope);
-            settle(run, "issues", result, &mut failed)?;
-        }
-        if let Some(scope) = run.stream_scope("pull_requests").cloned() {
-            let result = match &me {
-                Some(Ok((_, user))) => match user["login"].as_str() {
-                    Some(login) => pull_requests(run, &api, &scope, login),
-                    None => Err(Stop::Stream("GET /user answered without a login".into())),
-                },
-                Some(Err(stop)) => Err(stop.clone()),
-                None => Ok(()),
-            };
-            settle(run, "pull_requests", result, &mut failed)?;
-        }
-        if let Some(scope) = run.stream_scope("gists").cloned() {
-            let result = gists(run, &api, &scope);
-            settle(run, "gists", result, &mut failed)?;
-        }
-        conclude(&failed)
+        let account = || match &me {
+            Some(Ok((_, user))) => Ok(user),
+            Some(Err(stop)) => Err(stop.clone()),
+            None => Err(Stop::Stream("GET /user was not read".into())),
+        };
+        streams.collect(run, "user", |run, scope| emit_user(run, scope, account()?))?;
+        streams.collect(run, "repositories", |run, scope| repositories(run, &api, scope))?;
+        streams.collect(run, "starred", |run, scope| starred(run, &api, scope))?;
+        streams.collect(run, "issues", |run, scope| issues(run, &api, scope))?;
+        streams.collect(run, "pull_requests", |run, scope| {
+            let login = account()?["login"]
+                .as_str()
+                .ok_or_else(|| Stop::Stream("GET /user answered without a login".into()))?;
+            pull_requests(run, &api, scope, login)
+        })?;
+        streams.collect(run, "gists", |run, scope| gists(run, &api, scope))?;
+        streams.finish()
     }
 
     /// `GET /user` with the candidate token: the account is its login.
     fn validate_credential(probe: &Probe) -> Result<Account, ProbeError> {
-        let token = probe.secret("token")?;
-        let user: Value = http::get(&format!("{API}/user"))
-            .bearer(&token)
-            .header("accept", "application/vnd.github+json")
-            .header("x-github-api-version", "2022-11-28")
-            .header("user-agent", USER_AGENT)
-            .send_with(&provider::PROBE_RETRY)?
-            .json()?;
+        let user = api(probe.secret("token")?).probe_json(&format!("{API}/user"))?;
         let login = user["login"]
             .as_str()
             .ok_or_else(|| ProbeError::Unavailable("GET /user answered without a login".into()))?;
@@ -113,34 +104,38 @@ impl Connector for GitHub {
     }
 }
 
-/// Read a `Link`-paginated listing from `first`, handing each page's JSON to
-/// `page`, which returns false to stop early.
-fn walk(api: &Api, what: &str, first: String, mut page: impl FnMut(&Value) -> Result<bool, Stop>) -> Result<(), Stop> {
-    let mut pages = Pages::new(what, MAX_PAGES);
-    let mut url = first;
-    loop {
-        pages.visit(&url)?;
-        let (resp, body) = api.get_json(&url)?;
-        if !page(&body)? {
-            return Ok(());
+/// GET one page of a `Link`-paginated listing: `first`, or the `rel="next"`
+/// link the previous page named, which must stay on the API origin. Returns
+/// the page's JSON and its own next link.
+fn get_page(
+    api: &Api,
+    what: &str,
+    first: &str,
+    next: Option<&str>,
+    accept: Option<&str>,
+) -> Result<(Value, Option<String>), Stop> {
+    let url = match next {
+        None => first.to_owned(),
+        Some(link) => {
+            on_api(link).ok_or_else(|| Stop::Stream(format!("{what}: the next page link {link} is not on {API}")))?
         }
-        let Some(link) = resp.header("link") else {
-            return Ok(());
-        };
-        match next_link(link) {
-            None => return Ok(()),
-            Some(next) => {
-                url = on_api(&next)
-                    .ok_or_else(|| Stop::Stream(format!("{what}: the next page link {next} is not on {API}")))?;
-            }
-        }
+    };
+    let mut req = http::get(&url);
+    if let Some(accept) = accept {
+        req = req.header("accept", accept);
     }
+    let resp = api.send(req)?;
+    let body = parse_json(&resp, what)?;
+    Ok((body, resp.header("link").and_then(next_link)))
 }
 
-/// The items of a page that must be a JSON array.
-fn array<'a>(what: &str, body: &'a Value) -> Result<&'a Vec<Value>, Stop> {
-    body.as_array()
-        .ok_or_else(|| Stop::Stream(format!("{what}: a page is not a JSON array")))
+/// A page whose body must be a JSON array of items.
+fn array_page(api: &Api, what: &str, first: &str, next: Option<&str>, accept: Option<&str>) -> Result<Page, Stop> {
+    let (body, next) = get_page(api, what, first, next, accept)?;
+    match body {
+        Value::Array(items) => Ok(Page { items, next }),
+        _ => Err(Stop::Stream(format!("{what}: a page is not a JSON array"))),
+    }
 }
 
 /// The `rel="next"` target of a `Link` header.
@@ -165,14 +160,13 @@ fn next_link(header: &str) -> Option<String> {
     None
 }
 
-/// A next link as an absolute URL on the API origin, or None if it leaves it.
+/// A next link as an absolute URL on the API origin, or None if it leaves it
+/// (another scheme, host or port, or a scheme-relative `//host/…`).
 fn on_api(link: &str) -> Option<String> {
     if link.starts_with('/') && !link.starts_with("//") {
         return Some(format!("{API}{link}"));
     }
-    link.strip_prefix(API)
-        .filter(|rest| rest.starts_with('/'))
-        .map(|_| link.to_owned())
+    (Origin::of_url(link)? == Origin::parse(API)?).then(|| link.to_owned())
 }
 
 fn text(v: &Value) -> Value {
@@ -226,7 +220,7 @@ fn repository_of(issue: &Value) -> Value {
 
 fn emit_user(run: &mut Run, scope: &StreamScope, user: &Value) -> Result<(), Stop> {
     let key = key_of(&user["id"]).ok_or_else(|| Stop::Stream("GET /user answered without an id".into()))?;
-    if allowed(scope, &key, user["updated_at"].as_str()) {
+    if scope.allows_record(&key, user["updated_at"].as_str()) {
         let record = json!({
             "id": user["id"],
             "login": user["login"],
@@ -253,23 +247,14 @@ fn emit_user(run: &mut Run, scope: &StreamScope, user: &Value) -> Result<(), Sto
 }
 
 fn repositories(run: &mut Run, api: &Api, scope: &StreamScope) -> Result<(), Stop> {
-    let cursor: Cursor = run.cursor("repositories")?.unwrap_or_default();
-    let mut newest = cursor.last.clone();
-    let mut count = 0u64;
+    let what = "GET /user/repos";
     let first = format!("{API}/user/repos?per_page=100&sort=pushed&direction=desc");
-    walk(api, "GET /user/repos", first, |page| {
-        for repo in array("GET /user/repos", page)? {
-            let pushed_at = repo["pushed_at"].as_str();
-            if let (Some(last), Some(p)) = (cursor.last.as_deref(), pushed_at)
-                && !later(p, last)
-            {
-                return Ok(false);
-            }
-            let Some(key) = key_of(&repo["id"]) else { continue };
-            if !allowed(scope, &key, repo["created_at"].as_str()) {
-                continue;
-            }
-            let record = json!({
+    let mut listing = Listing::start(run, scope, REPOSITORIES)?;
+    listing.walk(
+        what,
+        |next| array_page(api, what, &first, next, None),
+        |repo| {
+            Entry::Upsert(json!({
                 "id": repo["id"],
                 "name": repo["name"],
                 "full_name": repo["full_name"],
@@ -293,46 +278,24 @@ fn repositories(run: &mut Run, api: &Api, scope: &StreamScope) -> Result<(), Sto
                 "created_at": text(&repo["created_at"]),
                 "updated_at": text(&repo["updated_at"]),
                 "pushed_at": text(&repo["pushed_at"]),
-            });
-            run.record("repositories", key, &record)?;
-            count += 1;
-            newest = latest(newest.take(), pushed_at);
-        }
-        run.progress(Some("repositories"), "collecting repositories", Some(count), None);
-        Ok(true)
-    })?;
-    run.checkpoint("repositories", &Cursor { last: newest })?;
-    run.progress(Some("repositories"), "repositories collected", Some(count), Some(count));
-    Ok(())
+            }))
+        },
+    )?;
+    listing.finish()
 }
 
 fn starred(run: &mut Run, api: &Api, scope: &StreamScope) -> Result<(), Stop> {
-    let cursor: Cursor = run.cursor("starred")?.unwrap_or_default();
-    let mut newest = cursor.last.clone();
-    let mut count = 0u64;
+    let what = "GET /user/starred";
     let first = format!("{API}/user/starred?per_page=100&sort=created&direction=desc");
-    let mut url = first;
-    let mut pages = Pages::new("GET /user/starred", MAX_PAGES);
     // The star+json media type adds `starred_at`, so this listing sets its own Accept.
-    loop {
-        pages.visit(&url)?;
-        let resp = api.send(http::get(&url).header("accept", "application/vnd.github.star+json"))?;
-        let page = provider::parse_json(&resp, "GET /user/starred")?;
-        let mut more = true;
-        for star in array("GET /user/starred", &page)? {
-            let starred_at = star["starred_at"].as_str();
-            if let (Some(last), Some(s)) = (cursor.last.as_deref(), starred_at)
-                && !later(s, last)
-            {
-                more = false;
-                break;
-            }
+    let accept = Some("application/vnd.github.star+json");
+    let mut listing = Listing::start(run, scope, STARRED)?;
+    listing.walk(
+        what,
+        |next| array_page(api, what, &first, next, accept),
+        |star| {
             let repo = &star["repo"];
-            let Some(key) = key_of(&repo["id"]) else { continue };
-            if !allowed(scope, &key, starred_at) {
-                continue;
-            }
-            let record = json!({
+            Entry::Upsert(json!({
                 "id": repo["id"],
                 "full_name": repo["full_name"],
                 "owner": text(&repo["owner"]["login"]),
@@ -342,25 +305,10 @@ fn starred(run: &mut Run, api: &Api, scope: &StreamScope) -> Result<(), Stop> {
                 "stargazers_count": repo["stargazers_count"],
                 "html_url": text(&repo["html_url"]),
                 "starred_at": text(&star["starred_at"]),
-            });
-            run.record("starred", key, &record)?;
-            count += 1;
-            newest = latest(newest.take(), starred_at);
-        }
-        run.progress(Some("starred"), "collecting stars", Some(count), None);
-        let next = resp.header("link").and_then(next_link);
-        match next {
-            Some(next) if more => {
-                url = on_api(&next).ok_or_else(|| {
-                    Stop::Stream(format!("GET /user/starred: the next page link {next} is not on {API}"))
-                })?;
-            }
-            _ => break,
-        }
-    }
-    run.checkpoint("starred", &Cursor { last: newest })?;
-    run.progress(Some("starred"), "stars collected", Some(count), Some(count));
-    Ok(())
+            }))
+        },
+    )?;
+    listing.finish()
 }
 
 fn issue_record(issue: &Value) -> Value {
@@ -387,43 +335,32 @@ fn issue_record(issue: &Value) -> Value {
 }
 
 fn issues(run: &mut Run, api: &Api, scope: &StreamScope) -> Result<(), Stop> {
-    let cursor: Cursor = run.cursor("issues")?.unwrap_or_default();
-    let mut newest = cursor.last.clone();
-    let mut count = 0u64;
+    let what = "GET /issues";
+    let mut listing = Listing::start(run, scope, UPDATED_SINCE)?;
     let mut first = format!("{API}/issues?filter=all&state=all&sort=updated&direction=desc&per_page=100");
-    if let Some(since) = &cursor.last {
+    if let Some(since) = listing.since() {
         first.push_str(&format!("&since={}", encode(since)));
     }
-    walk(api, "GET /issues", first, |page| {
-        for issue in array("GET /issues", page)? {
-            let Some(key) = key_of(&issue["id"]) else { continue };
-            if !allowed(scope, &key, issue["created_at"].as_str()) {
-                continue;
-            }
-            run.record("issues", key, &issue_record(issue))?;
-            count += 1;
-            newest = latest(newest.take(), issue["updated_at"].as_str());
-        }
-        run.progress(Some("issues"), "collecting issues", Some(count), None);
-        Ok(true)
-    })?;
-    run.checkpoint("issues", &Cursor { last: newest })?;
-    run.progress(Some("issues"), "issues collected", Some(count), Some(count));
-    Ok(())
+    listing.walk(
+        what,
+        |next| array_page(api, what, &first, next, None),
+        |issue| Entry::Upsert(issue_record(issue)),
+    )?;
+    listing.finish()
 }
 
 /// The account's pull requests, through the search API. A query returns at
 /// most 1000 hits, so when there are more the next query continues below
 /// the oldest `updated_at` seen.
 fn pull_requests(run: &mut Run, api: &Api, scope: &StreamScope, login: &str) -> Result<(), Stop> {
-    let cursor: Cursor = run.cursor("pull_requests")?.unwrap_or_default();
-    let mut newest = cursor.last.clone();
-    let mut count = 0u64;
+    let what = "GET /search/issues";
+    let mut listing = Listing::start(run, scope, UPDATED_SINCE)?;
+    let since = listing.since().map(str::to_owned);
     let mut seen: HashSet<String> = HashSet::new();
     let mut below: Option<String> = None;
     loop {
         let mut q = format!("type:pr author:{login}");
-        if let Some(since) = &cursor.last {
+        if let Some(since) = &since {
             q.push_str(&format!(" updated:>={since}"));
         }
         if let Some(before) = &below {
@@ -433,23 +370,27 @@ fn pull_requests(run: &mut Run, api: &Api, scope: &StreamScope, login: &str) -> 
             "{API}/search/issues?q={}&sort=updated&order=desc&per_page=100",
             encode(&q)
         );
-        let mut total = 0u64;
-        let mut hits = 0u64;
+        let (mut total, mut hits) = (0u64, 0u64);
         let mut oldest: Option<String> = None;
-        walk(api, "GET /search/issues", first, |page| {
-            total = page["total_count"].as_u64().unwrap_or(0);
-            let items = page["items"]
-                .as_array()
-                .ok_or_else(|| Stop::Stream("GET /search/issues: a page has no items array".into()))?;
-            for pr in items {
-                hits += 1;
-                let updated_at = pr["updated_at"].as_str();
-                if let Some(u) = updated_at {
+        listing.walk(
+            what,
+            |next| {
+                let (page, next) = get_page(api, what, &first, next, None)?;
+                total = page["total_count"].as_u64().unwrap_or(0);
+                let items = page["items"]
+                    .as_array()
+                    .cloned()
+                    .ok_or_else(|| Stop::Stream(format!("{what}: a page has no items array")))?;
+                hits += items.len() as u64;
+                if let Some(u) = items.iter().rev().find_map(|pr| pr["updated_at"].as_str()) {
                     oldest = Some(u.to_owned());
                 }
-                let Some(key) = key_of(&pr["id"]) else { continue };
-                if !seen.insert(key.clone()) || !allowed(scope, &key, pr["created_at"].as_str()) {
-                    continue;
+                Ok(Page { items, next })
+            },
+            |pr| {
+                // A pull request on the boundary of two queries comes twice.
+                if !key_of(&pr["id"]).is_some_and(|key| seen.insert(key)) {
+                    return Entry::Ignore;
                 }
                 let mut record = issue_record(pr);
                 record["merged_at"] = text(&pr["pull_request"]["merged_at"]);
@@ -457,49 +398,35 @@ fn pull_requests(run: &mut Run, api: &Api, scope: &StreamScope, login: &str) -> 
                 if let Some(map) = record.as_object_mut() {
                     map.remove("is_pull_request");
                 }
-                run.record("pull_requests", key, &record)?;
-                count += 1;
-                newest = latest(newest.take(), updated_at);
-            }
-            run.progress(Some("pull_requests"), "collecting pull requests", Some(count), None);
-            Ok(true)
-        })?;
+                Entry::Upsert(record)
+            },
+        )?;
         if hits < SEARCH_CAP || total <= hits {
             break;
         }
         match oldest {
             Some(o) if below.as_deref() != Some(o.as_str()) => below = Some(o),
             _ => {
-                return Err(Stop::Stream(
-                    "GET /search/issues: more than 1000 pull requests share one updated_at".into(),
-                ));
+                return Err(Stop::Stream(format!(
+                    "{what}: more than 1000 pull requests share one updated_at"
+                )));
             }
         }
     }
-    run.checkpoint("pull_requests", &Cursor { last: newest })?;
-    run.progress(
-        Some("pull_requests"),
-        "pull requests collected",
-        Some(count),
-        Some(count),
-    );
-    Ok(())
+    listing.finish()
 }
 
 fn gists(run: &mut Run, api: &Api, scope: &StreamScope) -> Result<(), Stop> {
-    let cursor: Cursor = run.cursor("gists")?.unwrap_or_default();
-    let mut newest = cursor.last.clone();
-    let mut count = 0u64;
+    let what = "GET /gists";
+    let mut listing = Listing::start(run, scope, UPDATED_SINCE)?;
     let mut first = format!("{API}/gists?per_page=100");
-    if let Some(since) = &cursor.last {
+    if let Some(since) = listing.since() {
         first.push_str(&format!("&since={}", encode(since)));
     }
-    walk(api, "GET /gists", first, |page| {
-        for gist in array("GET /gists", page)? {
-            let Some(key) = key_of(&gist["id"]) else { continue };
-            if !allowed(scope, &key, gist["created_at"].as_str()) {
-                continue;
-            }
+    listing.walk(
+        what,
+        |next| array_page(api, what, &first, next, None),
+        |gist| {
             let files: Vec<Value> = gist["files"]
                 .as_object()
                 .into_iter()
@@ -513,8 +440,8 @@ fn gists(run: &mut Run, api: &Api, scope: &StreamScope) -> Result<(), Stop> {
                     })
                 })
                 .collect();
-            let record = json!({
-                "id": key,
+            Entry::Upsert(json!({
+                "id": key_of(&gist["id"]),
                 "description": text(&gist["description"]),
                 "public": gist["public"],
                 "owner": text(&gist["owner"]["login"]),
@@ -523,17 +450,10 @@ fn gists(run: &mut Run, api: &Api, scope: &StreamScope) -> Result<(), Stop> {
                 "comments": gist["comments"],
                 "created_at": text(&gist["created_at"]),
                 "updated_at": text(&gist["updated_at"]),
-            });
-            run.record("gists", key, &record)?;
-            count += 1;
-            newest = latest(newest.take(), gist["updated_at"].as_str());
-        }
-        run.progress(Some("gists"), "collecting gists", Some(count), None);
-        Ok(true)
-    })?;
-    run.checkpoint("gists", &Cursor { last: newest })?;
-    run.progress(Some("gists"), "gists collected", Some(count), Some(count));
-    Ok(())
+            }))
+        },
+    )?;
+    listing.finish()
 }
 
 export_connector!(GitHub);
@@ -563,5 +483,11 @@ mod tests {
         assert_eq!(on_api("https://api.github.com.evil.test/x"), None);
         assert_eq!(on_api("//evil.test/x"), None);
         assert_eq!(on_api("http://api.github.com/x"), None);
+        assert_eq!(on_api("https://api.github.com:8443/x"), None);
+        assert!(
+            on_api("https://API.github.com:443/x").is_some(),
+            "the same origin, spelled otherwise"
+        );
+        assert_eq!(on_api("https://user@api.github.com/x"), None);
     }
 }

@@ -8,48 +8,46 @@
 //! edited in the cursor's own minute are read again (upserts, harmless).
 //! An archived or trashed object becomes a deletion of its record.
 
-#[path = "../../shared/provider.rs"]
-mod provider;
-
+use pdpp_provider::{Api, Entry, Listing, Order, Page, Spec, Stop, Streams, parse_json};
 use pdpp_sdk::http;
-use pdpp_sdk::{Account, Connector, Failure, Probe, ProbeError, Run, StreamScope, Value, export_connector, json};
-use provider::{Api, Pages, Stop, allowed, conclude, later, latest, settle};
-use serde::{Deserialize, Serialize};
+use pdpp_sdk::{
+    Account, Connector, Failure, Probe, ProbeError, Run, Secret, StreamScope, Value, export_connector, json,
+};
 
 const API: &str = "https://api.notion.com";
 const NOTION_VERSION: &str = "2022-06-28";
-const MAX_PAGES: usize = 5_000;
 
-#[derive(Serialize, Deserialize, Default)]
-struct Cursor {
-    /// The newest `last_edited_time` already collected.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    last_edited_time: Option<String>,
-}
+/// Newest edit first; Notion rounds edit times to the minute, so the
+/// listing stops only before the cursor's minute.
+const SEARCH: Spec = Spec {
+    cursor_field: "last_edited_time",
+    key: "/id",
+    watermark: "/last_edited_time",
+    consent_time_field: Some("created_time"),
+    order: Order::NewestFirstRounded,
+    max_pages: 5_000,
+};
 
 struct Notion;
 
+/// The API client with Notion's version header, for runs and the probe alike.
+fn api(token: Secret) -> Api {
+    Api::new("Notion", token).header("notion-version", NOTION_VERSION)
+}
+
 impl Connector for Notion {
     fn run(run: &mut Run) -> Result<(), Failure> {
-        let api = Api::new("Notion", run.secret("token")?).header("notion-version", NOTION_VERSION);
-        let mut failed = Vec::new();
+        let api = api(run.secret("token")?);
+        let mut streams = Streams::new();
         for (stream, object) in [("pages", "page"), ("databases", "database")] {
-            if let Some(scope) = run.stream_scope(stream).cloned() {
-                let result = search(run, &api, &scope, object);
-                settle(run, stream, result, &mut failed)?;
-            }
+            streams.collect(run, stream, |run, scope| search(run, &api, scope, object))?;
         }
-        conclude(&failed)
+        streams.finish()
     }
 
     /// `GET /v1/users/me` with the candidate token: the bot user it acts as.
     fn validate_credential(probe: &Probe) -> Result<Account, ProbeError> {
-        let token = probe.secret("token")?;
-        let me: Value = http::get(&format!("{API}/v1/users/me"))
-            .bearer(&token)
-            .header("notion-version", NOTION_VERSION)
-            .send_with(&provider::PROBE_RETRY)?
-            .json()?;
+        let me = api(probe.secret("token")?).probe_json(&format!("{API}/v1/users/me"))?;
         let id = me["id"]
             .as_str()
             .filter(|id| !id.is_empty())
@@ -69,91 +67,57 @@ impl Connector for Notion {
     }
 }
 
-/// Collect one object type (`page` or `database`) into `scope.name`.
-fn search(run: &mut Run, api: &Api, scope: &StreamScope, object: &str) -> Result<(), Stop> {
-    let stream = scope.name.as_str();
-    let cursor: Cursor = run.cursor(stream)?.unwrap_or_default();
-    let mut newest = cursor.last_edited_time.clone();
-    let mut pages = Pages::new(format!("POST /v1/search ({object})"), MAX_PAGES);
-    let mut start: Option<String> = None;
-    let (mut upserts, mut deletes) = (0u64, 0u64);
-    'pages: loop {
-        pages.visit(start.as_deref().unwrap_or(""))?;
-        let mut body = json!({
-            "filter": { "property": "object", "value": object },
-            "sort": { "direction": "descending", "timestamp": "last_edited_time" },
-            "page_size": 100,
-        });
-        if let Some(c) = &start {
-            body["start_cursor"] = Value::String(c.clone());
+/// One page of `POST /v1/search` for one object type, from `start_cursor`.
+fn search_page(api: &Api, object: &str, start: Option<&str>) -> Result<Page, Stop> {
+    let mut body = json!({
+        "filter": { "property": "object", "value": object },
+        "sort": { "direction": "descending", "timestamp": "last_edited_time" },
+        "page_size": 100,
+    });
+    if let Some(c) = start {
+        body["start_cursor"] = Value::String(c.to_owned());
+    }
+    let req = http::post(&format!("{API}/v1/search"))
+        .json_body(&body)
+        .map_err(|e| Stop::Run(e.into()))?;
+    let page = parse_json(&api.send(req)?, "POST /v1/search")?;
+    let items = page["results"]
+        .as_array()
+        .cloned()
+        .ok_or_else(|| Stop::Stream("POST /v1/search: a page has no results array".into()))?;
+    let next = match (page["has_more"].as_bool(), page["next_cursor"].as_str()) {
+        (Some(true), Some(next)) if !next.is_empty() => Some(next.to_owned()),
+        (Some(true), _) => {
+            return Err(Stop::Stream(
+                "POST /v1/search: has_more is true but there is no next_cursor".into(),
+            ));
         }
-        let req = http::post(&format!("{API}/v1/search"))
-            .json_body(&body)
-            .map_err(|e| Stop::Run(e.into()))?;
-        let resp = api.send(req)?;
-        let page = provider::parse_json(&resp, "POST /v1/search")?;
-        let results = page["results"]
-            .as_array()
-            .ok_or_else(|| Stop::Stream("POST /v1/search: a page has no results array".into()))?;
-        for item in results {
-            let edited = item["last_edited_time"].as_str();
-            if let (Some(last), Some(e)) = (cursor.last_edited_time.as_deref(), edited)
-                && later(last, e)
-            {
-                break 'pages;
-            }
+        _ => None,
+    };
+    Ok(Page { items, next })
+}
+
+/// Collect one object type (`page` or `database`) into `scope.name`. An
+/// archived or trashed object becomes a deletion of its record.
+fn search(run: &mut Run, api: &Api, scope: &StreamScope, object: &str) -> Result<(), Stop> {
+    let mut listing = Listing::start(run, scope, SEARCH)?;
+    listing.walk(
+        &format!("POST /v1/search ({object})"),
+        |start| search_page(api, object, start),
+        |item| {
             // Search may mix in other object types; keep to the one asked for.
             if item["object"].as_str() != Some(object) {
-                continue;
-            }
-            let Some(id) = item["id"].as_str().filter(|id| !id.is_empty()) else {
-                continue;
-            };
-            if !scope.allows_resource(id) {
-                continue;
-            }
-            let gone = item["archived"].as_bool() == Some(true) || item["in_trash"].as_bool() == Some(true);
-            if gone {
-                run.delete(stream, id)?;
-                deletes += 1;
-            } else if allowed(scope, id, item["created_time"].as_str()) {
-                let record = if object == "page" {
-                    page_record(item)
-                } else {
-                    database_record(item)
-                };
-                run.record(stream, id, &record)?;
-                upserts += 1;
+                Entry::Ignore
+            } else if item["archived"].as_bool() == Some(true) || item["in_trash"].as_bool() == Some(true) {
+                Entry::Delete
+            } else if object == "page" {
+                Entry::Upsert(page_record(item))
             } else {
-                continue;
+                Entry::Upsert(database_record(item))
             }
-            newest = latest(newest.take(), edited);
-        }
-        run.progress(
-            Some(stream),
-            &format!("collecting {stream}"),
-            Some(upserts + deletes),
-            None,
-        );
-        match (page["has_more"].as_bool(), page["next_cursor"].as_str()) {
-            (Some(true), Some(next)) if !next.is_empty() => start = Some(next.to_owned()),
-            (Some(true), _) => {
-                return Err(Stop::Stream(
-                    "POST /v1/search: has_more is true but there is no next_cursor".into(),
-                ));
-            }
-            _ => break,
-        }
-    }
-    run.checkpoint(
-        stream,
-        &Cursor {
-            last_edited_time: newest,
         },
     )?;
-    let done = format!("{stream} collected: {upserts} current, {deletes} archived");
-    run.progress(Some(stream), &done, Some(upserts + deletes), Some(upserts + deletes));
-    Ok(())
+    listing.finish()
 }
 
 fn text(v: &Value) -> Value {

@@ -9,27 +9,25 @@
 //! Setting (optional): `history_start`, the first day a first run asks for
 //! (`YYYY-MM-DD`, default 2015-01-01).
 
-#[path = "../../shared/provider.rs"]
-mod provider;
-
-use pdpp_sdk::http;
+use pdpp_provider::{Api, Entry, Listing, Order, Page, Spec, Stop, Streams, encode};
+use pdpp_sdk::types::{format_date, parse_instant};
 use pdpp_sdk::{
     Account, Connector, Failure, Probe, ProbeError, Run, StreamScope, Value, export_connector, json, serde_json,
 };
-use provider::{Api, Pages, Stop, allowed, conclude, encode, latest, settle};
-use serde::{Deserialize, Serialize};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 const API: &str = "https://api.ouraring.com";
 const DEFAULT_HISTORY_START: &str = "2015-01-01";
-const MAX_PAGES: usize = 1_000;
 
-#[derive(Serialize, Deserialize, Default)]
-struct Cursor {
-    /// The last day (`YYYY-MM-DD`) already collected.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    last_day: Option<String>,
-}
+/// The provider filters by day (`start_date`); the cursor is the last day
+/// collected, which is also each record's consent time.
+const BY_DAY: Spec = Spec {
+    cursor_field: "last_day",
+    key: "/id",
+    watermark: "/day",
+    consent_time_field: Some("day"),
+    order: Order::Filtered,
+    max_pages: 1_000,
+};
 
 /// A stream, the collection it reads, and how an item becomes a record.
 struct Source {
@@ -68,23 +66,19 @@ impl Connector for Oura {
             .filter(|d| is_day(d))
             .unwrap_or(DEFAULT_HISTORY_START)
             .to_owned();
-        let mut failed = Vec::new();
+        let mut streams = Streams::new();
         for source in &SOURCES {
-            if let Some(scope) = run.stream_scope(source.stream).cloned() {
-                let result = collect(run, &api, &scope, source, &history_start);
-                settle(run, source.stream, result, &mut failed)?;
-            }
+            streams.collect(run, source.stream, |run, scope| {
+                collect(run, &api, scope, source, &history_start)
+            })?;
         }
-        conclude(&failed)
+        streams.finish()
     }
 
     /// `GET /v2/usercollection/personal_info` with the candidate token.
     fn validate_credential(probe: &Probe) -> Result<Account, ProbeError> {
-        let token = probe.secret("token")?;
-        let info: Value = http::get(&format!("{API}/v2/usercollection/personal_info"))
-            .bearer(&token)
-            .send_with(&provider::PROBE_RETRY)?
-            .json()?;
+        let api = Api::new("Oura", probe.secret("token")?);
+        let info = api.probe_json(&format!("{API}/v2/usercollection/personal_info"))?;
         let id = info["id"]
             .as_str()
             .filter(|id| !id.is_empty())
@@ -97,72 +91,46 @@ impl Connector for Oura {
 }
 
 fn collect(run: &mut Run, api: &Api, scope: &StreamScope, source: &Source, history_start: &str) -> Result<(), Stop> {
-    let stream = source.stream;
-    let cursor: Cursor = run.cursor(stream)?.unwrap_or_default();
-    let start = cursor.last_day.clone().unwrap_or_else(|| history_start.to_owned());
+    let what = format!("GET {}", source.path);
+    let mut listing = Listing::start(run, scope, BY_DAY)?;
+    // The next run starts at the last day again: Oura keeps updating a day's
+    // summary until the day is over.
+    let start = listing.since().unwrap_or(history_start).to_owned();
     // end_date is inclusive; tomorrow (UTC) covers today in every time zone.
-    let end = day_of(unix_now() + 86_400);
-    let mut newest = cursor.last_day.clone();
-    let mut pages = Pages::new(format!("GET {}", source.path), MAX_PAGES);
-    let mut next: Option<String> = None;
-    let mut count = 0u64;
-    loop {
-        pages.visit(next.as_deref().unwrap_or(""))?;
-        let mut url = format!(
-            "{API}{}?start_date={}&end_date={}",
-            source.path,
-            encode(&start),
-            encode(&end)
-        );
-        if let Some(token) = &next {
-            url.push_str(&format!("&next_token={}", encode(token)));
-        }
-        let (_, page) = api.get_json(&url)?;
-        let data = page["data"]
-            .as_array()
-            .ok_or_else(|| Stop::Stream(format!("GET {}: a page has no data array", source.path)))?;
-        for item in data {
-            let Some(id) = item["id"].as_str().filter(|id| !id.is_empty()) else {
-                continue;
+    let now_ms = pdpp_sdk::time::now_unix().saturating_mul(1_000);
+    let end = format_date(now_ms + 86_400_000);
+    listing.walk(
+        &what,
+        |next| {
+            let mut url = format!(
+                "{API}{}?start_date={}&end_date={}",
+                source.path,
+                encode(&start),
+                encode(&end)
+            );
+            if let Some(token) = next {
+                url.push_str(&format!("&next_token={}", encode(token)));
+            }
+            let (_, page) = api.get_json(&url)?;
+            let items = page["data"]
+                .as_array()
+                .cloned()
+                .ok_or_else(|| Stop::Stream(format!("{what}: a page has no data array")))?;
+            let next = match &page["next_token"] {
+                Value::String(token) if !token.is_empty() => Some(token.clone()),
+                Value::Null | Value::String(_) => None,
+                _ => return Err(Stop::Stream(format!("{what}: next_token is neither a string nor null"))),
             };
-            let day = item["day"].as_str();
-            if !allowed(scope, id, day) {
-                continue;
-            }
-            run.record(stream, id, &(source.record)(item))?;
-            count += 1;
-            newest = latest(newest.take(), day);
-        }
-        run.progress(Some(stream), &format!("collecting {stream}"), Some(count), None);
-        match &page["next_token"] {
-            Value::String(token) if !token.is_empty() => next = Some(token.clone()),
-            Value::Null | Value::String(_) => break,
-            _ => {
-                return Err(Stop::Stream(format!(
-                    "GET {}: next_token is neither a string nor null",
-                    source.path
-                )));
-            }
-        }
-    }
-    run.checkpoint(stream, &Cursor { last_day: newest })?;
-    run.progress(Some(stream), &format!("{stream} collected"), Some(count), Some(count));
-    Ok(())
+            Ok(Page { items, next })
+        },
+        |item| Entry::Upsert((source.record)(item)),
+    )?;
+    listing.finish()
 }
 
+/// A `YYYY-MM-DD` that exists.
 fn is_day(d: &str) -> bool {
-    d.len() == 10 && provider::unix_seconds(d).is_some()
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
-fn day_of(unix: i64) -> String {
-    pdpp_sdk::time::format_unix(unix)[..10].to_owned()
+    d.len() == 10 && parse_instant(d).is_some()
 }
 
 /// Copy these fields of `item` as they are (absent ones become null).

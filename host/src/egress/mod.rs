@@ -23,6 +23,6 @@ mod rewrites;
 
 pub use address::{AddressPolicy, is_blocked_range};
 pub use allowlist::Allowlist;
-pub use origin::Origin;
+pub use origin::{Origin, origin_of_uri};
 pub use policy::{EgressConfig, EgressPolicy, Refusal, Route};
 pub use rewrites::Rewrites;

@@ -6,7 +6,6 @@
 //! changes state: the session applies what an accepted message means
 //! (counting, staging, coverage), and the verdict uses [`validate_done`].
 
-use super::time;
 use crate::manifest::Manifest;
 use crate::protocol::{self as p, StreamScope};
 use crate::sandbox::Violation;
@@ -174,19 +173,11 @@ impl<'a> Rules<'a> {
             }
         }
         if let (Some(range), Some(field)) = (&scope.time_range, spec.and_then(|s| s.consent_time_field.as_ref())) {
-            let t = data.get(field).and_then(Value::as_str).and_then(time::parse_instant);
-            let inside = t.is_some_and(|t| {
-                range
-                    .since
-                    .as_deref()
-                    .and_then(time::parse_instant)
-                    .is_none_or(|s| s <= t)
-                    && range
-                        .until
-                        .as_deref()
-                        .and_then(time::parse_instant)
-                        .is_none_or(|u| t < u)
-            });
+            // The same check the SDK's `allows_time` makes (pdpp-types).
+            let inside = data
+                .get(field)
+                .and_then(Value::as_str)
+                .is_some_and(|t| range.contains(t));
             if !inside {
                 return Err(Violation::new(
                     "record_time_in_range",

@@ -12,7 +12,7 @@
 //! run timeline without header values or bodies.
 
 use super::secrets::SecretSet;
-use crate::egress::{EgressPolicy, Origin, Refusal};
+use crate::egress::{EgressPolicy, Refusal};
 use bytes::Bytes;
 use http_body_util::BodyExt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -264,7 +264,7 @@ impl WasiHttpHooks for HttpHooks {
         let method = request.method().to_string();
         let uri = request.uri().clone();
         let path = uri.path().to_owned();
-        let asked = Origin::of_uri(&uri);
+        let asked = crate::egress::origin_of_uri(&uri);
         let shown = asked.to_string();
 
         // The run's budgets, then the policy, before anything leaves the host.
@@ -500,7 +500,7 @@ impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin> IoStream fo
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::egress::{Allowlist, EgressConfig};
+    use crate::egress::{Allowlist, EgressConfig, Origin};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use zeroize::Zeroizing;
 
