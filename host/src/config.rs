@@ -136,7 +136,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.bind.as_deref(), Some("0.0.0.0:9000"));
-        let l = c.limits.apply(crate::sandbox::RunLimits::default());
+        let l = crate::sandbox::RunLimits::default().with_overrides(&c.limits);
         assert_eq!(l.wall_clock, std::time::Duration::from_secs(30));
         assert_eq!(l.memory_bytes, 64 << 20);
         let e = c.egress.config().unwrap();

@@ -138,7 +138,7 @@ impl Deployment {
 
     /// Write `new` as the staged key `<key file>.next` (0600), replacing a
     /// stale staged key; the key file itself is untouched. The first step
-    /// of a key rotation ([`crate::credentials::rotate_vault_key`]).
+    /// of a key rotation (see the credentials service).
     pub fn stage_key(&self, new: &VaultKey) -> Result<(), DeployError> {
         let next = next_key_path(&self.key_file);
         if next.exists() {

@@ -243,7 +243,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
         (Some(path), false) => StateInput::Persisted(read_state(path)?),
         (None, false) => StateInput::Persisted(StateMap::new()),
     };
-    let limits = args.limits.apply(RunLimits::default());
+    let limits = RunLimits::default().with_overrides(&args.limits);
     let mode = match args.mode {
         Mode::Incremental => CollectionMode::Incremental,
         Mode::FullRefresh => CollectionMode::FullRefresh,

@@ -61,7 +61,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
             .or(file.plugin_dir.clone())
             .unwrap_or_else(|| PathBuf::from(".pdpp/plugins")),
         load: args.trust.options(args.cache_dir)?,
-        limits: file.limits.apply(RunLimits::default()),
+        limits: RunLimits::default().with_overrides(&file.limits),
         egress: file.egress.config().context("the [egress] configuration")?,
     };
     // Ctrl-C or SIGTERM (a service manager's stop) start a graceful shutdown.

@@ -1,7 +1,7 @@
 //! Deployment origin rewrites, in both directions.
 //!
-//! A deployment may send a declared origin elsewhere: `https://api.github.com`
-//! to a GitHub Enterprise instance, or to a provider double on loopback in
+//! A deployment may send a declared origin elsewhere: `https://api.example.com`
+//! to a self-hosted instance, or to a provider double on loopback in
 //! tests. The connector keeps asking for the declared origin and never learns
 //! the target. Forward, a request for a declared origin goes to the target;
 //! reverse, a URL at the target (a redirect, a browser page's location) is
@@ -77,8 +77,8 @@ mod tests {
 
     fn rules() -> Vec<(Origin, Origin)> {
         vec![
-            (origin("https://api.github.com"), origin("http://127.0.0.1:5555")),
-            (origin("https://*.notion.so"), origin("http://127.0.0.1:6666")),
+            (origin("https://api.example.com"), origin("http://127.0.0.1:5555")),
+            (origin("https://*.example.net"), origin("http://127.0.0.1:6666")),
         ]
     }
 
@@ -87,16 +87,16 @@ mod tests {
         let rules = rules();
         let r = Rewrites::new(&rules);
         assert_eq!(
-            r.forward(&origin("https://api.github.com")),
+            r.forward(&origin("https://api.example.com")),
             Some(&origin("http://127.0.0.1:5555"))
         );
         assert_eq!(
-            r.forward(&origin("https://www.notion.so")),
+            r.forward(&origin("https://www.example.net")),
             Some(&origin("http://127.0.0.1:6666"))
         );
-        assert_eq!(r.forward(&origin("https://github.com")), None);
+        assert_eq!(r.forward(&origin("https://example.com")), None);
         assert_eq!(
-            r.forward_url("https://api.github.com/user/repos?page=2").as_deref(),
+            r.forward_url("https://api.example.com/user/repos?page=2").as_deref(),
             Some("http://127.0.0.1:5555/user/repos?page=2")
         );
     }
@@ -107,7 +107,7 @@ mod tests {
         let r = Rewrites::new(&rules);
         assert_eq!(
             r.reverse(&origin("http://127.0.0.1:5555")),
-            Some(&origin("https://api.github.com"))
+            Some(&origin("https://api.example.com"))
         );
         assert_eq!(
             r.reverse(&origin("http://127.0.0.1:6666")),
@@ -116,11 +116,11 @@ mod tests {
         );
         assert_eq!(
             r.reverse_url("http://127.0.0.1:5555/login?next=%2F#top").as_deref(),
-            Some("https://api.github.com/login?next=%2F#top")
+            Some("https://api.example.com/login?next=%2F#top")
         );
         assert_eq!(
             r.reverse_url("http://127.0.0.1:5555").as_deref(),
-            Some("https://api.github.com/")
+            Some("https://api.example.com/")
         );
         assert_eq!(r.reverse_url("http://127.0.0.1:7777/x"), None);
         assert_eq!(r.reverse_url("/relative"), None);

@@ -1,7 +1,14 @@
 //! Per-run resource limits and the typed breaches they produce.
 
+use crate::limits::LimitsOverride;
 use std::fmt;
 use std::time::Duration;
+
+const MIB: u64 = 1 << 20;
+
+fn usize_of(v: u64) -> usize {
+    usize::try_from(v).unwrap_or(usize::MAX)
+}
 use wasmtime::ResourceLimiter;
 
 /// What one run may consume.
@@ -26,12 +33,57 @@ pub struct RunLimits {
 }
 
 impl RunLimits {
-    /// These limits lowered by what a manifest asks for (never raised).
-    pub fn lowered_by(&self, m: Option<&crate::manifest::ManifestLimits>) -> RunLimits {
-        match m {
-            Some(m) => m.lower(self.clone()),
-            None => self.clone(),
+    /// These limits with every knob `o` gives set to its value (the
+    /// operator's configuration and flags).
+    pub fn with_overrides(&self, o: &LimitsOverride) -> RunLimits {
+        let mut l = self.clone();
+        if let Some(s) = o.cpu_seconds {
+            l.cpu = Duration::from_secs(s);
         }
+        if let Some(s) = o.wall_clock_seconds {
+            l.wall_clock = Duration::from_secs(s);
+        }
+        if let Some(m) = o.memory_mib {
+            l.memory_bytes = usize_of(m.saturating_mul(MIB));
+        }
+        if let Some(b) = o.message_bytes {
+            l.message_bytes = usize_of(b);
+        }
+        if let Some(n) = o.max_records {
+            l.max_records = n;
+        }
+        if let Some(n) = o.log_bytes {
+            l.log_bytes = n;
+        }
+        if let Some(n) = o.http_max_requests {
+            l.http.max_requests = n;
+        }
+        if let Some(n) = o.http_max_response_bytes {
+            l.http.max_response_bytes = n;
+        }
+        l
+    }
+
+    /// These limits lowered by what a manifest asks for, never raised (a
+    /// connector can only ask for less than the deployment allows).
+    pub fn lowered_by(&self, m: Option<&LimitsOverride>) -> RunLimits {
+        let mut l = self.clone();
+        let Some(o) = m else { return l };
+        let secs = |v: Option<u64>, cur: Duration| v.map_or(cur, |s| cur.min(Duration::from_secs(s)));
+        l.cpu = secs(o.cpu_seconds, l.cpu);
+        l.wall_clock = secs(o.wall_clock_seconds, l.wall_clock);
+        if let Some(m) = o.memory_mib {
+            l.memory_bytes = l.memory_bytes.min(usize_of(m.saturating_mul(MIB)));
+        }
+        if let Some(b) = o.message_bytes {
+            l.message_bytes = l.message_bytes.min(usize_of(b));
+        }
+        let lower = |v: Option<u64>, cur: u64| v.map_or(cur, |v| cur.min(v));
+        l.max_records = lower(o.max_records, l.max_records);
+        l.log_bytes = lower(o.log_bytes, l.log_bytes);
+        l.http.max_requests = lower(o.http_max_requests, l.http.max_requests);
+        l.http.max_response_bytes = lower(o.http_max_response_bytes, l.http.max_response_bytes);
+        l
     }
 }
 
@@ -127,5 +179,26 @@ impl ResourceLimiter for Limiter {
     }
     fn memories(&self) -> usize {
         16
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_knob_sets_in_config_and_only_lowers_in_a_manifest() {
+        let base = RunLimits::default();
+        let o = LimitsOverride {
+            memory_mib: Some(64),
+            cpu_seconds: Some(10_000),
+            ..Default::default()
+        };
+        let set = base.with_overrides(&o);
+        assert_eq!(set.memory_bytes, 64 << 20);
+        assert_eq!(set.cpu, Duration::from_secs(10_000), "an operator may raise a limit");
+        let lowered = base.lowered_by(Some(&o));
+        assert_eq!(lowered.memory_bytes, 64 << 20);
+        assert_eq!(lowered.cpu, base.cpu, "a manifest never raises a limit");
     }
 }
