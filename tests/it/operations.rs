@@ -372,7 +372,7 @@ fn sigterm_stops_a_server_with_a_stream_following_a_parked_run() {
     std::thread::sleep(Duration::from_millis(300));
     assert!(s.terminate().success(), "the server exits cleanly");
     let streamed = follower.join().unwrap();
-    assert!(streamed.contains("event: run.started"), "{streamed}");
+    assert!(streamed.contains("event: run.interaction_required"), "the question is on the timeline: {streamed}");
     let data = s.dir.path().join("data");
     let (_, shown, err) = cli(
         &[

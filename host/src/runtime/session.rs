@@ -232,6 +232,9 @@ impl RunHooks for Session {
             "run.interaction_required",
             json!({ "request_id": req.request_id, "kind": req.kind, "stream": req.stream, "message": req.message }),
         );
+        // The question is on the timeline before the run parks, so whoever
+        // follows the run (the owner's event stream) sees what is asked.
+        self.end_batch().await?;
         let unrecorded = |e: super::SinkError| HostFault(format!("cannot record the interaction: {e}"));
         let stored = match &self.sink {
             Some(sink) => Some(sink.interaction_opened(&req).await.map_err(unrecorded)?),
