@@ -236,8 +236,9 @@ pub struct Interaction {
 }
 
 /// The answer as the connector receives it. `data` goes to the connector
-/// only: it is never printed, logged or stored.
-#[derive(Clone, Debug, PartialEq)]
+/// only: it is never printed or logged, and stored only sealed while it
+/// travels to the run's host (erased when taken).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct InteractionAnswer {
     /// Answered, declined or timed out.
     pub status: InteractionStatus,

@@ -64,9 +64,8 @@ pub struct Listening {
     pub new_owner_token: Option<Zeroizing<String>>,
     pub data_dir: PathBuf,
     pub plugin_dir: PathBuf,
-    pub plugins: usize,
-    /// Plugin files that did not load, and why.
-    pub broken: Vec<(PathBuf, PluginError)>,
+    /// Plugin files found, loading in the background.
+    pub loading: usize,
 }
 
 /// Serve until `shutdown` resolves. `on_listening` is called once the
@@ -87,10 +86,6 @@ pub async fn serve(
     if options.load.cache_dir.is_none() {
         options.load.cache_dir = Some(dep.data_dir.join("cache"));
     }
-    let catalog = Catalog::open(sandbox.clone(), options);
-    let snap = catalog.snapshot();
-    snap.sync_to(&dep.store).await.map_err(DeployError::from)?;
-    let watch = catalog.watch()?;
     let listener = tokio::net::TcpListener::bind(&config.bind)
         .await
         .map_err(|source| ServeError::Bind {
@@ -103,13 +98,15 @@ pub async fn serve(
         dir: dep.data_dir.clone(),
         source,
     })?;
+    // Listen at once; plugins compile in the background and are offered one
+    // by one as each is ready (the catalog lists the ones still loading).
+    let (catalog, scanning) = Catalog::open_in_background(sandbox.clone(), options);
     on_listening(&Listening {
         addr: listener.local_addr()?,
         new_owner_token: fresh,
         data_dir: dep.data_dir.clone(),
         plugin_dir: config.plugin_dir.clone(),
-        plugins: snap.plugins.len(),
-        broken: snap.errors.iter().map(|(p, e)| (p.clone(), e.clone())).collect(),
+        loading: catalog.snapshot().pending.len(),
     });
 
     dep.store.host_heartbeat().await.map_err(DeployError::from)?;
@@ -121,6 +118,8 @@ pub async fn serve(
     let store = dep.store.clone();
     let (stop, stopping) = tokio::sync::watch::channel(false);
     let runs = Runs::new(dep.clone(), sandbox);
+    // Answers and cancels for this host's runs, arriving through any host.
+    let attention = tokio::spawn(runs.clone().attend_forever());
     let state = Arc::new(AppState {
         runs: runs.clone(),
         stopping,
@@ -129,7 +128,6 @@ pub async fn serve(
         token,
         limits: config.limits,
         egress: Arc::new(config.egress),
-        pending: Default::default(),
     });
     // Shutdown: stop accepting, end the event streams, let requests in
     // flight finish; then stop the runs (cancelled, with a bounded wait).
@@ -146,7 +144,16 @@ pub async fn serve(
     for task in background {
         task.abort();
     }
-    drop(watch);
+    attention.abort();
+    // Stop watching the plugin directory (a first scan still running ends
+    // on its own; its watch handle is dropped with it).
+    if scanning.is_finished() {
+        match scanning.await {
+            Ok(Ok(watch)) => drop(watch),
+            Ok(Err(e)) => tracing::warn!("the plugin directory was not watched: {e}"),
+            Err(e) => tracing::warn!("the plugin scan failed: {e}"),
+        }
+    }
     if let Err(e) = store.host_stopped().await {
         tracing::warn!("cannot record that this host stopped: {e}");
     }

@@ -372,7 +372,10 @@ fn sigterm_stops_a_server_with_a_stream_following_a_parked_run() {
     std::thread::sleep(Duration::from_millis(300));
     assert!(s.terminate().success(), "the server exits cleanly");
     let streamed = follower.join().unwrap();
-    assert!(streamed.contains("event: run.interaction_required"), "the question is on the timeline: {streamed}");
+    assert!(
+        streamed.contains("event: run.interaction_required"),
+        "the question is on the timeline: {streamed}"
+    );
     let data = s.dir.path().join("data");
     let (_, shown, err) = cli(
         &[
@@ -500,4 +503,106 @@ fn every_error_is_typed_json_with_the_right_status() {
     sock.read_to_string(&mut raw).unwrap();
     assert!(raw.starts_with("HTTP/1.1 431"), "{}", &raw[..raw.len().min(200)]);
     assert!(raw.contains("\"code\":\"headers_too_large\""), "{raw}");
+}
+
+server_on_both_backends! {
+    /// Hosts sharing one database are one truth: a question asked on one host
+    /// is listed and answered on another, a run executing on one host is
+    /// cancelled from another, and a second run of a connection is refused
+    /// on every host (two hosts on SQLite, three on PostgreSQL).
+    fn hosts_sharing_a_database_answer_and_cancel_each_others_runs(b: Backend) {
+        let a = serve_with(ServeOptions::default().plugin("demo", &demo_manifest_path()).backend(b));
+        let mut others = vec![a.another_host()];
+        if b == pdpp_host::store::Backend::Postgres {
+            others.push(a.another_host());
+        }
+        let (_, created) = a.owner(
+            "POST",
+            "/v1/connections",
+            Some(json!({ "connector_id": "demo", "settings": { "require_otp": true, "contacts": 2, "events": 0 } })),
+        );
+        let id = created["connection"]["connection_id"].as_str().unwrap().to_owned();
+        let run = created["first_sync"]["run_id"].as_str().unwrap().to_owned();
+        // Every host lists the question of the run that executes on `a`.
+        let mut ix = String::new();
+        for h in std::iter::once(&a).chain(&others) {
+            ix = first_pending_interaction(h, &run);
+        }
+        let last = others.last().unwrap();
+        let (code, e) = last.owner("POST", &format!("/v1/connections/{id}/runs"), None);
+        assert_eq!((code, e["code"].as_str()), (409, Some("run_already_active")), "{e}");
+        let (code, ok) = last.owner("POST", &format!("/v1/interactions/{ix}"), Some(json!({ "status": "success", "data": { "code": "123456" } })));
+        assert_eq!(code, 200, "{ok}");
+        let (code, again) = a.owner("POST", &format!("/v1/interactions/{ix}"), Some(json!({ "status": "success", "data": { "code": "654321" } })));
+        assert_eq!((code, again["code"].as_str()), (404, Some("not_found")), "one answer only: {again}");
+        let done = a.wait_run(&run);
+        assert_eq!(done["status"], "succeeded", "the answer given on another host reached the run: {done}");
+        // A run executing on `a`, cancelled through another host.
+        let (_, started) = a.owner("POST", &format!("/v1/connections/{id}/runs"), None);
+        let run = started["run_id"].as_str().unwrap().to_owned();
+        first_pending_interaction(last, &run);
+        let (code, c) = last.owner("POST", &format!("/v1/runs/{run}/cancel"), None);
+        assert_eq!((code, c["result"].as_str()), (200, Some("cancel_requested")), "{c}");
+        let done = a.wait_run(&run);
+        assert_eq!(done["status"], "cancelled", "{done}");
+        let (_, list) = last.owner("GET", &format!("/v1/interactions?run_id={run}"), None);
+        assert!(list["interactions"].as_array().unwrap().is_empty(), "no question outlives its run");
+    }
+}
+
+/// `serve` listens before it compiles its plugins: the listening line comes
+/// before any plugin is loaded, `/healthz` answers meanwhile, and each
+/// connector is offered as soon as its plugin is ready.
+#[test]
+fn serve_listens_at_once_and_offers_each_plugin_when_it_is_compiled() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    for (guest, manifest) in [("demo", demo_manifest_path()), ("probe", probe_manifest_path())] {
+        cli_pack(&guest_path(guest), &manifest, &plugins.join(format!("{guest}.wasm")));
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pdpp-host"))
+        .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .arg("--plugin-dir")
+        .arg(&plugins)
+        .env_remove("PDPP_DATABASE_URL")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut order = Vec::new();
+    let mut addr = None;
+    while order.iter().filter(|l: &&String| l.contains("loaded from")).count() < 2 {
+        let line = lines.next().expect("the server keeps running").unwrap();
+        if let Some(rest) = line.split("http://").nth(1) {
+            addr = Some(rest.split_whitespace().next().unwrap().to_owned());
+            assert!(line.contains("loading 2 plugin files"), "{line}");
+        }
+        order.push(line);
+    }
+    let listening = order
+        .iter()
+        .position(|l| l.contains("serving the owner API"))
+        .expect("it listens");
+    let first_loaded = order.iter().position(|l| l.contains("loaded from")).unwrap();
+    assert!(listening < first_loaded, "it listened before compiling: {order:#?}");
+    let addr = addr.unwrap();
+    let health = || {
+        let mut sock = std::net::TcpStream::connect(&addr).unwrap();
+        std::io::Write::write_all(
+            &mut sock,
+            b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+        )
+        .unwrap();
+        let mut raw = String::new();
+        std::io::Read::read_to_string(&mut sock, &mut raw).unwrap();
+        serde_json::from_str::<serde_json::Value>(raw.split("\r\n\r\n").nth(1).unwrap()).unwrap()
+    };
+    eventually("every plugin is ready", || health()["plugins"]["ready"] == true);
+    assert_eq!(health()["plugins"]["loaded"], 2);
+    let _ = child.kill();
+    let _ = child.wait();
 }

@@ -75,16 +75,34 @@ pub fn serve_with(opts: ServeOptions) -> Server {
             .unwrap()
             .block_on(fresh_postgres_database()),
     };
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pdpp-host"));
-    cmd.args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path().join("data"))
-        .arg("--plugin-dir")
-        .arg(&plugins)
-        .arg("--database-url")
-        .arg(&database_url);
-    if let Some(toml) = &opts.config {
+    let config = opts.config.as_ref().map(|toml| {
         let path = dir.path().join("pdpp-host.toml");
         std::fs::write(&path, toml).unwrap();
+        path
+    });
+    let data = dir.path().join("data");
+    start(dir, &data, &plugins, database_url, config.as_deref(), None)
+}
+
+/// Start `pdpp-host serve` on a data directory and database; `token` is the
+/// owner token when the data directory has one already (else it is read
+/// from the first start's output).
+fn start(
+    dir: tempfile::TempDir,
+    data: &Path,
+    plugins: &Path,
+    database_url: String,
+    config: Option<&Path>,
+    token: Option<String>,
+) -> Server {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_pdpp-host"));
+    cmd.args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
+        .arg(data)
+        .arg("--plugin-dir")
+        .arg(plugins)
+        .arg("--database-url")
+        .arg(&database_url);
+    if let Some(path) = config {
         cmd.arg("--config").arg(path);
     }
     let mut child = cmd
@@ -93,21 +111,24 @@ pub fn serve_with(opts: ServeOptions) -> Server {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
-    let token = line
-        .trim()
-        .strip_prefix("owner token: ")
-        .expect("the token is printed once at first start")
-        .to_owned();
+    let token = token.unwrap_or_else(|| {
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        line.trim()
+            .strip_prefix("owner token: ")
+            .expect("the token is printed once at first start")
+            .to_owned()
+    });
     let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
     let addr = loop {
         let mut l = String::new();
         assert!(
             err.read_line(&mut l).unwrap() > 0,
-            "the server stopped before listening"
+            "the server stopped before listening: {seen}"
         );
+        seen.push_str(&l);
         if let Some(rest) = l.split("http://").nth(1) {
             break rest.split_whitespace().next().unwrap().to_owned();
         }
@@ -117,12 +138,42 @@ pub fn serve_with(opts: ServeOptions) -> Server {
         let mut sink = String::new();
         let _ = err.read_to_string(&mut sink);
     });
-    Server {
+    let server = Server {
         child,
         addr,
         token,
         dir,
         database_url,
+    };
+    server.wait_until_plugins_ready();
+    server
+}
+
+impl Server {
+    /// Another host sharing this one's database and plugins: on SQLite, the
+    /// same data directory; on PostgreSQL, a data directory of its own with
+    /// the same vault key and owner token. It answers with the same token.
+    pub fn another_host(&self) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let ours = self.dir.path().join("data");
+        let data = if self.database_url.starts_with("sqlite:") {
+            ours
+        } else {
+            let data = dir.path().join("data");
+            std::fs::create_dir_all(&data).unwrap();
+            for f in ["vault.key", "owner-token.sha256"] {
+                std::fs::copy(ours.join(f), data.join(f)).unwrap();
+            }
+            data
+        };
+        start(
+            dir,
+            &data,
+            &self.dir.path().join("plugins"),
+            self.database_url.clone(),
+            None,
+            Some(self.token.clone()),
+        )
     }
 }
 
@@ -173,6 +224,20 @@ fn dechunk(mut s: &str) -> String {
 }
 
 impl Server {
+    /// The host listens before its plugins are compiled: wait (at most 60 s)
+    /// until `/healthz` says every plugin file has loaded.
+    pub fn wait_until_plugins_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (status, health) = call(self, "GET", "/healthz", None, None);
+            if status == 200 && health["plugins"]["ready"] == true {
+                return;
+            }
+            assert!(Instant::now() < deadline, "the plugins did not load: {health}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Send SIGTERM and wait (at most 30 s) for the process to exit.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();

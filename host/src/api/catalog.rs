@@ -40,6 +40,9 @@ pub struct Catalog {
     pub unavailable: Vec<String>,
     /// Files in the plugin directory that are not usable, and why.
     pub broken: Vec<BrokenPlugin>,
+    /// Plugin files still loading (compiling): their connectors appear
+    /// as each one is ready.
+    pub loading: Vec<String>,
 }
 
 fn view(m: &Manifest, sha256: Option<&str>) -> ConnectorView {
@@ -91,6 +94,7 @@ pub async fn list(_: Owner, State(s): State<Arc<AppState>>) -> Json<Catalog> {
             .cloned()
             .collect(),
         broken,
+        loading: snap.pending.iter().map(|p| p.display().to_string()).collect(),
     })
 }
 
@@ -106,8 +110,11 @@ pub async fn one(
     if let Some(p) = snap.plugins.get(&id) {
         return Ok(Json(view(&p.manifest, Some(&p.sha256))));
     }
-    snap.listings
-        .get(&id)
-        .map(|m| Json(view(m, None)))
-        .ok_or_else(|| ApiError::not_found("connector", &id))
+    if let Some(m) = snap.listings.get(&id) {
+        return Ok(Json(view(m, None)));
+    }
+    if !snap.pending.is_empty() {
+        return Err(ApiError::plugins_loading());
+    }
+    Err(ApiError::not_found("connector", &id))
 }

@@ -158,6 +158,7 @@ pub async fn create(_: Owner, State(s): St, b: JsonBody<CreateBody>) -> Result<(
                 .map(ApiError::from)
                 .unwrap_or_else(|| ApiError::not_found("connector", &b.connector_id)));
         }
+        (None, None) if !snap.pending.is_empty() => return Err(ApiError::plugins_loading()),
         (None, None) => return Err(ApiError::not_found("connector", &b.connector_id)),
     };
     let draft = NewDraft {

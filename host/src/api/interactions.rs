@@ -1,79 +1,19 @@
-//! INTERACTIONs answered over HTTP: a run parks on a request until the
-//! owner answers it (or its timeout passes, or the run ends).
+//! INTERACTIONs answered over HTTP: a run parks on its question until the
+//! owner answers it (or its timeout passes, or the run ends). Questions and
+//! answers go through the store, so any host sharing it lists every
+//! question and delivers the answer to whichever host runs the run (see
+//! `runtime::Runs`).
 
 use super::{ApiError, AppState, Owner};
 use crate::protocol::{self as p, InteractionAnswer};
-use crate::runtime::InteractionHandler;
+use crate::runtime::ANSWER_PURPOSE;
+use crate::store::PendingInteraction;
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, Weak};
-use tokio::sync::oneshot;
-
-/// One question waiting for the owner.
-pub struct Pending {
-    pub run_id: String,
-    pub connection_id: String,
-    pub request: p::Interaction,
-    answer: oneshot::Sender<InteractionAnswer>,
-}
-
-/// Questions waiting in this process, by interaction id (`<run id>:<request id>`).
-#[derive(Default)]
-pub struct PendingInteractions {
-    map: Mutex<HashMap<String, Pending>>,
-}
-
-/// The interaction handler of one run started through the API.
-pub struct HttpInteractions {
-    pub state: Weak<AppState>,
-    pub run_id: String,
-    pub connection_id: String,
-}
-
-#[async_trait::async_trait]
-impl InteractionHandler for HttpInteractions {
-    async fn answer(&self, request: &p::Interaction) -> InteractionAnswer {
-        let Some(state) = self.state.upgrade() else {
-            return InteractionAnswer::cancelled();
-        };
-        let id = format!("{}:{}", self.run_id, request.request_id);
-        let (tx, rx) = oneshot::channel();
-        state.pending.map.lock().expect("pending").insert(
-            id.clone(),
-            Pending {
-                run_id: self.run_id.clone(),
-                connection_id: self.connection_id.clone(),
-                request: request.clone(),
-                answer: tx,
-            },
-        );
-        drop(state);
-        // However the wait ends (answer, timeout, cancelled run), the question is withdrawn.
-        let _withdraw = Withdraw {
-            state: self.state.clone(),
-            id,
-        };
-        // Dropped without an answer (the host is stopping): cancelled.
-        rx.await.unwrap_or_else(|_| InteractionAnswer::cancelled())
-    }
-}
-
-struct Withdraw {
-    state: Weak<AppState>,
-    id: String,
-}
-
-impl Drop for Withdraw {
-    fn drop(&mut self) {
-        if let Some(state) = self.state.upgrade() {
-            state.pending.map.lock().expect("pending").remove(&self.id);
-        }
-    }
-}
+use std::sync::Arc;
 
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct ListQuery {
@@ -81,9 +21,23 @@ pub struct ListQuery {
     pub connection_id: Option<String>,
 }
 
+fn view(p: &PendingInteraction) -> Value {
+    json!({
+        "interaction_id": p.interaction_id,
+        "run_id": p.run_id,
+        "connection_id": p.connection_id,
+        "kind": p.kind,
+        "message": p.message,
+        "stream": p.stream,
+        "schema": p.schema,
+        "timeout_seconds": p.timeout_seconds,
+        "created_at": p.created_at,
+    })
+}
+
 #[utoipa::path(get, path = "/v1/interactions", tag = "interactions",
     params(("run_id" = Option<String>, Query), ("connection_id" = Option<String>, Query)),
-    responses((status = 200, description = "`{interactions: [{interaction_id, run_id, connection_id, kind, message, stream, schema, timeout_seconds}]}`")),
+    responses((status = 200, description = "`{interactions: [{interaction_id, run_id, connection_id, kind, message, stream, schema, timeout_seconds, created_at}]}`, oldest first")),
     security(("owner" = [])))]
 pub async fn list(
     _: Owner,
@@ -91,25 +45,12 @@ pub async fn list(
     q: Result<axum::extract::Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let axum::extract::Query(q) = q.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
-    let map = s.pending.map.lock().expect("pending");
-    let mut list: Vec<Value> = map
-        .iter()
-        .filter(|(_, p)| q.run_id.as_ref().is_none_or(|r| *r == p.run_id))
-        .filter(|(_, p)| q.connection_id.as_ref().is_none_or(|c| *c == p.connection_id))
-        .map(|(id, p)| {
-            json!({
-                "interaction_id": id,
-                "run_id": p.run_id,
-                "connection_id": p.connection_id,
-                "kind": p.request.kind,
-                "message": p.request.message,
-                "stream": p.request.stream,
-                "schema": p.request.schema,
-                "timeout_seconds": p.request.timeout_seconds,
-            })
-        })
-        .collect();
-    list.sort_by(|a, b| a["interaction_id"].as_str().cmp(&b["interaction_id"].as_str()));
+    let pending = s
+        .dep
+        .store
+        .pending_interactions(q.run_id.as_deref(), q.connection_id.as_deref())
+        .await?;
+    let list: Vec<Value> = pending.iter().map(view).collect();
     Ok(Json(json!({ "interactions": list })))
 }
 
@@ -124,6 +65,25 @@ pub struct AnswerBody {
     /// manifest declares into this connection's credential bundle.
     #[serde(default)]
     save_credentials: bool,
+}
+
+/// Check an answer against the schema the connector gave its question.
+fn check_against_schema(schema: Option<&Value>, data: &Value) -> Result<(), ApiError> {
+    let Some(schema) = schema else { return Ok(()) };
+    let Ok(validator) = jsonschema::validator_for(schema) else {
+        return Ok(()); // a schema the host cannot read constrains nothing
+    };
+    match validator.iter_errors(data).next() {
+        None => Ok(()),
+        // The pointer names where; the value itself (maybe a secret) is never echoed.
+        Some(e) => Err(ApiError::bad_request(
+            "invalid_answer",
+            format!(
+                "the answer does not fit the question's schema at {:?}",
+                e.instance_path().as_str()
+            ),
+        )),
+    }
 }
 
 #[utoipa::path(post, path = "/v1/interactions/{id}", tag = "interactions", request_body = AnswerBody,
@@ -150,52 +110,48 @@ pub async fn answer(
         }
     };
     // Validate first, then consume: a refused answer leaves the question pending.
-    let asked = s
-        .pending
-        .map
-        .lock()
-        .expect("pending")
-        .get(&id)
-        .map(|p| (p.connection_id.clone(), p.run_id.clone(), p.request.kind));
-    let Some((connection_id, run_id, kind)) = asked else {
+    let Some(question) = s.dep.store.pending_interaction(&id).await? else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "not_found",
             format!("no pending interaction {id}"),
         ));
     };
+    if let Some(data) = answer.data.as_ref() {
+        check_against_schema(question.schema.as_ref(), data)?;
+    }
     let saved = if body.save_credentials && body.status == "success" {
-        if kind != p::InteractionKind::Credentials {
+        if question.kind != p::InteractionKind::Credentials {
             return Err(ApiError::bad_request(
                 "not_a_credentials_question",
                 "only a `credentials` answer can be saved",
             ));
         }
-        save_answer(&s, &connection_id, &run_id, body.data.as_ref()).await?
+        save_answer(&s, &question.connection_id, &question.run_id, body.data.as_ref()).await?
     } else {
         Vec::new()
     };
-    let Some(pending) = s.pending.map.lock().expect("pending").remove(&id) else {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "interaction_closed",
-            "the run stopped waiting for this answer",
-        ));
-    };
     let status = answer.status;
-    if pending.answer.send(answer).is_err() {
+    let sealed = s.dep.key.seal_bytes(
+        ANSWER_PURPOSE,
+        &id,
+        &serde_json::to_vec(&answer).expect("an answer serializes"),
+    );
+    if !s.dep.store.submit_answer(&id, status, &sealed).await? {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "interaction_closed",
-            "the run stopped waiting for this answer",
+            "the question was answered already, or its run stopped waiting",
         ));
     }
-    // The answer itself is never stored; only that it was given.
+    s.runs.answer_arrived(&question.run_id);
+    // The answer itself is kept only sealed until the run takes it; the
+    // trail keeps that it was given.
     s.dep
         .store
         .audit(
-            crate::store::Audit::ok("interaction.answer", &connection_id)
-                .run(&run_id)
+            crate::store::Audit::ok("interaction.answer", &question.connection_id)
+                .run(&question.run_id)
                 .detail(json!({ "status": status, "credentials_saved": saved })),
         )
         .await?;

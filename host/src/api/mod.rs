@@ -14,7 +14,6 @@ mod records;
 mod runs;
 
 pub use auth::{Owner, OwnerToken};
-pub use interactions::PendingInteractions;
 
 use crate::credentials::{CaptureClass, CaptureError, CredentialService};
 use crate::deploy::Deployment;
@@ -38,8 +37,6 @@ pub struct AppState {
     pub egress: Arc<crate::egress::EgressConfig>,
     /// The runs this process executes.
     pub runs: Arc<Runs>,
-    /// INTERACTIONs waiting for the owner.
-    pub pending: interactions::PendingInteractions,
     /// Becomes `true` when the host starts shutting down: long-lived
     /// responses (event streams) end.
     pub stopping: tokio::sync::watch::Receiver<bool>,
@@ -65,6 +62,9 @@ impl AppState {
         }
         if let Some(e) = snap.listings.get(connector_id).and_then(|m| crate::setup::closed(m)) {
             return Err(e.into());
+        }
+        if !snap.pending.is_empty() {
+            return Err(ApiError::plugins_loading());
         }
         Err(ApiError::plugin_unavailable(connector_id))
     }
@@ -98,6 +98,15 @@ impl ApiError {
     }
     pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
         ApiError::new(StatusCode::CONFLICT, code, message)
+    }
+    /// Plugins are still compiling (the host started a moment ago); the
+    /// client retries.
+    pub fn plugins_loading() -> Self {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "plugins_loading",
+            "the host is still loading its plugins; try again in a moment (GET /healthz says when it is ready)",
+        )
     }
     /// The connector has no plugin loaded (its file is gone or broken).
     pub fn plugin_unavailable(connector_id: &str) -> Self {
@@ -168,7 +177,14 @@ impl From<crate::store::LifecycleError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(json!({ "code": self.code, "message": self.message }))).into_response()
+        let mut response = (self.status, Json(json!({ "code": self.code, "message": self.message }))).into_response();
+        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+        }
+        response
     }
 }
 
@@ -194,7 +210,7 @@ impl From<crate::store::StoreError> for ApiError {
 pub fn router(state: Arc<AppState>) -> axum::Router {
     use axum::routing::{get, post, put};
     axum::Router::new()
-        .route("/healthz", get(|| async { Json(json!({ "status": "ok" })) }))
+        .route("/healthz", get(health))
         .route("/openapi.json", get(openapi::document))
         .route("/v1/connectors", get(catalog::list))
         .route("/v1/connectors/{id}", get(catalog::one))
@@ -223,6 +239,16 @@ pub fn router(state: Arc<AppState>) -> axum::Router {
         .layer(axum::middleware::from_fn(typed_errors))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
+}
+
+/// Liveness, and whether every plugin file has loaded (a host listens before
+/// its plugins are compiled). No authentication.
+async fn health(axum::extract::State(s): axum::extract::State<Arc<AppState>>) -> Json<serde_json::Value> {
+    let snap = s.catalog.snapshot();
+    Json(json!({
+        "status": "ok",
+        "plugins": { "ready": snap.pending.is_empty(), "loaded": snap.plugins.len(), "loading": snap.pending.len() },
+    }))
 }
 
 /// Parse a JSON body, or a typed 400 that never echoes the body (it may hold a secret).

@@ -32,11 +32,7 @@ pub(crate) async fn spawn(
     opts.run_id = Some(run_id.clone());
     opts.egress = s.egress.clone();
     opts.limits = s.limits.clone();
-    opts.interaction = Some(Arc::new(super::interactions::HttpInteractions {
-        state: Arc::downgrade(s),
-        run_id: run_id.clone(),
-        connection_id: id.to_owned(),
-    }));
+    opts.interaction = Some(s.runs.interactions(&run_id));
     match s.runs.start(plugin, id, opts).await {
         Ok(run_id) => Ok(run_id),
         // On record as a failed run: the owner reads why from it.
@@ -132,10 +128,22 @@ pub async fn cancel(_: Owner, State(s): St, Path(id): Path<String>) -> Result<Js
                 .await?;
             Ok(Json(json!({ "run_id": id, "result": "cancel_requested" })))
         }
-        CancelRequest::NotHere if s.dep.store.run(&id).await?.is_some() => {
-            Ok(Json(json!({ "run_id": id, "result": "already_terminal" })))
+        // Executed by another host sharing the store: the request waits on
+        // the run's row until that host sees it.
+        CancelRequest::NotHere => {
+            let Some(run) = s.dep.store.run(&id).await? else {
+                return Err(ApiError::not_found("run", &id));
+            };
+            if s.dep.store.request_cancel(&id).await? {
+                s.dep
+                    .store
+                    .audit(Audit::ok("run.cancel", &run.connection_id).run(&id))
+                    .await?;
+                Ok(Json(json!({ "run_id": id, "result": "cancel_requested" })))
+            } else {
+                Ok(Json(json!({ "run_id": id, "result": "already_terminal" })))
+            }
         }
-        CancelRequest::NotHere => Err(ApiError::not_found("run", &id)),
     }
 }
 

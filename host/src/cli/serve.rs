@@ -79,20 +79,21 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
 /// What the operator sees once the host listens.
 fn announce(l: &Listening) {
     if let Some(t) = &l.new_owner_token {
-        // Shown once; only its hash is kept.
-        println!("owner token: {}", t.as_str());
-        println!(
-            "(shown once: keep it; only its hash is stored in {})",
+        // Shown once; only its hash is kept. One write, and a closed stdout
+        // (a supervisor that read the first line) is no reason to stop.
+        use std::io::Write;
+        let text = format!(
+            "owner token: {}\n(shown once: keep it; only its hash is stored in {})\n",
+            t.as_str(),
             l.data_dir.display()
         );
-    }
-    for (path, e) in &l.broken {
-        eprintln!("pdpp-host: plugin {} not loaded: {e}", path.display());
+        let _ = std::io::stdout().write_all(text.as_bytes());
+        let _ = std::io::stdout().flush();
     }
     eprintln!(
-        "pdpp-host: serving the owner API on http://{} ({} plugins from {})",
+        "pdpp-host: serving the owner API on http://{} (loading {} plugin files from {})",
         l.addr,
-        l.plugins,
+        l.loading,
         l.plugin_dir.display()
     );
 }

@@ -43,6 +43,9 @@ pub struct Snapshot {
     /// catalog lists but that take no new connections (a tombstone, or
     /// blocked upstream). Their manifest must say so in `lifecycle`.
     pub listings: BTreeMap<String, Arc<crate::manifest::Manifest>>,
+    /// `.wasm` files this scan has not finished loading yet (compiling): their
+    /// connectors become available one by one as each one is ready.
+    pub pending: Vec<PathBuf>,
 }
 
 impl Snapshot {
@@ -112,12 +115,44 @@ impl std::fmt::Debug for Catalog {
 impl Catalog {
     /// Open a catalog and scan its directory once.
     pub fn open(sandbox: Arc<Sandbox>, options: CatalogOptions) -> Arc<Catalog> {
+        let catalog = Catalog::empty(sandbox, options);
+        catalog.rescan();
+        catalog
+    }
+
+    /// Open a catalog whose first scan runs in the background (a serving
+    /// host listens at once; each plugin is offered as soon as it is
+    /// compiled), then watch the directory. The task ends with the watch
+    /// handle (keep it: dropping it stops watching).
+    pub fn open_in_background(
+        sandbox: Arc<Sandbox>,
+        options: CatalogOptions,
+    ) -> (Arc<Catalog>, tokio::task::JoinHandle<Result<WatchHandle, PluginError>>) {
+        let catalog = Catalog::empty(sandbox, options);
+        // What is there to load, before anything compiles.
+        let files = catalog.list_files();
+        if !files.is_empty() {
+            let first = Snapshot {
+                pending: files,
+                ..Default::default()
+            };
+            *catalog.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(first);
+        }
+        let scanning = catalog.clone();
+        let task = tokio::task::spawn_blocking(move || {
+            scanning.rescan();
+            scanning.watch()
+        });
+        (catalog, task)
+    }
+
+    fn empty(sandbox: Arc<Sandbox>, options: CatalogOptions) -> Arc<Catalog> {
         let cache = options
             .load
             .cache_dir
             .as_deref()
             .map(|d| AotCache::new(d, sandbox.engine()));
-        let catalog = Arc::new(Catalog {
+        Arc::new(Catalog {
             sandbox,
             options,
             cache,
@@ -126,9 +161,7 @@ impl Catalog {
             compiled: AtomicU64::new(0),
             from_cache: AtomicU64::new(0),
             changes: tokio::sync::watch::Sender::new(0),
-        });
-        catalog.rescan();
-        catalog
+        })
     }
 
     /// The sandbox the plugins were compiled for: runs must use it.
@@ -165,13 +198,15 @@ impl Catalog {
     }
 
     /// Scan the directory and swap in the new snapshot. Files whose bytes,
-    /// sidecar and signature are unchanged keep their loaded plugin.
+    /// sidecar and signature are unchanged keep their loaded plugin; the
+    /// others are loaded one by one, and each is offered (a new snapshot) as
+    /// soon as it is ready, the files still loading listed as `pending`.
     pub fn rescan(&self) -> Arc<Snapshot> {
         let mut state = self.scan.lock().unwrap_or_else(|e| e.into_inner());
         let previous = self.snapshot();
         let mut errors = BTreeMap::new();
         let mut loaded: BTreeMap<PathBuf, (String, Arc<LoadedPlugin>)> = BTreeMap::new();
-
+        let mut todo = Vec::new();
         for path in self.list_files() {
             let inputs = match Inputs::read(&path) {
                 Ok(i) => i,
@@ -181,33 +216,75 @@ impl Catalog {
                 }
             };
             let fingerprint = inputs.fingerprint();
-            if let Some((fp, plugin)) = state.loaded.get(&path)
-                && *fp == fingerprint
-            {
-                loaded.insert(path, (fingerprint, plugin.clone()));
-                continue;
+            match state.loaded.get(&path) {
+                Some((fp, plugin)) if *fp == fingerprint => {
+                    loaded.insert(path, (fingerprint, plugin.clone()));
+                }
+                _ => todo.push((path, inputs, fingerprint)),
             }
+        }
+        // While a file loads, the plugin it had (if any) stays offered.
+        let meanwhile = |loaded: &BTreeMap<PathBuf, (String, Arc<LoadedPlugin>)>, pending: &[PathBuf]| {
+            let mut plugins: Vec<Arc<LoadedPlugin>> = loaded.values().map(|(_, p)| p.clone()).collect();
+            plugins.extend(previous.plugins.values().filter(|p| pending.contains(&p.path)).cloned());
+            plugins
+        };
+        let mut pending: Vec<PathBuf> = todo.iter().map(|(p, _, _)| p.clone()).collect();
+        let mut last = previous.clone();
+        if !pending.is_empty() {
+            last = self.publish(
+                &mut state,
+                &last,
+                meanwhile(&loaded, &pending),
+                errors.clone(),
+                pending.clone(),
+            );
+        }
+        for (path, inputs, fingerprint) in todo {
             match load_inputs(&self.sandbox, inputs, &self.options.load, self.cache.as_ref()) {
                 Ok(p) => {
                     let counter = if p.from_cache { &self.from_cache } else { &self.compiled };
                     counter.fetch_add(1, Ordering::Relaxed);
-                    loaded.insert(path, (fingerprint, Arc::new(p)));
+                    loaded.insert(path.clone(), (fingerprint, Arc::new(p)));
                 }
                 Err(e) => {
-                    errors.insert(path, e);
+                    errors.insert(path.clone(), e);
                 }
             }
+            pending.retain(|p| *p != path);
+            if !pending.is_empty() {
+                last = self.publish(
+                    &mut state,
+                    &last,
+                    meanwhile(&loaded, &pending),
+                    errors.clone(),
+                    pending.clone(),
+                );
+            }
         }
+        let plugins = loaded.values().map(|(_, p)| p.clone()).collect();
+        state.loaded = loaded;
+        self.publish(&mut state, &last, plugins, errors, Vec::new())
+    }
 
-        // One file per connector id: the file that already provided it keeps
-        // it, otherwise the first by path; the others are errors.
+    /// Make a snapshot of these plugins (one file per connector id: the file
+    /// that already provided it keeps it, otherwise the first by path; the
+    /// others are errors), log what changed since `before`, and swap it in.
+    fn publish(
+        &self,
+        state: &mut ScanState,
+        before: &Arc<Snapshot>,
+        candidates: Vec<Arc<LoadedPlugin>>,
+        mut errors: BTreeMap<PathBuf, PluginError>,
+        pending: Vec<PathBuf>,
+    ) -> Arc<Snapshot> {
         let mut claims: BTreeMap<String, Vec<&Arc<LoadedPlugin>>> = BTreeMap::new();
-        for (_, p) in loaded.values() {
+        for p in &candidates {
             claims.entry(p.manifest.connector_id.clone()).or_default().push(p);
         }
         let mut plugins = BTreeMap::new();
         for (id, candidates) in claims {
-            let incumbent = previous.plugins.get(&id).map(|p| &p.path);
+            let incumbent = before.plugins.get(&id).map(|p| &p.path);
             let winner = candidates
                 .iter()
                 .find(|p| Some(&p.path) == incumbent)
@@ -223,7 +300,6 @@ impl Catalog {
             }
             plugins.insert(id, Arc::clone(winner));
         }
-
         let listings = self.listings(&plugins, &mut errors);
         state.known.extend(plugins.keys().cloned());
         let removed: BTreeSet<String> = state
@@ -232,16 +308,15 @@ impl Catalog {
             .filter(|id| !plugins.contains_key(*id))
             .cloned()
             .collect();
-        state.loaded = loaded;
-
         let snapshot = Arc::new(Snapshot {
-            generation: previous.generation + 1,
+            generation: before.generation + 1,
             plugins,
             errors,
             removed,
             listings,
+            pending,
         });
-        log_changes(&previous, &snapshot);
+        log_changes(before, &snapshot);
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = snapshot.clone();
         self.changes.send_replace(snapshot.generation);
         snapshot

@@ -32,7 +32,7 @@ pub use checkpoint::{CommitPlan, KnownGap, Withheld, checkpoint_streams};
 pub use connection::{BegunRun, ConnectionRun, RunRefused, begin, run_connection};
 pub use outcome::{FailureReason, InteractionSummary, RunOutcome};
 pub use probe::{PROBE_WALL_CLOCK, ProbeRequest, ProbeVerdict, probe_credential};
-pub use runs::{CancelRequest, Runs};
+pub use runs::{ANSWER_PURPOSE, ATTENTION_POLL, CancelRequest, Runs};
 pub use session::Session;
 pub use start::{StartError, build_start, build_start_for};
 pub use time::parse_instant;

@@ -1,19 +1,39 @@
 //! The runs this process executes in the background (the owner API's runs):
 //! starting one (on record before its id is returned), the owner's cancel,
-//! and what is in progress here. "One run per connection" is the store's
-//! rule (a unique index across every host), not this registry's.
+//! the owner's answers to their questions, and what is in progress here.
+//!
+//! Questions and cancels go through the store, so any host sharing it can
+//! answer a question or cancel a run, whichever host executes it: an answer
+//! waits in the question's row, sealed, until the run's host takes it (and
+//! erases it); a cancel waits on the run's row. One poll per host finds what
+//! concerns its runs; within one process the API wakes the run at once.
+//! "One run per connection" is the store's rule (a unique index across every
+//! host), not this registry's.
 
+use super::InteractionHandler;
 use super::connection::{ConnectionRun, RunRefused, begin};
 use crate::deploy::Deployment;
 use crate::plugins::LoadedPlugin;
+use crate::protocol::{self as p, InteractionAnswer};
 use crate::sandbox::{RunControl, Sandbox};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// How often a host looks in the store for answers and cancels of its runs
+/// that arrived through another host.
+pub const ATTENTION_POLL: Duration = Duration::from_millis(250);
+
+/// The vault purpose of an answer waiting in the store.
+pub const ANSWER_PURPOSE: &str = "interaction-answer";
 
 /// One run in progress in this process.
 struct ActiveRun {
     connection_id: String,
     control: RunControl,
+    /// Woken when an answer to its question may be waiting.
+    answered: Arc<Notify>,
 }
 
 /// The registry of runs executing in this process.
@@ -41,6 +61,53 @@ impl Runs {
         })
     }
 
+    /// The interaction handler of a run of this registry: its questions are
+    /// answered through the store (by the owner, on any host).
+    pub fn interactions(self: &Arc<Self>, run_id: &str) -> Arc<dyn InteractionHandler> {
+        Arc::new(StoredInteractions {
+            runs: Arc::downgrade(self),
+            run_id: run_id.to_owned(),
+        })
+    }
+
+    /// An answer to a question of `run_id` may be waiting in the store: wake
+    /// the run if it executes here.
+    pub fn answer_arrived(&self, run_id: &str) {
+        if let Some(run) = self.active.lock().expect("active runs").get(run_id) {
+            run.answered.notify_one();
+        }
+    }
+
+    /// Look once in the store for answers and cancel requests for runs of
+    /// this process that arrived through another host.
+    pub async fn attend(&self) -> Result<(), crate::store::StoreError> {
+        if self.is_empty() {
+            return Ok(());
+        }
+        for (run_id, answered, cancel) in self.dep.store.runs_needing_attention().await? {
+            let active = self.active.lock().expect("active runs");
+            let Some(run) = active.get(&run_id) else { continue };
+            if cancel {
+                run.control.cancel();
+            }
+            if answered {
+                run.answered.notify_one();
+            }
+        }
+        Ok(())
+    }
+
+    /// Attend forever, every [`ATTENTION_POLL`] (a serving host's task).
+    pub async fn attend_forever(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(ATTENTION_POLL);
+        loop {
+            tick.tick().await;
+            if let Err(e) = self.attend().await {
+                tracing::warn!("cannot look for answers and cancels: {e}");
+            }
+        }
+    }
+
     /// Start a run of a stored connection in the background. When this
     /// returns `Ok`, the run is on record as running (every reader of the
     /// store sees it); a refusal that [`RunRefused::is_recorded`] is on record
@@ -58,6 +125,7 @@ impl Runs {
             ActiveRun {
                 connection_id: connection_id.to_owned(),
                 control: begun.control().clone(),
+                answered: Arc::default(),
             },
         );
         let runs = self.clone();
@@ -132,5 +200,50 @@ impl Runs {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+/// Answers a run's questions from the store: the owner answered on this
+/// host or another one; the sealed answer is taken once and erased.
+struct StoredInteractions {
+    runs: Weak<Runs>,
+    run_id: String,
+}
+
+#[async_trait::async_trait]
+impl InteractionHandler for StoredInteractions {
+    async fn answer(&self, _request: &p::Interaction) -> InteractionAnswer {
+        loop {
+            let Some(runs) = self.runs.upgrade() else {
+                return InteractionAnswer::cancelled();
+            };
+            let wake = match runs.active.lock().expect("active runs").get(&self.run_id) {
+                Some(run) => run.answered.clone(),
+                None => return InteractionAnswer::cancelled(),
+            };
+            // Registered before looking, so an answer arriving meanwhile wakes us.
+            let notified = wake.notified();
+            match runs.dep.store.take_answer(&self.run_id).await {
+                Ok(Some((id, status, sealed))) => {
+                    let opened = runs.dep.key.open_bytes(ANSWER_PURPOSE, &id, &sealed);
+                    return match opened
+                        .ok()
+                        .and_then(|b| serde_json::from_slice::<InteractionAnswer>(&b).ok())
+                    {
+                        Some(answer) if answer.status == status => answer,
+                        _ => {
+                            tracing::error!(run_id = %self.run_id, "an answer in the store does not open; the question is cancelled");
+                            InteractionAnswer::cancelled()
+                        }
+                    };
+                }
+                Ok(None) => {}
+                Err(e) => tracing::warn!(run_id = %self.run_id, "cannot read answers: {e}"),
+            }
+            drop(runs);
+            // The host's poll (or this process's API) wakes us; a missed wake
+            // costs at most one poll interval.
+            let _ = tokio::time::timeout(ATTENTION_POLL * 4, notified).await;
+        }
     }
 }

@@ -281,6 +281,15 @@ impl Store {
         .bind(id)
         .execute(&mut *tx)
         .await?;
+        // Its run in progress, on whichever host, is asked to stop.
+        sqlx::query(
+            "UPDATE runs SET cancel_requested_at = $1
+             WHERE connection_id = $2 AND status = 'running' AND cancel_requested_at IS NULL",
+        )
+        .bind(now)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
         write_audit(&mut tx, &Audit::ok("connection.revoke", id)).await?;
         tx.commit().await?;
         Ok(now)

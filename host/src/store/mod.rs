@@ -777,11 +777,12 @@ impl Store {
 
     // ---- interactions ---------------------------------------------------
 
+    /// A question of a run is pending; its id. The answer is not part of it.
     pub async fn open_interaction(&self, run_id: &str, connection_id: &str, req: &p::Interaction) -> Result<String> {
         let id = new_id("ixn");
         sqlx::query(
             "INSERT INTO interactions (interaction_id, run_id, connection_id, request_id, kind, message, schema, status,
-               created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8)",
+               created_at, stream, timeout_seconds) VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $9, $10)",
         )
         .bind(&id)
         .bind(run_id)
@@ -791,18 +792,21 @@ impl Store {
         .bind(&req.message)
         .bind(req.schema.as_ref().map(json_text))
         .bind(now_ms())
+        .bind(req.stream.clone())
+        .bind(req.timeout_seconds.map(i64::from))
         .execute(&self.pool)
         .await?;
         Ok(id)
     }
 
+    /// How a question ended. Any answer still waiting is erased.
     pub async fn resolve_interaction(&self, interaction_id: &str, status: p::InteractionStatus) -> Result<()> {
         let status = match status {
             p::InteractionStatus::Success => "answered",
             p::InteractionStatus::Cancelled => "cancelled",
             p::InteractionStatus::Timeout => "timed_out",
         };
-        sqlx::query("UPDATE interactions SET status = $1, resolved_at = $2 WHERE interaction_id = $3")
+        sqlx::query("UPDATE interactions SET status = $1, resolved_at = $2, answer = NULL WHERE interaction_id = $3")
             .bind(status)
             .bind(now_ms())
             .bind(interaction_id)
@@ -811,16 +815,145 @@ impl Store {
         Ok(())
     }
 
-    /// A run that ended leaves nothing pending: open interactions become cancelled.
+    /// A run that ended leaves nothing pending: open interactions become
+    /// cancelled, and an answer nobody took is erased.
     pub async fn cancel_pending_interactions(&self, run_id: &str) -> Result<u64> {
         let done = sqlx::query(
-            "UPDATE interactions SET status = 'cancelled', resolved_at = $1 WHERE run_id = $2 AND status = 'pending'",
+            "UPDATE interactions SET status = 'cancelled', resolved_at = $1, answer = NULL
+             WHERE run_id = $2 AND status = 'pending'",
         )
         .bind(now_ms())
         .bind(run_id)
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected())
+    }
+
+    /// Questions waiting for the owner (pending, not answered yet), of every
+    /// host, oldest first; of one run or connection when given.
+    pub async fn pending_interactions(
+        &self,
+        run_id: Option<&str>,
+        connection_id: Option<&str>,
+    ) -> Result<Vec<PendingInteraction>> {
+        let rows = sqlx::query(
+            "SELECT interaction_id, run_id, connection_id, request_id, kind, message, schema, stream, timeout_seconds,
+               created_at FROM interactions
+             WHERE status = 'pending' AND answered_at IS NULL
+               AND ($1 IS NULL OR run_id = $1) AND ($2 IS NULL OR connection_id = $2)
+             ORDER BY created_at, interaction_id",
+        )
+        .bind(run_id)
+        .bind(connection_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(PendingInteraction::from_row).collect()
+    }
+
+    /// One question waiting for the owner.
+    pub async fn pending_interaction(&self, interaction_id: &str) -> Result<Option<PendingInteraction>> {
+        let row = sqlx::query(
+            "SELECT interaction_id, run_id, connection_id, request_id, kind, message, schema, stream, timeout_seconds,
+               created_at FROM interactions WHERE interaction_id = $1 AND status = 'pending' AND answered_at IS NULL",
+        )
+        .bind(interaction_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| PendingInteraction::from_row(&r)).transpose()
+    }
+
+    /// The owner answered: the answer (sealed by the caller) waits for the
+    /// run's host to take it. Returns false when the question is no longer
+    /// waiting (answered already, or its run ended): nothing is written then.
+    pub async fn submit_answer(
+        &self,
+        interaction_id: &str,
+        status: p::InteractionStatus,
+        sealed: &[u8],
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE interactions SET answered_at = $1, answer_status = $2, answer = $3
+             WHERE interaction_id = $4 AND status = 'pending' AND answered_at IS NULL",
+        )
+        .bind(now_ms())
+        .bind(status.as_str())
+        .bind(sealed.to_vec())
+        .bind(interaction_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Take the answer to a run's pending question, if one arrived: the
+    /// sealed answer is returned once and erased from the store.
+    pub async fn take_answer(&self, run_id: &str) -> Result<Option<(String, p::InteractionStatus, Vec<u8>)>> {
+        let mut tx = self.begin_write().await?;
+        let row = sqlx::query(
+            "SELECT interaction_id, answer_status, answer FROM interactions
+             WHERE run_id = $1 AND status = 'pending' AND answered_at IS NOT NULL AND answer IS NOT NULL",
+        )
+        .bind(run_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let id: String = row.try_get("interaction_id")?;
+        let status: String = row.try_get("answer_status")?;
+        let sealed: Vec<u8> = row.try_get("answer")?;
+        sqlx::query("UPDATE interactions SET answer = NULL WHERE interaction_id = $1")
+            .bind(&id)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        let status = status
+            .parse()
+            .map_err(|_| StoreError::Corrupt(format!("interaction answer status {status:?}")))?;
+        Ok(Some((id, status, sealed)))
+    }
+
+    /// Runs of this process with a waiting answer or a cancel request from
+    /// any host: (run id, answer waiting, cancel requested). One query per
+    /// host, however many runs it parks.
+    pub async fn runs_needing_attention(&self) -> Result<Vec<(String, bool, bool)>> {
+        let rows = sqlx::query(
+            "SELECT r.run_id,
+               CAST(CASE WHEN EXISTS (SELECT 1 FROM interactions i WHERE i.run_id = r.run_id
+                    AND i.status = 'pending' AND i.answer IS NOT NULL) THEN 1 ELSE 0 END AS BIGINT) AS answered,
+               CAST(CASE WHEN r.cancel_requested_at IS NOT NULL THEN 1 ELSE 0 END AS BIGINT) AS cancel
+             FROM runs r WHERE r.runner = $1 AND r.status = 'running'
+               AND (r.cancel_requested_at IS NOT NULL OR EXISTS (SELECT 1 FROM interactions i
+                    WHERE i.run_id = r.run_id AND i.status = 'pending' AND i.answer IS NOT NULL))",
+        )
+        .bind(runner::id())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get("run_id")?,
+                    r.try_get::<i64, _>("answered")? == 1,
+                    r.try_get::<i64, _>("cancel")? == 1,
+                ))
+            })
+            .collect()
+    }
+
+    /// Ask whichever host runs `run_id` to cancel it. Returns false when it
+    /// is not running (anymore).
+    pub async fn request_cancel(&self, run_id: &str) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE runs SET cancel_requested_at = $1 WHERE run_id = $2 AND status = 'running'
+               AND cancel_requested_at IS NULL",
+        )
+        .bind(now_ms())
+        .bind(run_id)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 1 {
+            return Ok(true);
+        }
+        Ok(self.run(run_id).await?.is_some_and(|r| r.status == RunStatus::Running))
     }
 
     pub async fn interactions(&self, run_id: &str) -> Result<Vec<(String, String)>> {

@@ -376,3 +376,43 @@ impl RunEndEvent {
         }
     }
 }
+
+/// A question of a run waiting for the owner, as any host sees it. Never the answer.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PendingInteraction {
+    pub interaction_id: String,
+    pub run_id: String,
+    pub connection_id: String,
+    pub request_id: String,
+    pub kind: crate::protocol::InteractionKind,
+    pub message: String,
+    pub stream: Option<String>,
+    pub schema: Option<Value>,
+    pub timeout_seconds: Option<u32>,
+    pub created_at: i64,
+}
+
+impl PendingInteraction {
+    pub(super) fn from_row(r: &AnyRow) -> Result<Self> {
+        let kind: String = r.try_get("kind")?;
+        Ok(PendingInteraction {
+            interaction_id: r.try_get("interaction_id")?,
+            run_id: r.try_get("run_id")?,
+            connection_id: r.try_get("connection_id")?,
+            request_id: r.try_get("request_id")?,
+            kind: kind
+                .parse()
+                .map_err(|_| StoreError::Corrupt(format!("interaction kind {kind:?}")))?,
+            message: r.try_get("message")?,
+            stream: r.try_get("stream")?,
+            schema: r
+                .try_get::<Option<String>, _>("schema")?
+                .map(|s| parse_json(&s))
+                .transpose()?,
+            timeout_seconds: r
+                .try_get::<Option<i64>, _>("timeout_seconds")?
+                .and_then(|t| u32::try_from(t).ok()),
+            created_at: r.try_get("created_at")?,
+        })
+    }
+}

@@ -250,6 +250,62 @@ pub struct Sealed {
     pub fingerprint: String,
 }
 
+/// The associated data of an opaque sealed blob: what it is for and what it
+/// belongs to, so a blob copied to another purpose or owner does not open.
+fn blob_data(purpose: &str, binding: &str) -> Vec<u8> {
+    let mut aad = Vec::new();
+    for part in [b"pdpp-blob".as_slice(), purpose.as_bytes(), binding.as_bytes()] {
+        aad.extend_from_slice(&(part.len() as u64).to_be_bytes());
+        aad.extend_from_slice(part);
+    }
+    aad
+}
+
+impl VaultKey {
+    /// Seal an opaque blob (an interaction answer in transit, a browser
+    /// profile) for one `purpose` and one `binding` (an interaction id, a
+    /// connection id): the 12-byte nonce followed by the ciphertext.
+    pub fn seal_bytes(&self, purpose: &str, binding: &str, plaintext: &[u8]) -> Vec<u8> {
+        let cipher = Aes256Gcm::new_from_slice(self.seal_key().as_ref()).expect("32-byte key");
+        let mut nonce = [0u8; 12];
+        getrandom::fill(&mut nonce).expect("system randomness");
+        let aad = blob_data(purpose, binding);
+        let ciphertext = cipher
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: &aad,
+                },
+            )
+            .expect("AES-GCM encryption of an in-memory buffer");
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&ciphertext);
+        out
+    }
+
+    /// Open a blob [`VaultKey::seal_bytes`] sealed for the same purpose and binding.
+    pub fn open_bytes(&self, purpose: &str, binding: &str, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, VaultError> {
+        let fail = || VaultError::OpenFailed(format!("{purpose} {binding}"));
+        if sealed.len() < 12 {
+            return Err(fail());
+        }
+        let (nonce, ciphertext) = sealed.split_at(12);
+        let cipher = Aes256Gcm::new_from_slice(self.seal_key().as_ref()).expect("32-byte key");
+        let aad = blob_data(purpose, binding);
+        cipher
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: ciphertext,
+                    aad: &aad,
+                },
+            )
+            .map(Zeroizing::new)
+            .map_err(|_| fail())
+    }
+}
+
 fn associated_data(connection_id: &str, kind: &str, field_names: &[String], version: i64) -> Vec<u8> {
     let mut aad = Vec::new();
     for part in [
@@ -349,6 +405,32 @@ impl VaultKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sealed_blob_opens_only_for_its_purpose_binding_and_key() {
+        let key = VaultKey::generate();
+        let sealed = key.seal_bytes("interaction-answer", "ixn_1", b"{\"code\":\"123456\"}");
+        assert!(
+            !sealed.windows(6).any(|w| w == b"123456"),
+            "the plaintext is not in the seal"
+        );
+        assert_eq!(
+            key.open_bytes("interaction-answer", "ixn_1", &sealed)
+                .unwrap()
+                .as_slice(),
+            b"{\"code\":\"123456\"}"
+        );
+        assert!(key.open_bytes("interaction-answer", "ixn_2", &sealed).is_err());
+        assert!(key.open_bytes("browser-profile", "ixn_1", &sealed).is_err());
+        assert!(
+            VaultKey::generate()
+                .open_bytes("interaction-answer", "ixn_1", &sealed)
+                .is_err()
+        );
+        let mut flipped = sealed.clone();
+        flipped[14] ^= 1;
+        assert!(key.open_bytes("interaction-answer", "ixn_1", &flipped).is_err());
+    }
 
     fn pat(v: &str) -> Bundle {
         Bundle::new("personal_access_token", [("token", v)])
