@@ -15,11 +15,13 @@ for dir in connectors/*/; do
   name=$(basename "$dir")
   [ -f "manifests/$name.json" ] && connectors+=("$name")
 done
+target="${CARGO_TARGET_DIR:-target}"
 cargo build --locked --release --target wasm32-wasip2 $(printf -- '-p %s ' "${connectors[@]}") >&2
 cargo build --locked -q -p pdpp-host >&2
+host="$target/debug/pdpp-host"
 mkdir -p .pdpp/plugins
 for name in "${connectors[@]}"; do
-  ./target/debug/pdpp-host plugins pack --wasm "target/wasm32-wasip2/release/$name.wasm" \
+  "$host" plugins pack --wasm "$target/wasm32-wasip2/release/$name.wasm" \
     --manifest "manifests/$name.json" --out ".pdpp/plugins/$name.wasm" >&2
 done
 for manifest in manifests/*.json; do
@@ -28,4 +30,4 @@ for manifest in manifests/*.json; do
     cp "$manifest" ".pdpp/plugins/$name.json"
   fi
 done
-exec ./target/debug/pdpp-host serve --data-dir .pdpp/data --plugin-dir .pdpp/plugins "$@"
+exec "$host" serve --data-dir .pdpp/data --plugin-dir .pdpp/plugins "$@"

@@ -19,6 +19,13 @@ as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
 
+echo "==> tools"
+# The quickstart test follows docs/quickstart.md with curl and jq.
+if ! command -v curl >/dev/null || ! command -v jq >/dev/null; then
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq curl jq >/dev/null
+fi
+
 echo "==> postgresql"
 PGBIN=$(pg_bin)
 if [ -z "$PGBIN" ] || [ ! -x "$PGBIN/postgres" ] || ! command -v pg_dump >/dev/null; then

@@ -20,6 +20,21 @@ pub struct ConfigFile {
     pub limits: LimitsFile,
     #[serde(default)]
     pub egress: EgressFile,
+    #[serde(default)]
+    pub plugins: PluginsFile,
+}
+
+/// `[plugins]`: how plugin files are trusted and where their compiled code is kept.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginsFile {
+    /// `off`, `warn` or `require`.
+    pub signatures: Option<crate::plugins::SignaturePolicy>,
+    /// Trusted ed25519 public keys, 64 hex digits each.
+    #[serde(default)]
+    pub trusted_keys: Vec<String>,
+    /// The AOT cache directory (default `<data dir>/cache`).
+    pub cache_dir: Option<PathBuf>,
 }
 
 /// `[limits]`: the deployment's run limits (a manifest can only lower

@@ -17,6 +17,7 @@ mod limits;
 mod operations;
 mod plugins;
 mod providers;
+mod quickstart;
 mod secrets;
 mod setup;
 mod store;

@@ -22,6 +22,7 @@ pub struct BenchArgs {
     /// The demo connector component.
     #[arg(long, default_value = "target/wasm32-wasip2/release/demo.wasm")]
     pub plugin: PathBuf,
+    /// The demo connector's manifest.
     #[arg(long, default_value = "manifests/demo.json")]
     pub manifest: PathBuf,
     /// The Node.js baseline connector.

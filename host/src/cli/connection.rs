@@ -3,7 +3,7 @@
 //! credential goes through the credentials service (checked against the
 //! manifest, probed, sealed), and its first sync activates it.
 
-use super::{DataArgs, TrustArgs, exit};
+use super::{DataArgs, exit};
 use anyhow::{Context, bail};
 use pdpp_host::credentials::{Candidate, CaptureClass, CaptureError, CredentialService, CredentialSource};
 use pdpp_host::deploy::Deployment;
@@ -71,8 +71,6 @@ pub struct ConnectorArgs {
     /// The connector's manifest.
     #[arg(long)]
     manifest: Option<PathBuf>,
-    #[command(flatten)]
-    trust: TrustArgs,
 }
 
 /// The connector as loaded for one command.
@@ -86,7 +84,7 @@ impl ConnectorArgs {
         match (&self.plugin, &self.manifest) {
             (Some(path), manifest) => {
                 let sandbox = Sandbox::new()?;
-                let mut opts = self.trust.options(Some(data.data_dir.join("cache")))?;
+                let mut opts = data.resolve()?.load;
                 opts.manifest_file = manifest.clone();
                 let loaded = pdpp_host::plugins::load_file(&sandbox, path, &opts)
                     .with_context(|| format!("cannot load plugin {}", path.display()))?;

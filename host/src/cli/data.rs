@@ -87,8 +87,32 @@ pub enum VaultCommand {
     },
 }
 
+/// The connection, or a clear error (exit 1) for an id that does not exist.
+async fn known_connection(dep: &pdpp_host::deploy::Deployment, id: &str) -> anyhow::Result<Option<i32>> {
+    if dep.store.connection(id).await?.is_none() {
+        eprintln!("pdpp-host: connection {id} does not exist");
+        return Ok(Some(exit::FAILED));
+    }
+    Ok(None)
+}
+
 pub async fn records(args: RecordsArgs) -> anyhow::Result<i32> {
     let dep = args.data.open().await?;
+    if let Some(code) = known_connection(&dep, &args.connection).await? {
+        return Ok(code);
+    }
+    let known_stream = match dep.store.connection(&args.connection).await? {
+        Some(c) => dep
+            .store
+            .connector_manifest(&c.connector_id)
+            .await?
+            .is_none_or(|m| m.stream(&args.stream).is_some()),
+        None => true,
+    };
+    if !known_stream {
+        eprintln!("pdpp-host: the connection's connector has no stream {}", args.stream);
+        return Ok(exit::FAILED);
+    }
     let mut out = std::io::BufWriter::new(std::io::stdout());
     for r in dep.store.records(&args.connection, &args.stream).await? {
         writeln!(out, "{}", serde_json::to_string(&r)?)?;
@@ -127,6 +151,9 @@ pub async fn runs(command: RunsCommand) -> anyhow::Result<i32> {
         }
         RunsCommand::List { data, connection } => {
             let dep = data.open().await?;
+            if let Some(code) = known_connection(&dep, &connection).await? {
+                return Ok(code);
+            }
             for run in dep.store.runs_of(&connection).await? {
                 writeln!(out, "{}", serde_json::to_string(&run)?)?;
             }
@@ -141,15 +168,15 @@ pub enum OwnerTokenCommand {
     /// Replace the owner token: the old one stops working (a running server
     /// notices at once); the new one is printed once.
     Reset {
-        /// The data directory (where the token's hash is kept).
-        #[arg(long, env = "PDPP_DATA_DIR", default_value = ".pdpp/data")]
-        data_dir: std::path::PathBuf,
+        #[command(flatten)]
+        data: DataArgs,
     },
 }
 
 pub fn owner_token(command: OwnerTokenCommand) -> anyhow::Result<i32> {
     match command {
-        OwnerTokenCommand::Reset { data_dir } => {
+        OwnerTokenCommand::Reset { data } => {
+            let data_dir = data.resolve()?.deploy.data_dir;
             if !data_dir.is_dir() {
                 anyhow::bail!(
                     "{} is not a data directory (start `pdpp-host serve` once to create it)",

@@ -10,6 +10,7 @@ mod run;
 mod serve;
 
 use clap::{Parser, Subcommand};
+use pdpp_host::config::ConfigFile;
 use pdpp_host::deploy::{DeployOptions, Deployment};
 use pdpp_host::manifest::Manifest;
 use pdpp_host::plugins::{LoadOptions, SignaturePolicy, TrustedKeys};
@@ -81,31 +82,105 @@ pub enum ManifestCommand {
     },
 }
 
-/// Where a deployment keeps its data.
-#[derive(clap::Args, Clone)]
+/// Where a deployment keeps its data and how it trusts plugins: the same
+/// flags, environment variables and configuration file for every command
+/// (flags win over the environment, which wins over the file; see
+/// docs/configuration.md).
+#[derive(clap::Args, Clone, Default)]
 pub struct DataArgs {
-    /// The data directory (database, vault key).
-    #[arg(long, env = "PDPP_DATA_DIR", default_value = ".pdpp/data")]
-    pub data_dir: PathBuf,
+    /// A TOML configuration file (docs/configuration.md).
+    #[arg(long, env = "PDPP_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// The data directory (database, vault key, owner token hash, AOT cache). Default `.pdpp/data`.
+    #[arg(long, env = "PDPP_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
     /// Database URL (`sqlite://…` or `postgres://…`); default: SQLite in the data directory.
     #[arg(long, env = "PDPP_DATABASE_URL")]
     pub database_url: Option<String>,
     /// The vault key file (a path; the key itself is never passed on the command line).
     #[arg(long, env = "PDPP_VAULT_KEY_FILE")]
     pub vault_key_file: Option<PathBuf>,
+    /// The plugin directory. Default `.pdpp/plugins`.
+    #[arg(long, visible_alias = "dir", env = "PDPP_PLUGIN_DIR")]
+    pub plugin_dir: Option<PathBuf>,
+    /// The AOT cache directory. Default `<data dir>/cache`.
+    #[arg(long, env = "PDPP_PLUGIN_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// What to do with plugin signatures (`<name>.wasm.sig`). Default `off`.
+    #[arg(long, env = "PDPP_PLUGIN_SIGNATURES", value_enum)]
+    pub signatures: Option<SignatureArg>,
+    /// A trusted ed25519 public key, as 64 hex digits (repeatable; comma-separated in the environment).
+    #[arg(
+        long = "trusted-key",
+        value_name = "HEX",
+        env = "PDPP_PLUGIN_TRUSTED_KEYS",
+        value_delimiter = ','
+    )]
+    pub trusted_keys: Vec<String>,
+}
+
+/// [`DataArgs`] resolved against the configuration file and the defaults.
+pub struct Settings {
+    pub file: ConfigFile,
+    pub deploy: DeployOptions,
+    pub plugin_dir: PathBuf,
+    /// How plugin files are loaded: signature policy, trusted keys, AOT cache.
+    pub load: LoadOptions,
 }
 
 impl DataArgs {
-    pub fn options(&self) -> DeployOptions {
-        DeployOptions {
-            data_dir: self.data_dir.clone(),
-            database_url: self.database_url.clone(),
-            key_file: self.vault_key_file.clone(),
+    pub fn resolve(&self) -> anyhow::Result<Settings> {
+        let file = match &self.config {
+            Some(path) => ConfigFile::load(path)?,
+            None => ConfigFile::default(),
+        };
+        let data_dir = self
+            .data_dir
+            .clone()
+            .or(file.data_dir.clone())
+            .unwrap_or_else(|| PathBuf::from(".pdpp/data"));
+        let signatures = self
+            .signatures
+            .map(SignaturePolicy::from)
+            .or(file.plugins.signatures)
+            .unwrap_or_default();
+        let trusted = if self.trusted_keys.is_empty() {
+            file.plugins.trusted_keys.clone()
+        } else {
+            self.trusted_keys.clone()
+        };
+        let trusted_keys = TrustedKeys::from_hex(&trusted)?;
+        if signatures == SignaturePolicy::Require && trusted_keys.is_empty() {
+            anyhow::bail!("the signature policy `require` needs at least one trusted key (--trusted-key)");
         }
+        let cache_dir = self
+            .cache_dir
+            .clone()
+            .or(file.plugins.cache_dir.clone())
+            .unwrap_or_else(|| data_dir.join("cache"));
+        Ok(Settings {
+            deploy: DeployOptions {
+                data_dir,
+                database_url: self.database_url.clone().or(file.database_url.clone()),
+                key_file: self.vault_key_file.clone().or(file.vault_key_file.clone()),
+            },
+            plugin_dir: self
+                .plugin_dir
+                .clone()
+                .or(file.plugin_dir.clone())
+                .unwrap_or_else(|| PathBuf::from(".pdpp/plugins")),
+            load: LoadOptions {
+                cache_dir: Some(cache_dir),
+                signatures,
+                trusted_keys,
+                manifest_file: None,
+            },
+            file,
+        })
     }
 
     pub async fn open(&self) -> anyhow::Result<Deployment> {
-        Ok(Deployment::open(self.options()).await?)
+        Ok(Deployment::open(self.resolve()?.deploy).await?)
     }
 }
 
@@ -127,41 +202,6 @@ impl From<SignatureArg> for SignaturePolicy {
             SignatureArg::Warn => SignaturePolicy::Warn,
             SignatureArg::Require => SignaturePolicy::Require,
         }
-    }
-}
-
-/// How plugin files are trusted.
-#[derive(clap::Args, Clone)]
-pub struct TrustArgs {
-    /// What to do with plugin signatures (`<name>.wasm.sig`).
-    #[arg(long, env = "PDPP_PLUGIN_SIGNATURES", value_enum, default_value = "off")]
-    pub signatures: SignatureArg,
-    /// A trusted ed25519 public key, as 64 hex digits (repeatable; comma-separated in the environment).
-    #[arg(
-        long = "trusted-key",
-        value_name = "HEX",
-        env = "PDPP_PLUGIN_TRUSTED_KEYS",
-        value_delimiter = ','
-    )]
-    pub trusted_keys: Vec<String>,
-}
-
-impl TrustArgs {
-    pub fn keys(&self) -> anyhow::Result<TrustedKeys> {
-        let keys = TrustedKeys::from_hex(&self.trusted_keys)?;
-        if matches!(self.signatures, SignatureArg::Require) && keys.is_empty() {
-            anyhow::bail!("--signatures require needs at least one --trusted-key");
-        }
-        Ok(keys)
-    }
-
-    pub fn options(&self, cache_dir: Option<PathBuf>) -> anyhow::Result<LoadOptions> {
-        Ok(LoadOptions {
-            cache_dir,
-            signatures: self.signatures.into(),
-            trusted_keys: self.keys()?,
-            manifest_file: None,
-        })
     }
 }
 
@@ -221,5 +261,37 @@ fn validate_manifest(file: &std::path::Path) -> i32 {
             eprintln!("{}: {e}", file.display());
             exit::FAILED
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    fn undocumented(cmd: &clap::Command, path: &str, out: &mut Vec<String>) {
+        for arg in cmd.get_arguments() {
+            let id = arg.get_id().as_str();
+            if matches!(id, "help" | "version") {
+                continue;
+            }
+            if arg.get_help().is_none_or(|h| h.to_string().trim().is_empty()) {
+                out.push(format!("{path} {id}"));
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            if sub.get_about().is_none() {
+                out.push(format!("{path} {} (the command)", sub.get_name()));
+            }
+            undocumented(sub, &format!("{path} {}", sub.get_name()), out);
+        }
+    }
+
+    #[test]
+    fn every_command_and_flag_has_help() {
+        let mut missing = Vec::new();
+        undocumented(&Cli::command(), "pdpp-host", &mut missing);
+        assert!(missing.is_empty(), "without help text: {missing:#?}");
+        Cli::command().debug_assert();
     }
 }

@@ -1,6 +1,6 @@
 //! `pdpp-host plugins …`: list, inspect, validate and pack plugin files.
 
-use super::{TrustArgs, exit};
+use super::{DataArgs, exit};
 use anyhow::{Context, bail};
 use clap::Subcommand;
 use pdpp_host::manifest::Manifest;
@@ -16,25 +16,22 @@ use wasmtime::component::types::ComponentItem;
 pub enum PluginsCommand {
     /// Load every plugin of the directory: one JSON line per plugin, then one per broken file.
     List {
-        /// The plugin directory.
-        #[arg(long, env = "PDPP_PLUGIN_DIR", default_value = "plugins")]
-        dir: PathBuf,
         #[command(flatten)]
-        cache: CacheArgs,
-        #[command(flatten)]
-        trust: TrustArgs,
+        data: DataArgs,
     },
     /// Describe one plugin file: manifest, sha256, signature, the component's imports and exports.
     Inspect {
+        /// The plugin file (.wasm).
         file: PathBuf,
         #[command(flatten)]
-        trust: TrustArgs,
+        data: DataArgs,
     },
     /// Check that a file would load as a plugin; exit status 0 when it would, 1 when not.
     Validate {
+        /// The plugin file (.wasm).
         file: PathBuf,
         #[command(flatten)]
-        trust: TrustArgs,
+        data: DataArgs,
     },
     /// Embed a manifest in a component, making one plugin file.
     Pack {
@@ -50,27 +47,11 @@ pub enum PluginsCommand {
     },
 }
 
-#[derive(clap::Args, Clone)]
-pub struct CacheArgs {
-    /// The AOT cache directory (default: `<data dir>/cache`).
-    #[arg(long, env = "PDPP_PLUGIN_CACHE_DIR")]
-    pub cache_dir: Option<PathBuf>,
-    /// The data directory, for the default cache location.
-    #[arg(long, env = "PDPP_DATA_DIR", default_value = ".pdpp/data")]
-    pub data_dir: PathBuf,
-}
-
-impl CacheArgs {
-    pub fn dir(&self) -> PathBuf {
-        self.cache_dir.clone().unwrap_or_else(|| self.data_dir.join("cache"))
-    }
-}
-
 pub async fn main(command: PluginsCommand) -> anyhow::Result<i32> {
     match command {
-        PluginsCommand::List { dir, cache, trust } => list(&dir, &cache, &trust),
-        PluginsCommand::Inspect { file, trust } => inspect(&file, &trust),
-        PluginsCommand::Validate { file, trust } => validate(&file, &trust),
+        PluginsCommand::List { data } => list(&data),
+        PluginsCommand::Inspect { file, data } => inspect(&file, &data),
+        PluginsCommand::Validate { file, data } => validate(&file, &data),
         PluginsCommand::Pack { wasm, manifest, out } => pack(&wasm, &manifest, &out),
     }
 }
@@ -80,12 +61,14 @@ fn print(out: &mut impl Write, v: &Value) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn list(dir: &Path, cache: &CacheArgs, trust: &TrustArgs) -> anyhow::Result<i32> {
+fn list(data: &DataArgs) -> anyhow::Result<i32> {
+    let settings = data.resolve()?;
+    let dir = &settings.plugin_dir;
     if !dir.is_dir() {
         bail!("the plugin directory {} does not exist", dir.display());
     }
     let mut options = CatalogOptions::new(dir);
-    options.load = trust.options(Some(cache.dir()))?;
+    options.load = settings.load;
     let catalog = Catalog::open(Arc::new(Sandbox::new()?), options);
     let snapshot = catalog.snapshot();
     let mut out = std::io::BufWriter::new(std::io::stdout());
@@ -99,9 +82,11 @@ fn list(dir: &Path, cache: &CacheArgs, trust: &TrustArgs) -> anyhow::Result<i32>
     Ok(exit::SUCCEEDED)
 }
 
-fn validate(file: &Path, trust: &TrustArgs) -> anyhow::Result<i32> {
+fn validate(file: &Path, data: &DataArgs) -> anyhow::Result<i32> {
     let sandbox = Sandbox::new()?;
-    match pdpp_host::plugins::load_file(&sandbox, file, &trust.options(None)?) {
+    let mut options = data.resolve()?.load;
+    options.cache_dir = None;
+    match pdpp_host::plugins::load_file(&sandbox, file, &options) {
         Ok(p) => {
             let mut line = p.to_json();
             line["valid"] = true.into();
@@ -118,8 +103,9 @@ fn validate(file: &Path, trust: &TrustArgs) -> anyhow::Result<i32> {
 
 /// Everything that can be learned about a file, step by step; the first
 /// failing step is the error, and the steps before it are still shown.
-fn inspect(file: &Path, trust: &TrustArgs) -> anyhow::Result<i32> {
-    let options = trust.options(None)?;
+fn inspect(file: &Path, data: &DataArgs) -> anyhow::Result<i32> {
+    let mut options = data.resolve()?.load;
+    options.cache_dir = None;
     let inputs = match Inputs::read(file) {
         Ok(i) => i,
         Err(e) => {
@@ -132,7 +118,7 @@ fn inspect(file: &Path, trust: &TrustArgs) -> anyhow::Result<i32> {
         "path": file,
         "sha256": inputs.sha256,
         "size_bytes": inputs.bytes.len(),
-        "signature": if trust.trusted_keys.is_empty() && inputs.signature.is_some() {
+        "signature": if options.trusted_keys.is_empty() && inputs.signature.is_some() {
             json!({ "status": "present", "checked": false })
         } else {
             serde_json::to_value(signature::check(&inputs.bytes, inputs.signature.as_deref(), &options.trusted_keys))?

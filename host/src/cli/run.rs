@@ -1,7 +1,7 @@
 //! `pdpp-host run`: one run of a connector, every message printed as
 //! Collection Profile JSONL; with `--connection`, a run of a stored connection.
 
-use super::{DataArgs, TrustArgs, exit};
+use super::{DataArgs, exit};
 use anyhow::{Context, bail};
 use pdpp_host::egress::EgressConfig;
 use pdpp_host::limits::LimitsOverride;
@@ -68,11 +68,6 @@ pub struct RunArgs {
     /// Let rewritten origins reach loopback addresses (provider test doubles).
     #[arg(long)]
     pub allow_loopback_rewrites: bool,
-    /// The AOT cache directory (default: `<data dir>/cache`).
-    #[arg(long, env = "PDPP_PLUGIN_CACHE_DIR")]
-    pub cache_dir: Option<PathBuf>,
-    #[command(flatten)]
-    pub trust: TrustArgs,
     #[command(flatten)]
     pub data: DataArgs,
 }
@@ -92,11 +87,7 @@ impl RunArgs {
     }
 
     fn load_options(&self) -> anyhow::Result<LoadOptions> {
-        let cache = self
-            .cache_dir
-            .clone()
-            .unwrap_or_else(|| self.data.data_dir.join("cache"));
-        let mut opts = self.trust.options(Some(cache))?;
+        let mut opts = self.data.resolve()?.load;
         opts.manifest_file = self.manifest.clone();
         Ok(opts)
     }

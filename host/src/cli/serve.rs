@@ -1,66 +1,31 @@
 //! `pdpp-host serve`: resolve the configuration (file, environment, flags)
 //! and hand it to the library's server.
 
-use super::{TrustArgs, exit};
+use super::{DataArgs, exit};
 use anyhow::Context;
-use pdpp_host::config::ConfigFile;
-use pdpp_host::deploy::DeployOptions;
 use pdpp_host::sandbox::RunLimits;
 use pdpp_host::server::{Listening, ServeConfig};
-use std::path::PathBuf;
 
 #[derive(clap::Args)]
 pub struct ServeArgs {
-    /// A TOML configuration file (see docs/configuration.md). Environment
-    /// variables override it; flags override both.
-    #[arg(long, env = "PDPP_CONFIG")]
-    pub config: Option<PathBuf>,
-    /// The data directory (database, vault key, owner token hash, cache). Default `.pdpp/data`.
-    #[arg(long, env = "PDPP_DATA_DIR")]
-    pub data_dir: Option<PathBuf>,
-    /// Database URL (`sqlite://…` or `postgres://…`); default: SQLite in the data directory.
-    #[arg(long, env = "PDPP_DATABASE_URL")]
-    pub database_url: Option<String>,
-    /// The vault key file.
-    #[arg(long, env = "PDPP_VAULT_KEY_FILE")]
-    pub vault_key_file: Option<PathBuf>,
     /// Address and port to listen on. Default `127.0.0.1:8787`.
     #[arg(long, env = "PDPP_BIND")]
     pub bind: Option<String>,
-    /// The plugin directory: `.wasm` files with embedded manifests (or sidecars). Default `.pdpp/plugins`.
-    #[arg(long, env = "PDPP_PLUGIN_DIR")]
-    pub plugin_dir: Option<PathBuf>,
-    /// The AOT cache directory (default: `<data dir>/cache`).
-    #[arg(long, env = "PDPP_PLUGIN_CACHE_DIR")]
-    pub cache_dir: Option<PathBuf>,
     #[command(flatten)]
-    pub trust: TrustArgs,
+    pub data: DataArgs,
 }
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
-    let file = match &args.config {
-        Some(path) => ConfigFile::load(path)?,
-        None => ConfigFile::default(),
-    };
-    let deploy = DeployOptions {
-        data_dir: args
-            .data_dir
-            .or(file.data_dir.clone())
-            .unwrap_or_else(|| PathBuf::from(".pdpp/data")),
-        database_url: args.database_url.or(file.database_url.clone()),
-        key_file: args.vault_key_file.or(file.vault_key_file.clone()),
-    };
+    let settings = args.data.resolve()?;
+    let file = &settings.file;
     let config = ServeConfig {
-        deploy,
+        deploy: settings.deploy.clone(),
         bind: args
             .bind
             .or(file.bind.clone())
             .unwrap_or_else(|| "127.0.0.1:8787".into()),
-        plugin_dir: args
-            .plugin_dir
-            .or(file.plugin_dir.clone())
-            .unwrap_or_else(|| PathBuf::from(".pdpp/plugins")),
-        load: args.trust.options(args.cache_dir)?,
+        plugin_dir: settings.plugin_dir.clone(),
+        load: settings.load.clone(),
         limits: RunLimits::default().with_overrides(&file.limits),
         egress: file.egress.config().context("the [egress] configuration")?,
     };

@@ -113,12 +113,22 @@ on_both_backends! {
     }
 }
 
-fn cancel_after(opts: &ConnectionRun, after: Duration) {
-    let _ = script(); // compile first: the clock below is for the run, not for compiling
+/// Cancel the run as soon as its timeline shows `kind` (the run reached a
+/// known point), whatever the machine's speed.
+fn cancel_at(t: &TestDeployment, opts: &mut ConnectionRun, kind: &'static str) {
+    let run_id = pdpp_host::runtime::new_run_id();
+    opts.run_id = Some(run_id.clone());
     let control = opts.control.clone();
+    let store = t.dep.store.clone();
     tokio::spawn(async move {
-        tokio::time::sleep(after).await;
-        control.cancel();
+        loop {
+            let events = store.events(&run_id).await.unwrap_or_default();
+            if events.iter().any(|e| e.kind == kind) {
+                control.cancel();
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     });
 }
 
@@ -126,8 +136,8 @@ on_both_backends! {
     /// Cancelled while the connector is between host calls: the connector's
     /// later DONE succeeded loses to the owner's cancellation.
     async fn owner_cancellation_before_done_is_evaluated_wins_over_a_succeeded_done(t: TestDeployment) {
-        let opts = ConnectionRun::new(Trigger::Manual);
-        cancel_after(&opts, Duration::from_millis(50));
+        let mut opts = ConnectionRun::new(Trigger::Manual);
+        cancel_at(&t, &mut opts, "run.state_staged");
         let script = vec![rec("a", "1"), state("a", json!({"n": 1})), json!({"type": "SLEEP", "ms": 400}), done()];
         let p = play_opts(&t, manifest(&["a"]), script, opts).await;
         assert_eq!(p.out.status, p::DoneStatus::Cancelled);
@@ -141,8 +151,8 @@ on_both_backends! {
 on_both_backends! {
     /// A connector that keeps computing is stopped by force after the grace period.
     async fn owner_cancellation_of_a_busy_connector_is_forced(t: TestDeployment) {
-        let opts = ConnectionRun::new(Trigger::Manual);
-        cancel_after(&opts, Duration::from_millis(50));
+        let mut opts = ConnectionRun::new(Trigger::Manual);
+        cancel_at(&t, &mut opts, "run.state_staged");
         let p = play_opts(&t, manifest(&["a"]), vec![state("a", json!({})), json!({"type": "SPIN"})], opts).await;
         assert_eq!(p.out.status, p::DoneStatus::Cancelled);
         assert_eq!(p.reason(), Some("owner_cancel_forced"));
@@ -154,9 +164,9 @@ on_both_backends! {
 on_both_backends! {
     /// A connector that calls the host after the cancellation stops there.
     async fn owner_cancellation_stops_a_cooperating_connector_at_its_next_call(t: TestDeployment) {
-        let opts = ConnectionRun::new(Trigger::Manual);
-        cancel_after(&opts, Duration::from_millis(50));
-        let script = vec![json!({"type": "SLEEP", "ms": 150}), rec("a", "1"), done()];
+        let mut opts = ConnectionRun::new(Trigger::Manual);
+        cancel_at(&t, &mut opts, "run.started");
+        let script = vec![json!({"type": "SLEEP", "ms": 100}), rec("a", "1"), done()];
         let p = play_opts(&t, manifest(&["a"]), script, opts).await;
         assert_eq!(p.out.status, p::DoneStatus::Cancelled);
         assert_eq!(p.reason(), Some("owner_cancelled"));
