@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod bench;
+pub mod browser;
 pub mod cli;
 pub mod config;
 pub mod deploy;

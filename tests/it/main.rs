@@ -5,6 +5,7 @@ mod server;
 mod support;
 
 mod api;
+mod browser;
 mod conformance;
 mod credentials;
 mod demo;

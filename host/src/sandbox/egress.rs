@@ -170,7 +170,9 @@ const FORBIDDEN: &[&str] = &[
     "x-real-ip",
 ];
 
-fn blocked_address(ip: IpAddr) -> bool {
+/// Whether `ip` is loopback, private, link-local, CGNAT, metadata or otherwise
+/// not a public unicast address (the browser's egress proxy checks it too).
+pub fn blocked_address(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
             let o = v4.octets();

@@ -1,0 +1,193 @@
+//! Chromedriver and Chromium processes: starting them so that nothing can be
+//! orphaned, ending them, and counting what is left.
+//!
+//! Each session starts its own chromedriver in a new process group, with an
+//! environment the host builds from nothing: `HOME`, `TMPDIR` and the XDG
+//! directories inside the session's private directory (so nothing Chromium
+//! writes lands outside it), a fixed `PATH`, and a marker variable
+//! [`OWNER_VAR`] = `<host pid>/<service>/<session>/`. Chromium is started by
+//! chromedriver and inherits both the process group and the marker. Teardown
+//! kills the group; then every live process still carrying the session's
+//! marker (one that left the group, e.g. with `setsid`) is killed too.
+//! Counting uses the same marker, so it sees exactly this host's browsers
+//! and no one else's.
+//!
+//! Zombies are not counted: a Chromium child whose parent chromedriver was
+//! killed is re-parented to PID 1, and whether it is reaped then depends on
+//! the machine's init (a container's init may never reap it); it holds no
+//! memory, files or sockets.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Instant;
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+/// The environment variable that marks every browser process of this host.
+pub const OWNER_VAR: &str = "PDPP_BROWSER_OWNER";
+
+/// The marker prefix of every browser process this host process starts.
+pub(crate) fn host_prefix() -> String {
+    format!("{}/", std::process::id())
+}
+
+/// A running chromedriver.
+pub(crate) struct Driver {
+    pub child: tokio::process::Child,
+    /// Its process group (= its pid), shared with the Chromium it starts.
+    pub pgid: i32,
+    /// The loopback port it listens on.
+    pub port: u16,
+}
+
+/// Where a session's processes live and how they are marked.
+pub(crate) struct DriverEnv<'a> {
+    pub home: &'a Path,
+    pub tmp: &'a Path,
+    pub marker: &'a str,
+}
+
+/// Start chromedriver on a port of its choosing and read the port from its
+/// banner. Its log level is SEVERE, so it never logs commands (whose
+/// parameters include typed text).
+pub(crate) async fn spawn_driver(
+    chromedriver: &Path,
+    env: &DriverEnv<'_>,
+    deadline: Instant,
+) -> Result<Driver, String> {
+    let mut cmd = tokio::process::Command::new(chromedriver);
+    cmd.arg("--port=0")
+        .arg("--log-level=SEVERE")
+        .env_clear()
+        .env("HOME", env.home)
+        .env("TMPDIR", env.tmp)
+        .env("XDG_CONFIG_HOME", env.home.join(".config"))
+        .env("XDG_CACHE_HOME", env.home.join(".cache"))
+        .env("XDG_DATA_HOME", env.home.join(".local/share"))
+        .env("PATH", "/usr/bin:/bin")
+        .env(OWNER_VAR, env.marker)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start {}: {e}", chromedriver.display()))?;
+    let pgid = child.id().map(|p| p as i32).ok_or("chromedriver exited at once")?;
+    let stdout = child.stdout.take().ok_or("chromedriver has no stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let remaining = deadline.saturating_duration_since(Instant::now());
+    let port = tokio::time::timeout(remaining, async {
+        while let Ok(Some(line)) = lines.next_line().await {
+            if let Some(rest) = line.split("started successfully on port ").nth(1) {
+                return rest.trim().trim_end_matches('.').parse::<u16>().ok();
+            }
+        }
+        None
+    })
+    .await;
+    let port = match port {
+        Ok(Some(p)) => p,
+        Ok(None) => {
+            kill_group(pgid);
+            return Err("chromedriver exited before it listened".into());
+        }
+        Err(_) => {
+            kill_group(pgid);
+            return Err("chromedriver did not start before the deadline".into());
+        }
+    };
+    // Keep reading, so a chatty driver never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok(Driver { child, pgid, port })
+}
+
+/// SIGKILL a process group. A group that is already gone is fine.
+pub(crate) fn kill_group(pgid: i32) {
+    if pgid > 1 {
+        // SAFETY: killpg only sends a signal; it has no memory effects.
+        unsafe {
+            libc::killpg(pgid, libc::SIGKILL);
+        }
+    }
+}
+
+/// SIGKILL every live process whose marker starts with `prefix`; returns how
+/// many were signalled.
+pub(crate) fn kill_marked(prefix: &str) -> usize {
+    let pids = marked_processes(prefix);
+    for pid in &pids {
+        // SAFETY: kill only sends a signal; it has no memory effects.
+        unsafe {
+            libc::kill(*pid, libc::SIGKILL);
+        }
+    }
+    pids.len()
+}
+
+/// The live (not zombie) processes whose [`OWNER_VAR`] starts with `prefix`.
+pub(crate) fn marked_processes(prefix: &str) -> Vec<i32> {
+    let needle = format!("{OWNER_VAR}={prefix}");
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for entry in dir.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
+            continue;
+        };
+        if !environ.split(|b| *b == 0).any(|var| var.starts_with(needle.as_bytes())) {
+            continue;
+        }
+        let live = std::fs::read_to_string(entry.path().join("stat"))
+            .ok()
+            .and_then(|stat| stat.rsplit_once(')').map(|(_, rest)| rest.trim_start().chars().next()))
+            .is_some_and(|state| !matches!(state, Some('Z' | 'X')));
+        if live {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// How many Chromium and chromedriver processes started by this host process
+/// (any service, any session) are still alive. Tests use it to prove that
+/// teardown leaves nothing behind.
+pub fn live_browser_processes() -> usize {
+    marked_processes(&host_prefix()).len()
+}
+
+/// Memory held by a set of processes, from `/proc`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ProcessMemory {
+    pub processes: usize,
+    /// Sum of resident set sizes (counts shared pages once per process).
+    pub rss_bytes: u64,
+    /// Sum of proportional set sizes (shared pages divided among their
+    /// users): what the processes cost the machine together.
+    pub pss_bytes: u64,
+}
+
+/// The memory of the live processes whose marker starts with `prefix`.
+pub(crate) fn memory_of(prefix: &str) -> ProcessMemory {
+    let kib = |text: &str, field: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0)
+            * 1024
+    };
+    let mut memory = ProcessMemory::default();
+    for pid in marked_processes(prefix) {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+        memory.processes += 1;
+        memory.rss_bytes += kib(&status, "VmRSS:");
+        memory.pss_bytes += kib(&rollup, "Pss:");
+    }
+    memory
+}
