@@ -6,19 +6,27 @@
 //! directories inside the session's private directory (so nothing Chromium
 //! writes lands outside it), a fixed `PATH`, and a marker variable
 //! [`OWNER_VAR`] = `<host pid>/<service>/<session>/`. Chromium is started by
-//! chromedriver and inherits both the process group and the marker. Teardown
-//! kills the group; then every live process still carrying the session's
-//! marker (one that left the group, e.g. with `setsid`) is killed too.
-//! Counting uses the same marker, so it sees exactly this host's browsers
-//! and no one else's.
+//! chromedriver and stays in its process group; its crash handler leaves the
+//! group (`setsid`) but keeps the marker. Zygote-forked Chromium processes
+//! keep the group but not a readable marker (Chromium rewrites the memory
+//! `/proc/<pid>/environ` shows), so a session's processes are those in its
+//! process group **or** carrying its marker. The groups this host process
+//! started are registered until teardown finds them empty; a registered
+//! group's id cannot be reused while any member lives.
+//!
+//! Teardown kills the group, then every process found that way. Counting
+//! uses the same rule, so it sees exactly this host's browsers and no one
+//! else's.
 //!
 //! Zombies are not counted: a Chromium child whose parent chromedriver was
 //! killed is re-parented to PID 1, and whether it is reaped then depends on
 //! the machine's init (a container's init may never reap it); it holds no
 //! memory, files or sockets.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::process::Stdio;
+use std::sync::{Mutex, OnceLock};
 use std::time::Instant;
 use tokio::io::{AsyncBufReadExt, BufReader};
 
@@ -74,6 +82,7 @@ pub(crate) async fn spawn_driver(
         .spawn()
         .map_err(|e| format!("cannot start {}: {e}", chromedriver.display()))?;
     let pgid = child.id().map(|p| p as i32).ok_or("chromedriver exited at once")?;
+    register_group(pgid, env.marker);
     let stdout = child.stdout.take().ok_or("chromedriver has no stdout")?;
     let mut lines = BufReader::new(stdout).lines();
     let remaining = deadline.saturating_duration_since(Instant::now());
@@ -90,10 +99,12 @@ pub(crate) async fn spawn_driver(
         Ok(Some(p)) => p,
         Ok(None) => {
             kill_group(pgid);
+            forget_group(pgid);
             return Err("chromedriver exited before it listened".into());
         }
         Err(_) => {
             kill_group(pgid);
+            forget_group(pgid);
             return Err("chromedriver did not start before the deadline".into());
         }
     };
@@ -125,9 +136,35 @@ pub(crate) fn kill_marked(prefix: &str) -> usize {
     pids.len()
 }
 
-/// The live (not zombie) processes whose [`OWNER_VAR`] starts with `prefix`.
+/// Process groups this host process started, with their session marker.
+fn groups() -> &'static Mutex<HashMap<i32, String>> {
+    static GROUPS: OnceLock<Mutex<HashMap<i32, String>>> = OnceLock::new();
+    GROUPS.get_or_init(Default::default)
+}
+
+fn register_group(pgid: i32, marker: &str) {
+    groups()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(pgid, marker.to_owned());
+}
+
+/// Forget a group once no member of it is left.
+pub(crate) fn forget_group(pgid: i32) {
+    groups().lock().unwrap_or_else(|p| p.into_inner()).remove(&pgid);
+}
+
+/// The live (not zombie) processes of the sessions whose marker starts with
+/// `prefix`: members of their process groups, and processes carrying the marker.
 pub(crate) fn marked_processes(prefix: &str) -> Vec<i32> {
     let needle = format!("{OWNER_VAR}={prefix}");
+    let owned_groups: Vec<i32> = groups()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .filter(|(_, marker)| marker.starts_with(prefix))
+        .map(|(pgid, _)| *pgid)
+        .collect();
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
@@ -136,17 +173,23 @@ pub(crate) fn marked_processes(prefix: &str) -> Vec<i32> {
         let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
             continue;
         };
-        let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
+        // `/proc/<pid>/stat`: `pid (comm) state ppid pgrp …`; comm may hold spaces.
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
             continue;
         };
-        if !environ.split(|b| *b == 0).any(|var| var.starts_with(needle.as_bytes())) {
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let mut fields = rest.split_whitespace();
+        let state = fields.next().unwrap_or("Z");
+        let pgrp = fields.nth(1).and_then(|g| g.parse::<i32>().ok()).unwrap_or(0);
+        if matches!(state, "Z" | "X") {
             continue;
         }
-        let live = std::fs::read_to_string(entry.path().join("stat"))
-            .ok()
-            .and_then(|stat| stat.rsplit_once(')').map(|(_, rest)| rest.trim_start().chars().next()))
-            .is_some_and(|state| !matches!(state, Some('Z' | 'X')));
-        if live {
+        let mine = owned_groups.contains(&pgrp)
+            || std::fs::read(entry.path().join("environ"))
+                .is_ok_and(|env| env.split(|b| *b == 0).any(|var| var.starts_with(needle.as_bytes())));
+        if mine {
             found.push(pid);
         }
     }

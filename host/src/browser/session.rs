@@ -182,6 +182,11 @@ impl SessionResources {
         if let Some(child) = st.driver.as_mut() {
             let _ = child.try_wait();
         }
+        if left == 0
+            && let Some(pgid) = st.pgid
+        {
+            process::forget_group(pgid);
+        }
         let directory_removed = profile::wipe(&self.dir, &self.dir.join("profile"));
         st.permit = None;
         let done = Cleanup {
@@ -753,7 +758,7 @@ impl BrowserSession {
             let mut used = 0;
             for element in &elements {
                 self.check_readable(op, selector, element, Some(name)).await?;
-                let value = attribute(&element, name)
+                let value = attribute(element, name)
                     .await
                     .map_err(|e| element_error(op, selector, e))?;
                 let value = match value {
@@ -932,4 +937,44 @@ impl BrowserSession {
             .await
             .unwrap_or_else(|_| self.res.teardown())
     }
+}
+
+/// The run's browser capability calls these from wasmtime's async host
+/// functions, which need `Send` futures.
+#[cfg(test)]
+#[allow(dead_code, clippy::let_underscore_future)]
+fn operations_are_send(s: &mut BrowserSession, deadline: Instant) {
+    fn send<T: Send>(_: T) {}
+    send(s.navigate("", deadline));
+    send(s.wait_for("", deadline));
+    send(s.click("", deadline));
+    send(s.fill("", "", deadline));
+    send(s.fill_secret("", "", deadline));
+    send(s.select_option("", "", deadline));
+    send(s.read_text("", deadline));
+    send(s.read_attribute("", "", deadline));
+    send(s.read_all_text("", 1, deadline));
+    send(s.read_all_attribute("", "", 1, deadline));
+    send(s.current_url(deadline));
+    send(s.title(deadline));
+    send(s.screenshot(deadline));
+    send(s.host_read_text("", deadline));
+    send(s.host_read_attribute("", "", deadline));
+}
+
+#[cfg(test)]
+#[allow(dead_code)]
+fn ending_is_send(a: BrowserSession, b: BrowserSession) {
+    fn send<T: Send>(_: T) {}
+    send(a.end(AtEnd::KeepProfile));
+    send(b.discard());
+}
+
+#[cfg(test)]
+#[allow(dead_code)]
+fn session_and_service_are_send_and_sync() {
+    fn send<T: Send>() {}
+    fn send_sync<T: Send + Sync>() {}
+    send::<BrowserSession>();
+    send_sync::<super::BrowserService>();
 }

@@ -71,19 +71,27 @@ async fn a_redirect_to_a_disallowed_origin_is_blocked_and_summarised() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_fetch_to_a_disallowed_origin_is_blocked_and_summarised() {
+async fn a_fetch_or_websocket_to_a_disallowed_origin_is_blocked_and_summarised() {
     let f = Fixture::new().await;
     let mut s = f.session(&[]).await;
     s.navigate(&format!("{SITE}/fetch-away"), soon()).await.unwrap();
     s.wait_for("#status.done", soon()).await.unwrap();
+    s.wait_for("#ws.done", soon()).await.unwrap();
     assert_eq!(s.read_text("#status", soon()).await.unwrap(), "blocked");
+    assert_eq!(s.read_text("#ws", soon()).await.unwrap(), "blocked");
     let requests = s.requests();
-    let summary = requests
+    let fetch = requests
         .iter()
         .find(|r| r.origin == sink_origin(&f.sink))
         .expect("the fetch is summarised");
-    assert_eq!(summary.refused, Some(Refusal::OriginNotAllowed));
-    assert_eq!((summary.status, summary.bytes_out, summary.bytes_in), (None, 0, 0));
+    assert_eq!(fetch.refused, Some(Refusal::OriginNotAllowed));
+    assert_eq!((fetch.status, fetch.bytes_out, fetch.bytes_in), (None, 0, 0));
+    // A WebSocket goes through a tunnel, whose scheme the proxy cannot see.
+    let socket = requests
+        .iter()
+        .find(|r| r.method == "CONNECT" && r.origin == format!("https://127.0.0.1:{}", f.sink.port))
+        .expect("the WebSocket is summarised");
+    assert_eq!(socket.refused, Some(Refusal::OriginNotAllowed));
     assert_eq!(f.sink.connections(), 0, "the disallowed server received nothing");
     s.discard().await;
 }

