@@ -196,6 +196,86 @@ pub(crate) fn marked_processes(prefix: &str) -> Vec<i32> {
     found
 }
 
+/// Whether a process with this id exists.
+fn alive(pid: i32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// The host pid at the start of a marker or a session directory name.
+fn owner_pid(text: &str) -> Option<i32> {
+    text.split(['/', '-']).next()?.parse().ok()
+}
+
+/// What [`sweep_orphans`] cleaned up.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Sweep {
+    /// Browser processes of host processes that no longer exist, killed.
+    pub processes: usize,
+    /// Their session directories (profiles included), removed.
+    pub directories: usize,
+}
+
+/// Clean up after host processes that ended without tearing their browsers
+/// down (a crash, SIGKILL, power loss): kill the browser processes whose
+/// marker names a host pid that no longer exists, with their process groups,
+/// and remove the `pdpp-browser-<pid>-…` directories such hosts left in
+/// `work_dir`. Browsers of live hosts — other host processes on the same
+/// machine — are not touched.
+pub fn sweep_orphans(work_dir: &Path) -> Sweep {
+    let me = std::process::id() as i32;
+    let needle = format!("{OWNER_VAR}=");
+    let mut sweep = Sweep::default();
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for entry in dir.flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+                continue;
+            };
+            let Ok(environ) = std::fs::read(entry.path().join("environ")) else {
+                continue;
+            };
+            let owner = environ
+                .split(|b| *b == 0)
+                .find_map(|var| var.strip_prefix(needle.as_bytes()))
+                .and_then(|v| std::str::from_utf8(v).ok())
+                .and_then(owner_pid);
+            let Some(owner) = owner else { continue };
+            if owner == me || alive(owner) {
+                continue;
+            }
+            let pgrp = std::fs::read_to_string(entry.path().join("stat"))
+                .ok()
+                .and_then(|stat| {
+                    let (_, rest) = stat.rsplit_once(')')?;
+                    rest.split_whitespace().nth(2)?.parse::<i32>().ok()
+                });
+            // SAFETY: kill and killpg only send signals; no memory effects.
+            unsafe {
+                if let Some(g) = pgrp.filter(|g| *g > 1 && *g != me) {
+                    libc::killpg(g, libc::SIGKILL);
+                }
+                libc::kill(pid, libc::SIGKILL);
+            }
+            sweep.processes += 1;
+        }
+    }
+    if let Ok(dir) = std::fs::read_dir(work_dir) {
+        for entry in dir.flatten() {
+            let name = entry.file_name();
+            let Some(owner) = name
+                .to_str()
+                .and_then(|n| n.strip_prefix("pdpp-browser-"))
+                .and_then(owner_pid)
+            else {
+                continue;
+            };
+            if owner != me && !alive(owner) && std::fs::remove_dir_all(entry.path()).is_ok() {
+                sweep.directories += 1;
+            }
+        }
+    }
+    sweep
+}
+
 /// How many Chromium and chromedriver processes started by this host process
 /// (any service, any session) are still alive. Tests use it to prove that
 /// teardown leaves nothing behind.

@@ -9,7 +9,7 @@
 //! session is gone.
 //!
 //! **One chromedriver per session, not one per process.** A shared driver
-//! saves about 10 ms per session (measured: docs/browser.md), but then a
+//! saves 10–35 ms of a 400–700 ms start (measured: docs/browser.md), but then a
 //! session's Chromium processes are children of a driver that outlives them:
 //! their teardown depends on the driver's `DELETE /session` working, they
 //! stay zombies until the shared driver exits, and one hung driver takes
@@ -150,9 +150,14 @@ static NEXT_SERVICE: AtomicU64 = AtomicU64::new(1);
 
 impl BrowserService {
     /// A service with the given settings. Creates its private directory; it
-    /// does not start any process.
+    /// does not start any process. The first service of a host process also
+    /// cleans up after earlier host processes that died with browsers
+    /// running ([`process::sweep_orphans`]).
     pub fn new(config: BrowserConfig) -> Result<BrowserService, BrowserError> {
         let n = NEXT_SERVICE.fetch_add(1, Ordering::Relaxed);
+        if n == 1 {
+            process::sweep_orphans(&config.work_dir);
+        }
         let marker = format!("{}{n}/", process::host_prefix());
         let mut random = [0u8; 8];
         getrandom::fill(&mut random).expect("system randomness");

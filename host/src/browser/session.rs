@@ -516,11 +516,20 @@ impl BrowserSession {
                 return Err(not_allowed(landed_name, reason));
             }
         }
-        if let Err(e) = loaded {
+        // Chromium shows its own error page when the page could not be
+        // fetched at all (a refused tunnel, say).
+        let error_page = final_url.scheme() == "chrome-error";
+        if loaded.is_err() || error_page {
             if let Some(reason) = refused_for(&asked.to_string()) {
                 return Err(not_allowed(asked.to_string(), reason));
             }
-            return Err(driver_error(op, e));
+            return Err(match loaded {
+                Err(e) => driver_error(op, e),
+                Ok(()) => BrowserError::BrowserFailed {
+                    operation: op,
+                    code: "the page could not be loaded".into(),
+                },
+            });
         }
         let title = self
             .bounded(op, deadline, async {

@@ -1,7 +1,8 @@
 //! A browser is a resource of the run: every way a session ends — end,
-//! discard, drop, cancellation, an error while ending, a failed start —
-//! leaves no Chromium or chromedriver process and no directory; and the
-//! deployment's cap on concurrent browsers queues the next run.
+//! discard, drop, cancellation, an error while ending, a failed start, even
+//! the death of the host process — leaves no Chromium or chromedriver
+//! process and no directory; and the deployment's cap on concurrent
+//! browsers queues the next run.
 
 use super::*;
 use pdpp_host::browser::{AtEnd, BrowserConfig, BrowserError, BrowserLimits, ProfileError};
@@ -176,4 +177,34 @@ async fn the_concurrency_cap_queues_a_second_session_until_a_browser_ends() {
     second.navigate(&format!("{SITE}/form"), soon()).await.unwrap();
     second.discard().await;
     assert_eq!(service.live_processes(), 0);
+}
+
+#[test]
+fn browsers_and_profiles_left_by_a_dead_host_process_are_swept_away() {
+    use std::os::unix::process::{CommandExt, ExitStatusExt};
+    // A host process that no longer exists: the pid of a finished process.
+    let mut gone = std::process::Command::new("true").spawn().unwrap();
+    let dead = gone.id();
+    gone.wait().unwrap();
+    // Its "browser": a process carrying its marker, in a group of its own.
+    let mut orphan = std::process::Command::new("sleep")
+        .arg("600")
+        .env(pdpp_host::browser::process::OWNER_VAR, format!("{dead}/1/1/"))
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let stale = work.path().join(format!("pdpp-browser-{dead}-1-00"));
+    std::fs::create_dir_all(stale.join("session-1/profile/Default")).unwrap();
+    std::fs::write(stale.join("session-1/profile/Default/Cookies"), "cookie").unwrap();
+    // A live host process's directory stays.
+    let live = work.path().join("pdpp-browser-1-1-00");
+    std::fs::create_dir_all(&live).unwrap();
+
+    let sweep = pdpp_host::browser::sweep_orphans(work.path());
+    assert!(sweep.processes >= 1, "{sweep:?}");
+    assert_eq!(sweep.directories, 1, "{sweep:?}");
+    assert_eq!(orphan.wait().unwrap().signal(), Some(9), "the orphan was killed");
+    assert!(!stale.exists());
+    assert!(live.exists(), "pid 1 is alive: its directory is not touched");
 }
