@@ -4,7 +4,9 @@
 #   - the wasm32-wasip2 Rust target (connectors are built from source by the
 #     test harness, once per test process);
 #   - a PostgreSQL server (Debian package), started for the tests in a
-#     temporary directory on a free loopback port and stopped afterwards.
+#     temporary directory on a free loopback port and stopped afterwards;
+#   - Chromium and chromedriver (Debian packages chromium, chromium-driver)
+#     for the browser engine's tests, which drive a real headless Chromium.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -52,6 +54,14 @@ stop_postgres() {
 trap stop_postgres EXIT
 export PDPP_TEST_POSTGRES_URL="postgres://postgres@127.0.0.1:$PGPORT/postgres"
 echo "PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}') on 127.0.0.1:$PGPORT"
+
+echo "==> chromium"
+if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
+# The Debian wrapper prints a harmless shell warning on some machines; keep the version line.
+echo "$(/usr/bin/chromium --version 2>/dev/null | tail -n 1), $(/usr/bin/chromedriver --version | cut -d' ' -f1-2)"
 
 echo "==> tests"
 # The SDK crates, the host (unit and integration tests) and every

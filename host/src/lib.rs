@@ -12,6 +12,7 @@
 //! [`runtime`]. See docs/architecture.md.
 
 pub mod api;
+pub mod browser;
 pub mod config;
 pub mod credentials;
 pub mod deploy;

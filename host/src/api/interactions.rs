@@ -132,11 +132,15 @@ pub async fn answer(
         Vec::new()
     };
     let status = answer.status;
-    let sealed = s.dep.key.seal_bytes(
-        ANSWER_PURPOSE,
-        &id,
-        &serde_json::to_vec(&answer).expect("an answer serializes"),
-    );
+    let sealed = s
+        .dep
+        .key
+        .seal_blob(
+            &id,
+            ANSWER_PURPOSE,
+            &serde_json::to_vec(&answer).expect("an answer serializes"),
+        )
+        .to_bytes();
     if !s.dep.store.submit_answer(&id, status, &sealed).await? {
         return Err(ApiError::new(
             StatusCode::CONFLICT,

@@ -225,11 +225,9 @@ impl InteractionHandler for StoredInteractions {
             let notified = wake.notified();
             match runs.dep.store.take_answer(&self.run_id).await {
                 Ok(Some((id, status, sealed))) => {
-                    let opened = runs.dep.key.open_bytes(ANSWER_PURPOSE, &id, &sealed);
-                    return match opened
-                        .ok()
-                        .and_then(|b| serde_json::from_slice::<InteractionAnswer>(&b).ok())
-                    {
+                    let opened = crate::vault::SealedBlob::from_bytes(&sealed)
+                        .and_then(|blob| runs.dep.key.open_blob(&id, ANSWER_PURPOSE, &blob).ok());
+                    return match opened.and_then(|b| serde_json::from_slice::<InteractionAnswer>(&b).ok()) {
                         Some(answer) if answer.status == status => answer,
                         _ => {
                             tracing::error!(run_id = %self.run_id, "an answer in the store does not open; the question is cancelled");

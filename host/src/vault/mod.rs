@@ -250,62 +250,6 @@ pub struct Sealed {
     pub fingerprint: String,
 }
 
-/// The associated data of an opaque sealed blob: what it is for and what it
-/// belongs to, so a blob copied to another purpose or owner does not open.
-fn blob_data(purpose: &str, binding: &str) -> Vec<u8> {
-    let mut aad = Vec::new();
-    for part in [b"pdpp-blob".as_slice(), purpose.as_bytes(), binding.as_bytes()] {
-        aad.extend_from_slice(&(part.len() as u64).to_be_bytes());
-        aad.extend_from_slice(part);
-    }
-    aad
-}
-
-impl VaultKey {
-    /// Seal an opaque blob (an interaction answer in transit, a browser
-    /// profile) for one `purpose` and one `binding` (an interaction id, a
-    /// connection id): the 12-byte nonce followed by the ciphertext.
-    pub fn seal_bytes(&self, purpose: &str, binding: &str, plaintext: &[u8]) -> Vec<u8> {
-        let cipher = Aes256Gcm::new_from_slice(self.seal_key().as_ref()).expect("32-byte key");
-        let mut nonce = [0u8; 12];
-        getrandom::fill(&mut nonce).expect("system randomness");
-        let aad = blob_data(purpose, binding);
-        let ciphertext = cipher
-            .encrypt(
-                Nonce::from_slice(&nonce),
-                Payload {
-                    msg: plaintext,
-                    aad: &aad,
-                },
-            )
-            .expect("AES-GCM encryption of an in-memory buffer");
-        let mut out = nonce.to_vec();
-        out.extend_from_slice(&ciphertext);
-        out
-    }
-
-    /// Open a blob [`VaultKey::seal_bytes`] sealed for the same purpose and binding.
-    pub fn open_bytes(&self, purpose: &str, binding: &str, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>, VaultError> {
-        let fail = || VaultError::OpenFailed(format!("{purpose} {binding}"));
-        if sealed.len() < 12 {
-            return Err(fail());
-        }
-        let (nonce, ciphertext) = sealed.split_at(12);
-        let cipher = Aes256Gcm::new_from_slice(self.seal_key().as_ref()).expect("32-byte key");
-        let aad = blob_data(purpose, binding);
-        cipher
-            .decrypt(
-                Nonce::from_slice(nonce),
-                Payload {
-                    msg: ciphertext,
-                    aad: &aad,
-                },
-            )
-            .map(Zeroizing::new)
-            .map_err(|_| fail())
-    }
-}
-
 fn associated_data(connection_id: &str, kind: &str, field_names: &[String], version: i64) -> Vec<u8> {
     let mut aad = Vec::new();
     for part in [
@@ -402,35 +346,148 @@ impl VaultKey {
     }
 }
 
+/// An opaque blob sealed for one connection and one purpose (e.g. a browser
+/// profile): like a credential bundle, it opens only for the connection id
+/// and purpose it was sealed for, under the key that sealed it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SealedBlob {
+    pub purpose: String,
+    pub format_version: i64,
+    pub key_id: String,
+    pub nonce: Vec<u8>,
+    pub ciphertext: Vec<u8>,
+}
+
+impl fmt::Debug for SealedBlob {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SealedBlob")
+            .field("purpose", &self.purpose)
+            .field("key_id", &self.key_id)
+            .field("bytes", &self.ciphertext.len())
+            .finish()
+    }
+}
+
+/// The first bytes of [`SealedBlob::to_bytes`].
+const BLOB_MAGIC: &[u8; 8] = b"pdppblob";
+
+impl SealedBlob {
+    /// One self-describing byte string, for storing the blob in one column or file.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(64 + self.ciphertext.len());
+        out.extend_from_slice(BLOB_MAGIC);
+        out.extend_from_slice(&self.format_version.to_be_bytes());
+        for part in [self.purpose.as_bytes(), self.key_id.as_bytes(), &self.nonce] {
+            out.extend_from_slice(&(part.len() as u32).to_be_bytes());
+            out.extend_from_slice(part);
+        }
+        out.extend_from_slice(&self.ciphertext);
+        out
+    }
+
+    /// Parse [`SealedBlob::to_bytes`]; `None` when the bytes are not a sealed blob.
+    pub fn from_bytes(bytes: &[u8]) -> Option<SealedBlob> {
+        let rest = bytes.strip_prefix(BLOB_MAGIC.as_slice())?;
+        let (version, mut rest) = rest.split_at_checked(8)?;
+        let format_version = i64::from_be_bytes(version.try_into().ok()?);
+        let mut parts = Vec::with_capacity(3);
+        for _ in 0..3 {
+            let (len, tail) = rest.split_at_checked(4)?;
+            let len = u32::from_be_bytes(len.try_into().ok()?) as usize;
+            let (part, tail) = tail.split_at_checked(len)?;
+            parts.push(part.to_vec());
+            rest = tail;
+        }
+        let nonce = parts.pop()?;
+        let key_id = String::from_utf8(parts.pop()?).ok()?;
+        let purpose = String::from_utf8(parts.pop()?).ok()?;
+        Some(SealedBlob {
+            purpose,
+            format_version,
+            key_id,
+            nonce,
+            ciphertext: rest.to_vec(),
+        })
+    }
+}
+
+fn blob_associated_data(connection_id: &str, purpose: &str, version: i64) -> Vec<u8> {
+    let mut aad = Vec::new();
+    for part in [
+        b"pdpp-vault-blob".as_slice(),
+        &version.to_be_bytes(),
+        connection_id.as_bytes(),
+        purpose.as_bytes(),
+    ] {
+        aad.extend_from_slice(&(part.len() as u64).to_be_bytes());
+        aad.extend_from_slice(part);
+    }
+    aad
+}
+
+impl VaultKey {
+    /// Seal an opaque blob for one connection and purpose. The associated data
+    /// binds connection id, purpose and format version, so the blob does not
+    /// open for another connection or as another kind of material.
+    pub fn seal_blob(&self, connection_id: &str, purpose: &str, plaintext: &[u8]) -> SealedBlob {
+        let aad = blob_associated_data(connection_id, purpose, FORMAT_VERSION);
+        let cipher = Aes256Gcm::new_from_slice(self.seal_key().as_ref()).expect("32-byte key");
+        let mut nonce = [0u8; 12];
+        getrandom::fill(&mut nonce).expect("system randomness");
+        let ciphertext = cipher
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: &aad,
+                },
+            )
+            .expect("AES-GCM encryption does not fail for in-memory buffers");
+        SealedBlob {
+            purpose: purpose.to_owned(),
+            format_version: FORMAT_VERSION,
+            key_id: self.id(),
+            nonce: nonce.to_vec(),
+            ciphertext,
+        }
+    }
+
+    /// Open a blob sealed for `connection_id` and `purpose`.
+    pub fn open_blob(
+        &self,
+        connection_id: &str,
+        purpose: &str,
+        sealed: &SealedBlob,
+    ) -> Result<Zeroizing<Vec<u8>>, VaultError> {
+        if sealed.key_id != self.id() {
+            return Err(VaultError::WrongKey {
+                connection_id: connection_id.to_owned(),
+                sealed_with: sealed.key_id.clone(),
+                loaded: self.id(),
+            });
+        }
+        let fail = || VaultError::OpenFailed(connection_id.to_owned());
+        if sealed.nonce.len() != 12 || sealed.purpose != purpose {
+            return Err(fail());
+        }
+        let aad = blob_associated_data(connection_id, purpose, sealed.format_version);
+        let cipher = Aes256Gcm::new_from_slice(self.seal_key().as_ref()).expect("32-byte key");
+        cipher
+            .decrypt(
+                Nonce::from_slice(&sealed.nonce),
+                Payload {
+                    msg: &sealed.ciphertext,
+                    aad: &aad,
+                },
+            )
+            .map(Zeroizing::new)
+            .map_err(|_| fail())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_sealed_blob_opens_only_for_its_purpose_binding_and_key() {
-        let key = VaultKey::generate();
-        let sealed = key.seal_bytes("interaction-answer", "ixn_1", b"{\"code\":\"123456\"}");
-        assert!(
-            !sealed.windows(6).any(|w| w == b"123456"),
-            "the plaintext is not in the seal"
-        );
-        assert_eq!(
-            key.open_bytes("interaction-answer", "ixn_1", &sealed)
-                .unwrap()
-                .as_slice(),
-            b"{\"code\":\"123456\"}"
-        );
-        assert!(key.open_bytes("interaction-answer", "ixn_2", &sealed).is_err());
-        assert!(key.open_bytes("browser-profile", "ixn_1", &sealed).is_err());
-        assert!(
-            VaultKey::generate()
-                .open_bytes("interaction-answer", "ixn_1", &sealed)
-                .is_err()
-        );
-        let mut flipped = sealed.clone();
-        flipped[14] ^= 1;
-        assert!(key.open_bytes("interaction-answer", "ixn_1", &flipped).is_err());
-    }
 
     fn pat(v: &str) -> Bundle {
         Bundle::new("personal_access_token", [("token", v)])
@@ -525,5 +582,29 @@ mod tests {
             VaultKey::read(&dir.path().join("none")),
             Err(VaultError::KeyMissing(_))
         ));
+    }
+    #[test]
+    fn sealed_blob_opens_only_for_its_connection_and_purpose() {
+        let key = VaultKey::generate();
+        let sealed = key.seal_blob("conn_a", "browser-profile", b"cookie=session-value");
+        let stored = SealedBlob::from_bytes(&sealed.to_bytes()).unwrap();
+        assert_eq!(stored, sealed);
+        assert!(!stored.ciphertext.windows(13).any(|w| w == b"session-value"));
+        assert_eq!(
+            key.open_blob("conn_a", "browser-profile", &stored).unwrap().as_slice(),
+            b"cookie=session-value"
+        );
+        assert!(matches!(
+            key.open_blob("conn_b", "browser-profile", &stored),
+            Err(VaultError::OpenFailed(_))
+        ));
+        let mut relabelled = stored.clone();
+        relabelled.purpose = "other".into();
+        assert!(key.open_blob("conn_a", "other", &relabelled).is_err());
+        assert!(matches!(
+            VaultKey::generate().open_blob("conn_a", "browser-profile", &stored),
+            Err(VaultError::WrongKey { .. })
+        ));
+        assert!(SealedBlob::from_bytes(b"pdppblob").is_none());
     }
 }
