@@ -11,8 +11,7 @@ use axum::Router;
 use axum::response::Html;
 use axum::routing::get;
 use pdpp_host::browser::{
-    AtEnd, BrowserConfig, BrowserService, CancellationToken, Origin, SessionSpec,
-    live_browser_processes,
+    AtEnd, BrowserConfig, BrowserService, CancellationToken, Origin, SessionSpec, live_browser_processes,
 };
 use pdpp_host::egress::{Allowlist, EgressConfig, EgressPolicy};
 use std::sync::Arc;

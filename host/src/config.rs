@@ -22,6 +22,55 @@ pub struct ConfigFile {
     pub egress: EgressFile,
     #[serde(default)]
     pub plugins: PluginsFile,
+    #[serde(default)]
+    pub browser: BrowserFile,
+}
+
+/// `[browser]`: the host-held browser of browser-backed connectors.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BrowserFile {
+    /// The Chromium binary (default `/usr/bin/chromium`).
+    pub chromium: Option<PathBuf>,
+    /// The chromedriver binary (default `/usr/bin/chromedriver`).
+    pub chromedriver: Option<PathBuf>,
+    /// Browsers running at once in this host; further runs wait (default 2).
+    pub max_browsers: Option<usize>,
+    /// Where session directories live (default: the system temporary
+    /// directory; a tmpfs keeps login material off disk).
+    pub work_dir: Option<PathBuf>,
+    /// How long a run may take to report the account its browser is logged
+    /// into, not counting time waiting for the owner (default 300).
+    pub session_establish_seconds: Option<u64>,
+    /// Run Chromium with its own sandbox (needs a non-root user with user
+    /// namespaces; default false).
+    pub chromium_sandbox: Option<bool>,
+}
+
+impl BrowserFile {
+    /// The browser service's settings: this section over the defaults.
+    pub fn config(&self) -> crate::browser::BrowserConfig {
+        let mut c = crate::browser::BrowserConfig::default();
+        if let Some(p) = &self.chromium {
+            c.chromium = p.clone();
+        }
+        if let Some(p) = &self.chromedriver {
+            c.chromedriver = p.clone();
+        }
+        if let Some(n) = self.max_browsers {
+            c.max_browsers = n.max(1);
+        }
+        if let Some(d) = &self.work_dir {
+            c.work_dir = d.clone();
+        }
+        if let Some(s) = self.session_establish_seconds {
+            c.session_establish = std::time::Duration::from_secs(s);
+        }
+        if let Some(b) = self.chromium_sandbox {
+            c.chromium_sandbox = b;
+        }
+        c
+    }
 }
 
 /// `[plugins]`: how plugin files are trusted and where their compiled code is kept.

@@ -12,6 +12,7 @@
 //! reseals every bundle here too. Errors are typed ([`CaptureError`]) so
 //! the owner API maps them to HTTP and the CLI to exit codes.
 
+use crate::browser::SealedProfile;
 use crate::deploy::{DeployError, Deployment, Rotation};
 use crate::egress::EgressConfig;
 use crate::manifest::{Manifest, Validation};
@@ -436,8 +437,20 @@ pub async fn rotate_vault_key(dep: &mut Deployment) -> Result<Rotation, DeployEr
             new_key.seal(&stored.connection_id, &bundle)?,
         ));
     }
+    // Each connection's browser login material, resealed the same way; one
+    // that no longer opens is dropped (the next run logs in again).
+    let mut profiles = Vec::new();
+    for (connection_id, bytes) in dep.store.all_browser_profiles().await? {
+        let opened = SealedProfile::from_bytes(&bytes).and_then(|s| s.open(&dep.key, &connection_id).ok());
+        match opened {
+            Some(archive) => profiles.push((connection_id.clone(), archive.seal(&new_key, &connection_id).to_bytes())),
+            None => {
+                dep.store.delete_browser_profile(&connection_id).await?;
+            }
+        }
+    }
     dep.stage_key(&new_key)?;
-    if let Err(e) = dep.store.reseal_all(&resealed).await {
+    if let Err(e) = dep.store.reseal_all(&resealed, &profiles).await {
         dep.discard_staged_key();
         return Err(e.into());
     }

@@ -35,6 +35,8 @@ pub struct ServeConfig {
     /// The deployment's run limits (a manifest can only lower them).
     pub limits: RunLimits,
     pub egress: EgressConfig,
+    /// The host-held browser of browser-backed connectors.
+    pub browser: crate::browser::BrowserConfig,
 }
 
 /// Why the host could not start serving. Nothing was left half done: a
@@ -53,6 +55,8 @@ pub enum ServeError {
     OwnerToken { dir: PathBuf, source: std::io::Error },
     #[error("the wasm engine: {0}")]
     Engine(String),
+    #[error("the browser service: {0}")]
+    Browser(#[from] crate::browser::BrowserError),
     #[error("serving: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -81,6 +85,12 @@ pub async fn serve(
         source,
     })?;
     let sandbox = Arc::new(Sandbox::new().map_err(|e| ServeError::Engine(e.to_string()))?);
+    // No process starts until a run asks for a browser; a host without
+    // Chromium serves every other connector and refuses browser runs.
+    let browser = crate::browser::BrowserService::new(config.browser.clone())?;
+    if let Some(why) = browser.unavailable() {
+        tracing::warn!("browser-backed connectors cannot run on this host: {why}");
+    }
     let mut options = CatalogOptions::new(&config.plugin_dir);
     options.load = config.load.clone();
     if options.load.cache_dir.is_none() {
@@ -128,6 +138,7 @@ pub async fn serve(
         token,
         limits: config.limits,
         egress: Arc::new(config.egress),
+        browser: Some(browser),
     });
     // Shutdown: stop accepting, end the event streams, let requests in
     // flight finish; then stop the runs (cancelled, with a bounded wait).

@@ -105,6 +105,7 @@ pub mod __bindings {
 
 use __bindings::pdpp::connector as wit;
 
+pub mod browser;
 mod connector;
 pub mod errors;
 mod host;
@@ -120,6 +121,7 @@ pub mod secrets;
 pub mod testing;
 pub mod time;
 
+pub use browser::{Browser, BrowserError, Page};
 pub use connector::Connector;
 pub use errors::{Failure, Recovery};
 pub use interaction::{Answer, InteractError, Interaction, InteractionKind};

@@ -356,6 +356,12 @@ impl Run {
         }
     }
 
+    /// The browser the host holds for this run (the manifest must require
+    /// the `browser` binding, or the host refuses to load the connector).
+    pub fn browser(&self) -> crate::browser::Browser {
+        crate::browser::Browser::new()
+    }
+
     /// A handle to a declared credential field of this connection.
     pub fn secret(&self, field: &str) -> Result<Secret, SecretError> {
         self.host.secret(field)

@@ -39,6 +39,8 @@ fn guest_dir() -> &'static PathBuf {
                 "-p",
                 "fetch",
                 "-p",
+                "browse",
+                "-p",
                 "github",
                 "-p",
                 "notion",
@@ -87,6 +89,21 @@ pub fn fetch() -> &'static Plugin {
             .compile(&bytes, &Grants::from_manifest(&fetch_manifest()))
             .expect("guest compiles")
     })
+}
+
+/// The browser test guest, linked with the browser (its manifest requires it).
+pub fn browse() -> &'static Plugin {
+    static P: OnceLock<Plugin> = OnceLock::new();
+    P.get_or_init(|| {
+        let bytes = std::fs::read(guest_path("browse")).expect("guest wasm");
+        sandbox()
+            .compile(&bytes, &Grants::from_manifest(&browse_manifest()))
+            .expect("guest compiles")
+    })
+}
+
+pub fn browse_manifest() -> Arc<Manifest> {
+    Arc::new(Manifest::from_file(&workspace().join("tests/guests/browse/browse.json")).expect("browse manifest"))
 }
 
 pub fn fetch_manifest() -> Arc<Manifest> {
@@ -333,6 +350,7 @@ impl TestDeployment {
                 status: ConnectionStatus::Active,
                 display_name: None,
                 binding_metadata: settings,
+                browser_session: Default::default(),
             })
             .await
             .unwrap();

@@ -1,5 +1,5 @@
 //! Connections and their setup lifecycle: create (a draft), capture the
-//! credential (through the credentials service), setup status, rename,
+//! credential (through the credentials service), setup status, update (name, browser session mode),
 //! revoke, reconnect, delete.
 
 use super::{ApiError, AppState, ErrorBody, Owner, body, load_connection};
@@ -9,7 +9,7 @@ use crate::setup::{
     CredentialView, NewDraft, NextStep, RunSummary, SetupState, SetupStatus, check_display_name, create_draft,
     env_present,
 };
-use crate::store::{Connection, ConnectionStatus, DeleteReport, Trigger};
+use crate::store::{BrowserSessionMode, Connection, ConnectionStatus, DeleteReport, Trigger};
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -46,16 +46,19 @@ pub struct ConnectionView {
     pub updated_at: i64,
     pub activated_at: Option<i64>,
     pub revoked_at: Option<i64>,
+    /// Whether browser login material outlives each run (browser-backed
+    /// connectors; `persistent` for every other).
+    pub browser_session: BrowserSessionMode,
 }
 
 /// The setup status of a connection (of its last run, or of `run_id`).
 pub(crate) async fn status_of(s: &AppState, conn: &Connection, run_id: Option<&str>) -> Result<SetupStatus, ApiError> {
     // Without its plugin, a connection needs the credential it has.
-    let needs_credential = match s.catalog.snapshot().get(&conn.connector_id) {
-        Some(p) => p.manifest.needs_credential(),
-        None => s.dep.store.credential(&conn.connection_id).await?.is_some(),
+    let (needs_credential, browser_bound) = match s.catalog.snapshot().get(&conn.connector_id) {
+        Some(p) => (p.manifest.needs_credential(), p.plugin.grants().browser().is_some()),
+        None => (s.dep.store.credential(&conn.connection_id).await?.is_some(), false),
     };
-    crate::setup::status(&s.dep.store, conn, needs_credential, run_id)
+    crate::setup::status(&s.dep.store, conn, needs_credential, browser_bound, run_id)
         .await
         .map_err(|e| match e {
             crate::setup::StatusError::UnknownRun(id) => ApiError::not_found("run of this connection", &id),
@@ -81,6 +84,7 @@ async fn view(s: &AppState, conn: Connection) -> Result<ConnectionView, ApiError
         updated_at: conn.updated_at,
         activated_at: conn.activated_at,
         revoked_at: conn.revoked_at,
+        browser_session: conn.browser_session,
     })
 }
 
@@ -125,6 +129,10 @@ pub struct CreateBody {
     /// Non-secret setup fields (a JSON object); never a credential.
     #[schema(value_type = Object)]
     pub settings: Option<Value>,
+    /// For a browser-backed connector: `persistent` (the default) keeps its
+    /// login sealed between runs; `ephemeral` destroys it at every run's end
+    /// (only where the connector's setup plan offers it).
+    pub browser_session: Option<BrowserSessionMode>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -148,7 +156,7 @@ pub struct Created {
 pub async fn create(_: Owner, State(s): St, b: JsonBody<CreateBody>) -> Result<(StatusCode, Json<Created>), ApiError> {
     let b = body(
         b,
-        "{\"connector_id\": ..., \"display_name\"?: ..., \"settings\"?: {...}}",
+        "{\"connector_id\": ..., \"display_name\"?: ..., \"settings\"?: {...}, \"browser_session\"?: \"persistent\" | \"ephemeral\"}",
     )?;
     let snap = s.catalog.snapshot();
     let plugin = match (snap.get(&b.connector_id), snap.listings.get(&b.connector_id)) {
@@ -164,6 +172,7 @@ pub async fn create(_: Owner, State(s): St, b: JsonBody<CreateBody>) -> Result<(
     let draft = NewDraft {
         settings: b.settings.unwrap_or_else(|| json!({})),
         display_name: b.display_name,
+        browser_session: b.browser_session.unwrap_or_default(),
     };
     let conn = create_draft(&s.dep.store, &plugin.manifest, draft, &env_present).await?;
     let id = conn.connection_id.clone();
@@ -228,22 +237,46 @@ pub async fn setup_status(
 }
 
 #[derive(Deserialize, ToSchema)]
-pub struct RenameBody {
-    pub display_name: String,
+pub struct UpdateBody {
+    pub display_name: Option<String>,
+    /// `ephemeral` destroys the connection's browser login at every run's
+    /// end (and forgets what is stored now); only where the connector's
+    /// setup plan offers it.
+    pub browser_session: Option<BrowserSessionMode>,
 }
 
-#[utoipa::path(patch, path = "/v1/connections/{id}", tag = "connections", request_body = RenameBody,
+#[utoipa::path(patch, path = "/v1/connections/{id}", tag = "connections", request_body = UpdateBody,
     responses((status = 200, body = ConnectionView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("owner" = [])))]
-pub async fn rename(
+pub async fn update(
     _: Owner,
     State(s): St,
     Path(id): Path<String>,
-    b: JsonBody<RenameBody>,
+    b: JsonBody<UpdateBody>,
 ) -> Result<Json<ConnectionView>, ApiError> {
-    let b = body(b, "{\"display_name\": ...}")?;
-    check_display_name(&b.display_name)?;
-    s.dep.store.rename_connection(&id, b.display_name.trim()).await?;
+    let shape = "{\"display_name\"?: ..., \"browser_session\"?: \"persistent\" | \"ephemeral\"}";
+    let b = body(b, shape)?;
+    if b.display_name.is_none() && b.browser_session.is_none() {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            format!("nothing to change: expected {shape}"),
+        ));
+    }
+    // Everything is checked before anything is written.
+    if let Some(name) = &b.display_name {
+        check_display_name(name)?;
+    }
+    let conn = load_connection(&s, &id).await?;
+    if let Some(mode) = b.browser_session {
+        let plugin = s.plugin(&conn.connector_id)?;
+        crate::setup::check_browser_session(&plugin.manifest, mode)?;
+    }
+    if let Some(name) = &b.display_name {
+        s.dep.store.rename_connection(&id, name.trim()).await?;
+    }
+    if let Some(mode) = b.browser_session {
+        s.dep.store.set_browser_session_mode(&id, mode).await?;
+    }
     let conn = load_connection(&s, &id).await?;
     Ok(Json(view(&s, conn).await?))
 }

@@ -6,7 +6,7 @@
 
 use super::{ApiError, AppState, Owner};
 use crate::protocol::{self as p, InteractionAnswer};
-use crate::runtime::ANSWER_PURPOSE;
+use crate::runtime::{ANSWER_PURPOSE, SCREENSHOT_PURPOSE};
 use crate::store::PendingInteraction;
 use axum::Json;
 use axum::extract::{Path, State};
@@ -32,12 +32,50 @@ fn view(p: &PendingInteraction) -> Value {
         "schema": p.schema,
         "timeout_seconds": p.timeout_seconds,
         "created_at": p.created_at,
+        "screenshot_url": p.has_screenshot.then(|| format!("/v1/interactions/{}/screenshot", p.interaction_id)),
     })
+}
+
+#[utoipa::path(get, path = "/v1/interactions/{id}/screenshot", tag = "interactions",
+    responses((status = 200, description = "PNG of the run's browser when the question was asked", content_type = "image/png"),
+        (status = 404, body = super::ErrorBody)),
+    security(("owner" = [])))]
+pub async fn screenshot(
+    _: Owner,
+    State(s): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let gone = || {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("interaction {id} is not pending or has no screenshot"),
+        )
+    };
+    let Some((run_id, sealed)) = s.dep.store.interaction_screenshot(&id).await? else {
+        return Err(gone());
+    };
+    let blob = crate::vault::SealedBlob::from_bytes(&sealed).ok_or_else(gone)?;
+    let png = s
+        .dep
+        .key
+        .open_blob(&run_id, SCREENSHOT_PURPOSE, &blob)
+        .map_err(|_| gone())?;
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, "image/png"),
+            // The page may show personal data: never cached anywhere.
+            (axum::http::header::CACHE_CONTROL, "no-store"),
+        ],
+        png.to_vec(),
+    )
+        .into_response())
 }
 
 #[utoipa::path(get, path = "/v1/interactions", tag = "interactions",
     params(("run_id" = Option<String>, Query), ("connection_id" = Option<String>, Query)),
-    responses((status = 200, description = "`{interactions: [{interaction_id, run_id, connection_id, kind, message, stream, schema, timeout_seconds, created_at}]}`, oldest first")),
+    responses((status = 200, description = "`{interactions: [{interaction_id, run_id, connection_id, kind, message, stream, schema, timeout_seconds, created_at, screenshot_url}]}`, oldest first")),
     security(("owner" = [])))]
 pub async fn list(
     _: Owner,

@@ -37,6 +37,8 @@ pub struct AppState {
     pub egress: Arc<crate::egress::EgressConfig>,
     /// The runs this process executes.
     pub runs: Arc<Runs>,
+    /// The browser service of browser-backed runs.
+    pub browser: Option<crate::browser::BrowserService>,
     /// Becomes `true` when the host starts shutting down: long-lived
     /// responses (event streams) end.
     pub stopping: tokio::sync::watch::Receiver<bool>,
@@ -134,9 +136,10 @@ impl From<SetupError> for ApiError {
     fn from(e: SetupError) -> Self {
         let status = match &e {
             SetupError::Closed { .. } | SetupError::NotSupported { .. } => StatusCode::CONFLICT,
-            SetupError::InvalidSettings(_) | SetupError::SecretInSettings(_) | SetupError::InvalidDisplayName => {
-                StatusCode::BAD_REQUEST
-            }
+            SetupError::InvalidSettings(_)
+            | SetupError::SecretInSettings(_)
+            | SetupError::InvalidDisplayName
+            | SetupError::BrowserSessionMode { .. } => StatusCode::BAD_REQUEST,
             SetupError::Store(_) => return ApiError::internal(&e),
         };
         ApiError::new(status, e.code(), e.to_string())
@@ -218,7 +221,7 @@ pub fn router(state: Arc<AppState>) -> axum::Router {
         .route(
             "/v1/connections/{id}",
             get(connections::one)
-                .patch(connections::rename)
+                .patch(connections::update)
                 .delete(connections::delete),
         )
         .route("/v1/connections/{id}/setup-status", get(connections::setup_status))
@@ -233,6 +236,7 @@ pub fn router(state: Arc<AppState>) -> axum::Router {
         .route("/v1/audit", get(records::audit))
         .route("/v1/interactions", get(interactions::list))
         .route("/v1/interactions/{id}", post(interactions::answer))
+        .route("/v1/interactions/{id}/screenshot", get(interactions::screenshot))
         .fallback(|method: axum::http::Method, uri: axum::http::Uri| async move {
             ApiError::not_found("route", &format!("{method} {}", uri.path()))
         })

@@ -14,7 +14,7 @@ use utoipa::{Modify, OpenApi};
         super::connections::list,
         super::connections::create,
         super::connections::one,
-        super::connections::rename,
+        super::connections::update,
         super::connections::delete,
         super::connections::setup_status,
         super::connections::put_credential,
@@ -29,6 +29,7 @@ use utoipa::{Modify, OpenApi};
         super::records::audit,
         super::interactions::list,
         super::interactions::answer,
+        super::interactions::screenshot,
     ),
     components(schemas(super::ErrorBody)),
     modifiers(&OwnerBearer)

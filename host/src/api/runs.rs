@@ -33,6 +33,7 @@ pub(crate) async fn spawn(
     opts.egress = s.egress.clone();
     opts.limits = s.limits.clone();
     opts.interaction = Some(s.runs.interactions(&run_id));
+    opts.browser = s.browser.clone();
     match s.runs.start(plugin, id, opts).await {
         Ok(run_id) => Ok(run_id),
         // On record as a failed run: the owner reads why from it.

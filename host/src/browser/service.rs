@@ -45,6 +45,10 @@ pub struct BrowserConfig {
     /// Run Chromium with its own sandbox. It cannot run as root, and needs
     /// user namespaces otherwise; off by default (`--no-sandbox`).
     pub chromium_sandbox: bool,
+    /// How long a run may take to establish its session (to report the
+    /// account its browser is logged into) once the browser started; time
+    /// spent waiting for the owner does not count.
+    pub session_establish: Duration,
     pub limits: BrowserLimits,
 }
 
@@ -56,6 +60,7 @@ impl Default for BrowserConfig {
             max_browsers: 2,
             work_dir: std::env::temp_dir(),
             chromium_sandbox: false,
+            session_establish: Duration::from_secs(300),
             limits: BrowserLimits::default(),
         }
     }
@@ -179,6 +184,15 @@ impl BrowserService {
                 root,
             }),
         })
+    }
+
+    /// Why this host cannot start a browser (a binary is missing), if so.
+    pub fn unavailable(&self) -> Option<String> {
+        let c = &self.inner.config;
+        [("chromium", &c.chromium), ("chromedriver", &c.chromedriver)]
+            .into_iter()
+            .find(|(_, path)| !path.is_file())
+            .map(|(what, path)| format!("{what} is not installed at {}", path.display()))
     }
 
     pub fn config(&self) -> &BrowserConfig {

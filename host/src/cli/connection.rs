@@ -11,6 +11,7 @@ use pdpp_host::manifest::Manifest;
 use pdpp_host::plugins::LoadedPlugin;
 use pdpp_host::sandbox::{RunLimits, Sandbox};
 use pdpp_host::setup::{NewDraft, SetupError, create_draft, env_present};
+use pdpp_host::store::BrowserSessionMode;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -36,6 +37,11 @@ pub enum ConnectionCommand {
         /// and seal as the credential (needs --plugin, for the connector's probe).
         #[arg(long)]
         credential: Option<PathBuf>,
+        /// For a browser-backed connector: `ephemeral` destroys its login at
+        /// every run's end instead of keeping it sealed (only where the
+        /// connector's setup plan offers it).
+        #[arg(long, value_enum, default_value_t = SessionMode::Persistent)]
+        browser_session: SessionMode,
     },
     /// Capture or replace a connection's credential through the connector's
     /// probe; it is sealed only when the provider accepts it.
@@ -59,6 +65,27 @@ pub enum ConnectionCommand {
         #[arg(long)]
         connection: String,
     },
+}
+
+/// Whether the connector drives the host's browser.
+fn browser_bound(manifest: &Manifest) -> bool {
+    manifest.requires_binding(pdpp_host::manifest::bindings::BROWSER_AUTOMATION)
+}
+
+/// `--browser-session`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum SessionMode {
+    Persistent,
+    Ephemeral,
+}
+
+impl From<SessionMode> for BrowserSessionMode {
+    fn from(m: SessionMode) -> Self {
+        match m {
+            SessionMode::Persistent => BrowserSessionMode::Persistent,
+            SessionMode::Ephemeral => BrowserSessionMode::Ephemeral,
+        }
+    }
 }
 
 /// Which connector: its plugin (whose credential probe checks credentials),
@@ -169,6 +196,7 @@ pub async fn main(command: ConnectionCommand) -> anyhow::Result<i32> {
             display_name,
             settings,
             credential,
+            browser_session,
         } => {
             let settings: Value = serde_json::from_str(&settings).context("--settings must be a JSON object")?;
             let connector = connector.load(&data)?;
@@ -177,7 +205,11 @@ pub async fn main(command: ConnectionCommand) -> anyhow::Result<i32> {
                 bail!("checking a credential runs the connector's probe: pass --plugin FILE");
             }
             let dep = data.open().await?;
-            let draft = NewDraft { settings, display_name };
+            let draft = NewDraft {
+                settings,
+                display_name,
+                browser_session: browser_session.into(),
+            };
             let conn = match create_draft(&dep.store, &connector.manifest, draft, &env_present).await {
                 Ok(c) => c,
                 Err(SetupError::Store(e)) => return Err(e.into()),
@@ -240,7 +272,14 @@ async fn print_status(
         .connection(connection_id)
         .await?
         .with_context(|| format!("connection {connection_id} does not exist"))?;
-    let status = pdpp_host::setup::status(&dep.store, &conn, manifest.needs_credential(), None).await?;
+    let status = pdpp_host::setup::status(
+        &dep.store,
+        &conn,
+        manifest.needs_credential(),
+        browser_bound(manifest),
+        None,
+    )
+    .await?;
     line["status"] = json!(conn.status);
     line["setup_state"] = json!(status.setup_state);
     line["next_step"] = json!(status.next_step);

@@ -3,11 +3,13 @@
 
 use super::{DataArgs, exit};
 use anyhow::{Context, bail};
+use pdpp_host::browser::BrowserService;
 use pdpp_host::egress::EgressConfig;
 use pdpp_host::limits::LimitsOverride;
 use pdpp_host::plugins::LoadOptions;
 use pdpp_host::protocol::{self as p, CollectionMode, StateMap, StreamScope};
 use pdpp_host::runtime::{self, ConnectionRun, InteractionHandler, Observer, RunRequest, StateInput};
+use pdpp_host::sandbox::caps::browser::BrowserSetup;
 use pdpp_host::sandbox::{LogLevel, RunLimits, Sandbox};
 use pdpp_host::store::Trigger;
 use serde_json::Value;
@@ -84,6 +86,16 @@ impl RunArgs {
                 .push(pdpp_host::config::parse_rewrite_pair(r).context("--rewrite-origin")?);
         }
         Ok(config)
+    }
+
+    /// The host's browser, for a plugin granted one (`[browser]` of the
+    /// configuration file over the defaults).
+    fn browser(&self, plugin: &pdpp_host::sandbox::Plugin) -> anyhow::Result<Option<BrowserService>> {
+        if plugin.grants().browser().is_none() {
+            return Ok(None);
+        }
+        let config = self.data.resolve()?.file.browser.config();
+        Ok(Some(BrowserService::new(config).context("the browser service")?))
     }
 
     fn load_options(&self) -> anyhow::Result<LoadOptions> {
@@ -247,6 +259,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
     let observer = Box::new(Transcript {
         out: std::io::BufWriter::new(std::io::stdout()),
     });
+    let browser = args.browser(&loaded.plugin)?;
 
     let outcome = if let Some(connection_id) = &args.connection {
         let dep = args.data.open().await?;
@@ -269,6 +282,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
         opts.egress = egress;
         opts.interaction = handler;
         opts.observer = observer;
+        opts.browser = browser;
         match runtime::run_connection(&dep, &sandbox, &loaded.plugin, manifest, connection_id, opts).await {
             Ok(o) => o,
             Err(e) => {
@@ -284,6 +298,19 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
         req.settings = settings;
         req.limits = limits;
         req.egress = egress;
+        // Without a connection nothing is kept: the run starts logged out
+        // and its browser material is destroyed at its end.
+        if let Some(service) = browser {
+            if let Some(why) = service.unavailable() {
+                eprintln!("pdpp-host: run refused before start (browser_unavailable): {why}");
+                return Ok(exit::USAGE);
+            }
+            req.browser = Some(BrowserSetup {
+                establish_within: service.config().session_establish,
+                service,
+                profile: None,
+            });
+        }
         if let Some(path) = &args.secrets {
             req.secrets = read_secrets(path)?;
         }

@@ -5,15 +5,18 @@ use super::{
     InteractionHandler, Observer, RunOutcome, RunRequest, RunSink, SinkError, StartError, StateInput, build_start_for,
     execute_with_start, new_run_id,
 };
+use crate::browser::{BrowserService, ProfileArchive, SealedProfile};
 use crate::deploy::Deployment;
 use crate::manifest::Manifest;
 use crate::protocol::{self as p, CollectionMode, StreamScope};
+use crate::sandbox::caps::browser::BrowserSetup;
 use crate::sandbox::{Grants, Plugin, RunLimits, Sandbox};
 use crate::store::{
-    CommitStatus, ConnectionStatus, CredentialStatus, GapSummary, Namespace, RunEnd, RunEndEvent, RunEvent, RunStatus,
-    Store, StoreError, Trigger,
+    BrowserSessionMode, CommitStatus, ConnectionStatus, CredentialStatus, GapSummary, Namespace, RunEnd, RunEndEvent,
+    RunEvent, RunStatus, Store, StoreError, Trigger,
 };
 use crate::vault::VaultError;
+use crate::vault::VaultKey;
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -43,6 +46,8 @@ pub enum RunRefused {
     CredentialRevoked(String),
     #[error("the credential of connection {0} was rejected by the provider; capture a new one")]
     CredentialRejected(String),
+    #[error("connector {connector_id} drives a browser and this host has none: {why}")]
+    BrowserUnavailable { connector_id: String, why: String },
     #[error(transparent)]
     Vault(#[from] VaultError),
     #[error(transparent)]
@@ -62,6 +67,7 @@ impl RunRefused {
             RunRefused::CredentialMissing(_) => "credential_missing",
             RunRefused::CredentialRevoked(_) => "credential_revoked",
             RunRefused::CredentialRejected(_) => "credential_rejected",
+            RunRefused::BrowserUnavailable { .. } => "browser_unavailable",
             RunRefused::Vault(_) => "credential_unreadable",
             RunRefused::Start(_) => "start_refused",
             RunRefused::Store(_) => "runtime_error",
@@ -88,6 +94,8 @@ pub struct ConnectionRun {
     pub limits: RunLimits,
     pub interaction: Option<Arc<dyn InteractionHandler>>,
     pub observer: Box<dyn Observer>,
+    /// The host's browser, for connectors that drive one.
+    pub browser: Option<BrowserService>,
 }
 
 impl ConnectionRun {
@@ -104,13 +112,19 @@ impl ConnectionRun {
             limits: RunLimits::default(),
             interaction: None,
             observer: Box::new(super::Quiet),
+            browser: None,
         }
     }
 }
 
+/// The vault purpose a question's screenshot is sealed under (to its run).
+pub const SCREENSHOT_PURPOSE: &str = "interaction-screenshot";
+
 /// Writes a run's batches, timeline and interactions into the store.
 struct StoreSink {
     store: Store,
+    /// Seals the screenshot a question carries (to the run).
+    key: Arc<VaultKey>,
     connection_id: String,
     run_id: String,
     /// stream → the data field holding a record's own time.
@@ -132,10 +146,15 @@ impl RunSink for StoreSink {
         };
         Ok(self.store.write(batch).await?.written)
     }
-    async fn interaction_opened(&self, request: &p::Interaction) -> Result<String, SinkError> {
+    async fn interaction_opened(
+        &self,
+        request: &p::Interaction,
+        screenshot: Option<Vec<u8>>,
+    ) -> Result<String, SinkError> {
+        let sealed = screenshot.map(|png| self.key.seal_blob(&self.run_id, SCREENSHOT_PURPOSE, &png).to_bytes());
         Ok(self
             .store
-            .open_interaction(&self.run_id, &self.connection_id, request)
+            .open_interaction(&self.run_id, &self.connection_id, request, sealed)
             .await?)
     }
     async fn interaction_resolved(&self, id: &str, status: p::InteractionStatus) -> Result<(), SinkError> {
@@ -165,6 +184,10 @@ pub struct BegunRun {
     /// Built once, when the run was prepared.
     start: p::Start,
     opts: ConnectionRun,
+    /// What becomes of the run's browser material at its end.
+    browser: BrowserPlan,
+    /// Timeline entries from preparing the run.
+    notes: Vec<RunEvent>,
 }
 
 impl BegunRun {
@@ -207,13 +230,20 @@ pub async fn begin(
         Err(refused) => Err(refused),
     };
     match started {
-        Ok((req, start)) => Ok(BegunRun {
+        Ok(Prepared {
+            req,
+            start,
+            browser,
+            notes,
+        }) => Ok(BegunRun {
             run_id,
             connection_id: connection_id.to_owned(),
             manifest,
             req,
             start,
             opts,
+            browser,
+            notes,
         }),
         Err(refused) => {
             if refused.is_recorded() {
@@ -259,6 +289,8 @@ impl BegunRun {
             req,
             start,
             opts,
+            browser,
+            notes,
         } = self;
         let connection_id = connection_id.as_str();
         // While the run goes on, its heartbeat tells other processes sharing
@@ -283,10 +315,12 @@ impl BegunRun {
                 "streams": start.scope.streams,
             }),
         );
-        store.append_events(&run_id, &[started]).await?;
+        let opening: Vec<RunEvent> = std::iter::once(started).chain(notes).collect();
+        store.append_events(&run_id, &opening).await?;
 
         let sink: Arc<dyn RunSink> = Arc::new(StoreSink {
             store: store.clone(),
+            key: dep.key.clone(),
             connection_id: connection_id.to_owned(),
             run_id: run_id.clone(),
             time_fields: manifest
@@ -306,6 +340,7 @@ impl BegunRun {
                 records = outcome.records_written,
                 "run ended"
             );
+            let browser_events = settle_browser(dep, connection_id, &run_id, &browser, &outcome).await?;
             finish(
                 store,
                 connection_id,
@@ -313,6 +348,7 @@ impl BegunRun {
                 opts.trigger,
                 opts.namespace.as_ref(),
                 &mut outcome,
+                browser_events,
             )
             .await?;
             Ok(outcome)
@@ -332,13 +368,16 @@ async fn finish(
     trigger: Trigger,
     namespace: Option<&Namespace>,
     outcome: &mut RunOutcome,
+    mut events: Vec<RunEvent>,
 ) -> Result<(), RunRefused> {
-    let mut events = Vec::new();
     if store.cancel_pending_interactions(run_id).await? > 0 {
-        events.push(RunEvent::new(
-            "run.interaction_completed",
-            json!({ "status": "cancelled", "reason": "run_ended" }),
-        ));
+        events.insert(
+            0,
+            RunEvent::new(
+                "run.interaction_completed",
+                json!({ "status": "cancelled", "reason": "run_ended" }),
+            ),
+        );
     }
     if let Some(super::FailureReason::ConnectorProtocolViolation(rule)) = &outcome.reason {
         events.push(RunEvent::new(
@@ -468,11 +507,20 @@ async fn finish(
                     "http_requests": u.requests.len(),
                     "bytes_in": u.bytes_in,
                     "bytes_out": u.bytes_out,
+                    "browser_requests": u.browser.requests.len(),
                 }),
             },
         )
         .await?;
     Ok(())
+}
+
+/// A run ready to start: its request, START, and its browser's plan.
+struct Prepared {
+    req: RunRequest,
+    start: p::Start,
+    browser: BrowserPlan,
+    notes: Vec<RunEvent>,
 }
 
 async fn prepare(
@@ -482,7 +530,7 @@ async fn prepare(
     opts: &ConnectionRun,
     run_id: &str,
     grants: &Grants,
-) -> Result<(RunRequest, p::Start), RunRefused> {
+) -> Result<Prepared, RunRefused> {
     let store = &dep.store;
     let conn = store
         .connection(connection_id)
@@ -532,8 +580,166 @@ async fn prepare(
     req.settings = conn.binding_metadata;
     req.secrets = secrets;
     req.limits = opts.limits.clone();
+    let mut notes = Vec::new();
+    let mut browser = BrowserPlan {
+        mode: conn.browser_session,
+        known_account: conn
+            .account_identity
+            .as_ref()
+            .and_then(|v| v.as_str())
+            .map(str::to_owned),
+    };
+    if grants.browser().is_some() {
+        let service = opts.browser.clone().ok_or_else(|| RunRefused::BrowserUnavailable {
+            connector_id: manifest.connector_id.clone(),
+            why: "no browser is configured".into(),
+        })?;
+        if let Some(why) = service.unavailable() {
+            return Err(RunRefused::BrowserUnavailable {
+                connector_id: manifest.connector_id.clone(),
+                why,
+            });
+        }
+        let profile = match browser.mode {
+            BrowserSessionMode::Ephemeral => None,
+            BrowserSessionMode::Persistent => open_profile(dep, connection_id, &mut notes).await?,
+        };
+        req.browser = Some(BrowserSetup {
+            establish_within: service.config().session_establish,
+            service,
+            profile,
+        });
+        req.session_account = browser.known_account.clone();
+    } else {
+        browser.known_account = None;
+    }
     let start = build_start_for(&req, run_id, opts.interaction.is_some(), grants)?;
-    Ok((req, start))
+    Ok(Prepared {
+        req,
+        start,
+        browser,
+        notes,
+    })
+}
+
+/// The connection's stored login material, opened for this run. Material
+/// that does not open (another key, altered bytes) is forgotten: the run
+/// starts logged out, and the timeline says why.
+async fn open_profile(
+    dep: &Deployment,
+    connection_id: &str,
+    notes: &mut Vec<RunEvent>,
+) -> Result<Option<ProfileArchive>, RunRefused> {
+    let Some(stored) = dep.store.browser_profile(connection_id).await? else {
+        return Ok(None);
+    };
+    let opened = SealedProfile::from_bytes(&stored.sealed)
+        .ok_or_else(|| "the stored profile is not a sealed blob".to_owned())
+        .and_then(|s| s.open(&dep.key, connection_id).map_err(|e| e.to_string()));
+    match opened {
+        Ok(archive) => {
+            notes.push(RunEvent::new(
+                "run.browser_profile_loaded",
+                json!({ "bytes": archive.len(), "from_run": stored.run_id }),
+            ));
+            Ok(Some(archive))
+        }
+        Err(why) => {
+            dep.store.delete_browser_profile(connection_id).await?;
+            notes.push(RunEvent::new(
+                "run.browser_profile_discarded",
+                json!({ "reason": "unreadable", "detail": why }),
+            ));
+            Ok(None)
+        }
+    }
+}
+
+/// What the end of a run does with its browser material.
+struct BrowserPlan {
+    mode: BrowserSessionMode,
+    /// The connection's recorded account, when the run drives a browser.
+    known_account: Option<String>,
+}
+
+/// Timeline entries kept of one run's browser requests; past it, a count.
+const BROWSER_REQUEST_EVENTS: usize = 500;
+
+/// The end of a run's browser: keep its login material sealed (a persistent
+/// connection whose run succeeded with a verified account), or make sure
+/// none survives (ephemeral, or a session of another account); record the
+/// first verified account as the connection's identity; and put the
+/// requests and the cleanup status on the timeline.
+async fn settle_browser(
+    dep: &Deployment,
+    connection_id: &str,
+    run_id: &str,
+    plan: &BrowserPlan,
+    outcome: &RunOutcome,
+) -> Result<Vec<RunEvent>, RunRefused> {
+    let b = &outcome.usage.browser;
+    let mut events = Vec::new();
+    if !b.started {
+        return Ok(events);
+    }
+    for r in b.requests.iter().take(BROWSER_REQUEST_EVENTS) {
+        events.push(RunEvent::new(
+            "run.browser_request",
+            serde_json::to_value(r).unwrap_or_default(),
+        ));
+    }
+    if b.requests.len() > BROWSER_REQUEST_EVENTS {
+        events.push(RunEvent::new(
+            "run.browser_requests_not_listed",
+            json!({ "count": b.requests.len() - BROWSER_REQUEST_EVENTS }),
+        ));
+    }
+    let mismatch = outcome.reason == Some(super::FailureReason::SessionAccountMismatch);
+    let verified = b.account.is_some() && !mismatch;
+    let store = &dep.store;
+    let (profile, stored_deleted) = match (plan.mode, &b.profile) {
+        (BrowserSessionMode::Ephemeral, _) => ("destroyed", store.delete_browser_profile(connection_id).await?),
+        // The stored material logs into another account: it must not be
+        // used again for this connection.
+        _ if mismatch => ("discarded", store.delete_browser_profile(connection_id).await?),
+        (BrowserSessionMode::Persistent, Some(packed)) if outcome.succeeded() && verified => {
+            let sealed = packed.0.seal(&dep.key, connection_id).to_bytes();
+            let kept = store
+                .save_browser_profile(
+                    connection_id,
+                    run_id,
+                    &sealed,
+                    packed.0.len() as u64,
+                    b.account.as_deref(),
+                )
+                .await?;
+            (if kept { "sealed" } else { "destroyed" }, false)
+        }
+        _ => ("discarded", false),
+    };
+    if outcome.succeeded()
+        && plan.known_account.is_none()
+        && let Some(account) = b.account.as_deref()
+    {
+        store.set_account_identity(connection_id, &json!(account)).await?;
+        events.push(RunEvent::new(
+            "connection.account_identified",
+            json!({ "account": account, "source": "browser_session" }),
+        ));
+    }
+    let cleanup = b.cleanup.as_ref();
+    events.push(RunEvent::new(
+        "run.browser_cleanup",
+        json!({
+            "mode": plan.mode,
+            "profile": profile,
+            "stored_profile_deleted": stored_deleted,
+            "processes_left": cleanup.map(|c| c.processes_left),
+            "directory_removed": cleanup.map(|c| c.directory_removed),
+            "complete": cleanup.is_some_and(|c| c.complete()),
+        }),
+    ));
+    Ok(events)
 }
 
 /// Stops a background task when dropped (however the run ends).

@@ -29,7 +29,7 @@ mod start;
 mod time;
 
 pub use checkpoint::{CommitPlan, KnownGap, Withheld, checkpoint_streams};
-pub use connection::{BegunRun, ConnectionRun, RunRefused, begin, run_connection};
+pub use connection::{BegunRun, ConnectionRun, RunRefused, SCREENSHOT_PURPOSE, begin, run_connection};
 pub use outcome::{FailureReason, InteractionSummary, RunOutcome};
 pub use probe::{PROBE_WALL_CLOCK, ProbeRequest, ProbeVerdict, probe_credential};
 pub use runs::{ANSWER_PURPOSE, ATTENTION_POLL, CancelRequest, Runs};
@@ -40,6 +40,7 @@ pub use time::parse_instant;
 use crate::egress::EgressConfig;
 use crate::manifest::Manifest;
 use crate::protocol::{self as p, CollectionMode, StateMap, StreamScope};
+use crate::sandbox::caps::browser::BrowserSetup;
 use crate::sandbox::{GuestExit, GuestRun, Plugin, RunControl, RunLimits, Sandbox, SecretSet};
 use crate::store::StoreError;
 use serde_json::{Value, json};
@@ -77,6 +78,11 @@ pub struct RunRequest {
     pub capabilities: BTreeMap<String, Value>,
     /// The deployment's egress settings (origin rewrites, address policy).
     pub egress: Arc<EgressConfig>,
+    /// The run's browser, for a plugin granted one on a host that has one.
+    pub browser: Option<BrowserSetup>,
+    /// The account the connection's browser session must belong to (its
+    /// recorded identity); `None` until a first successful login records it.
+    pub session_account: Option<String>,
 }
 
 impl RunRequest {
@@ -93,6 +99,8 @@ impl RunRequest {
             control: RunControl::new(),
             capabilities: BTreeMap::new(),
             egress: Arc::default(),
+            browser: None,
+            session_account: None,
         }
     }
 }
@@ -124,8 +132,14 @@ pub trait RunSink: Send + Sync {
     /// A batch of validated, redacted records and the timeline entries that
     /// go with it. Returns how many records were written.
     async fn batch(&self, records: &[p::Record], events: &[crate::store::RunEvent]) -> Result<u64, SinkError>;
-    /// An INTERACTION is pending; returns its id. The answer is never kept.
-    async fn interaction_opened(&self, request: &p::Interaction) -> Result<String, SinkError>;
+    /// An INTERACTION is pending, with the page the run's browser showed
+    /// (a PNG, kept sealed for the owner until the question is resolved);
+    /// returns its id. The answer is never kept.
+    async fn interaction_opened(
+        &self,
+        request: &p::Interaction,
+        screenshot: Option<Vec<u8>>,
+    ) -> Result<String, SinkError>;
     async fn interaction_resolved(&self, id: &str, status: p::InteractionStatus) -> Result<(), SinkError>;
 }
 
@@ -186,7 +200,8 @@ pub async fn execute_with_start(
         secrets.clone(),
         sink,
         req.control.clone(),
-    );
+    )
+    .expecting_account(req.session_account);
     session.observe(&p::Message::Start(start.clone()));
     let run_id = start.run_id.clone();
 
@@ -197,6 +212,7 @@ pub async fn execute_with_start(
         limits,
         control: req.control,
         egress: req.egress,
+        browser: req.browser,
     };
     let (exit, usage, mut session) = sandbox.run(plugin, guest, session).await;
     let exit = match session.settle(&exit).await {

@@ -33,6 +33,10 @@ pub enum FailureReason {
     MemoryLimit,
     RecordLimit,
     LogLimit,
+    /// The browser session was not established in time.
+    BrowserSessionTimeout,
+    /// The browser was logged into another account than the connection's.
+    SessionAccountMismatch,
     /// The host could not keep what the run produced.
     RuntimeError,
     OwnerCancelled,
@@ -51,6 +55,8 @@ impl FailureReason {
             FailureReason::MemoryLimit => "memory_limit",
             FailureReason::RecordLimit => "record_limit",
             FailureReason::LogLimit => "log_limit",
+            FailureReason::BrowserSessionTimeout => "browser_session_timeout",
+            FailureReason::SessionAccountMismatch => "session_account_mismatch",
             FailureReason::RuntimeError => "runtime_error",
             FailureReason::OwnerCancelled => "owner_cancelled",
             FailureReason::OwnerCancelForced => "owner_cancel_forced",
@@ -180,6 +186,8 @@ pub(crate) fn evaluate(
                 Breach::Memory => FailureReason::MemoryLimit,
                 Breach::Records => FailureReason::RecordLimit,
                 Breach::Logs => FailureReason::LogLimit,
+                Breach::BrowserSessionTimeout => FailureReason::BrowserSessionTimeout,
+                Breach::SessionAccountMismatch => FailureReason::SessionAccountMismatch,
             };
             (Failed, Some(reason), Some(b.to_string()), None)
         }

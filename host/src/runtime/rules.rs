@@ -45,6 +45,24 @@ pub(super) fn bound_diagnostics(d: Option<Value>) -> Option<Value> {
     Some(d)
 }
 
+/// `browser_session_verified_before_records` (seed 004, session ownership):
+/// a run that drives the host's browser reports the account the browser is
+/// logged into before the host accepts any record of it.
+pub(super) fn browser_session_verified(
+    browser_bound: bool,
+    account: Option<&str>,
+    msg: &p::Message,
+) -> Result<(), Violation> {
+    if browser_bound && account.is_none() && matches!(msg, p::Message::Record(_)) {
+        return Err(Violation::new(
+            "browser_session_verified_before_records",
+            "a browser-backed connector reports the account its browser is logged into (session-account) \
+             before it emits records",
+        ));
+    }
+    Ok(())
+}
+
 fn duplicates(keys: &[String]) -> bool {
     let mut seen = BTreeSet::new();
     !keys.iter().all(|k| seen.insert(k.as_str()))

@@ -16,7 +16,7 @@ use super::{InteractionHandler, Observer, RunSink, StateInput};
 use crate::manifest::Manifest;
 use crate::protocol::{self as p, StreamScope};
 use crate::sandbox::{
-    Asked, GuestExit, HookError, HostFault, LogLevel, RunControl, RunHooks, SecretSet, Usage, Violation,
+    Asked, Breach, GuestExit, HookError, HostFault, LogLevel, RunControl, RunHooks, SecretSet, Usage, Violation,
 };
 use crate::store::RunEvent;
 use serde_json::{Value, json};
@@ -45,6 +45,12 @@ pub struct Session {
     failed_streams: BTreeSet<String>,
     known_gaps: Vec<KnownGap>,
     control: RunControl,
+    /// The run drives a browser: records wait for its account.
+    browser_bound: bool,
+    /// The account the browser must be logged into, when known.
+    expected_account: Option<String>,
+    /// The account the connector reported (and the host accepted).
+    account: Option<String>,
 }
 
 /// The timeline entry for a message, if it gets one. Records are counted per
@@ -81,7 +87,6 @@ impl Session {
             .map(|s| (s.name.clone(), s.clone()))
             .collect();
         Session {
-            manifest,
             scope,
             interaction,
             observer,
@@ -99,7 +104,18 @@ impl Session {
             failed_streams: BTreeSet::new(),
             known_gaps: Vec::new(),
             control,
+            browser_bound: manifest_requires_browser(&manifest),
+            expected_account: None,
+            account: None,
+            manifest,
         }
+    }
+
+    /// The account the run's browser session must belong to (the
+    /// connection's recorded identity).
+    pub fn expecting_account(mut self, account: Option<String>) -> Self {
+        self.expected_account = account;
+        self
     }
 
     fn rules(&self) -> Rules<'_> {
@@ -129,6 +145,7 @@ impl Session {
     /// Check a message against the rules, then apply what it means.
     fn accept(&mut self, msg: &p::Message) -> Result<(), Violation> {
         self.rules().message(msg, &self.coverage)?;
+        rules::browser_session_verified(self.browser_bound, self.account.as_deref(), msg)?;
         match msg {
             p::Message::Record(_) => self.records += 1,
             p::Message::State(s) => match self.staged.iter_mut().find(|(stream, _)| *stream == s.stream) {
@@ -208,7 +225,7 @@ impl RunHooks for Session {
         Ok(())
     }
 
-    async fn interact(&mut self, req: p::Interaction) -> Result<Asked, HookError> {
+    async fn interact(&mut self, req: p::Interaction, screenshot: Option<Vec<u8>>) -> Result<Asked, HookError> {
         self.rules().interaction(&req)?;
         let Some(handler) = self.interaction.clone() else {
             self.interactions.push(InteractionSummary {
@@ -237,7 +254,7 @@ impl RunHooks for Session {
         self.end_batch().await?;
         let unrecorded = |e: super::SinkError| HostFault(format!("cannot record the interaction: {e}"));
         let stored = match &self.sink {
-            Some(sink) => Some(sink.interaction_opened(&req).await.map_err(unrecorded)?),
+            Some(sink) => Some(sink.interaction_opened(&req, screenshot).await.map_err(unrecorded)?),
             None => None,
         };
         let answer = match req.timeout_seconds {
@@ -302,4 +319,28 @@ impl RunHooks for Session {
         self.reveals.push(field.to_owned());
         self.event("run.secret_revealed", json!({ "field": field }));
     }
+
+    fn session_account(&mut self, identity: &str) -> Result<(), Breach> {
+        if let Some(expected) = &self.expected_account
+            && expected != identity
+        {
+            // Both are account names the owner sees on the connection; no
+            // secret (the sandbox redacted the reported one).
+            self.event(
+                "run.browser_session_mismatch",
+                json!({ "expected": expected, "reported": identity }),
+            );
+            return Err(Breach::SessionAccountMismatch);
+        }
+        if self.account.as_deref() != Some(identity) {
+            self.event("run.browser_session_verified", json!({ "account": identity }));
+        }
+        self.account = Some(identity.to_owned());
+        Ok(())
+    }
+}
+
+/// Whether the manifest requires the host's browser.
+fn manifest_requires_browser(manifest: &Manifest) -> bool {
+    manifest.requires_binding(crate::manifest::bindings::BROWSER_AUTOMATION)
 }

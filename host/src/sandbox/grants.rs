@@ -3,8 +3,9 @@
 //!
 //! Every connector gets the core capabilities (emit, interaction, secrets,
 //! log). The others are granted by a required manifest binding and only then
-//! linked: today `network` (outgoing HTTP to the binding's
-//! `allowed_origins`). A [`Capability`] names such a capability; [`Grants`]
+//! linked: `network` (outgoing HTTP to the binding's `allowed_origins`) and
+//! `browser_automation` (a host-held browser that may reach its own
+//! binding's `allowed_origins`, else the network binding's). A [`Capability`] names such a capability; [`Grants`]
 //! holds what one plugin was granted, with each grant's parameters, and is
 //! kept with the compiled plugin, so a run reads its allowlist and START
 //! descriptors from there instead of from the manifest again.
@@ -22,16 +23,20 @@ use std::sync::Arc;
 pub enum Capability {
     /// `wasi:http/outgoing-handler`, granted by the `network` binding.
     Network,
+    /// `pdpp:connector/browser`, granted by the `browser_automation`
+    /// binding (or its alias `browser`).
+    Browser,
 }
 
 impl Capability {
     /// Every grantable capability.
-    pub const ALL: [Capability; 1] = [Capability::Network];
+    pub const ALL: [Capability; 2] = [Capability::Network, Capability::Browser];
 
     /// The manifest binding that grants it (canonical name).
     pub fn binding(self) -> &'static str {
         match self {
             Capability::Network => bindings::NETWORK,
+            Capability::Browser => bindings::BROWSER_AUTOMATION,
         }
     }
 
@@ -39,6 +44,7 @@ impl Capability {
     pub(crate) fn interfaces(self) -> &'static [&'static str] {
         match self {
             Capability::Network => caps::http::INTERFACES,
+            Capability::Browser => caps::browser::INTERFACES,
         }
     }
 
@@ -70,6 +76,8 @@ impl CapabilitySet {
 pub struct Grants {
     /// The origins outgoing HTTP may reach; `None` without the `network` binding.
     network: Option<Allowlist>,
+    /// The origins the browser may load; `None` without the browser binding.
+    browser: Option<Allowlist>,
 }
 
 impl Grants {
@@ -79,18 +87,29 @@ impl Grants {
     }
 
     /// The grants a manifest's required bindings make: `network` when it is
-    /// required, with its `allowed_origins`.
+    /// required, with its `allowed_origins`; the browser when
+    /// `browser_automation` (or `browser`) is required, with that binding's
+    /// `allowed_origins`, else the network binding's.
     pub fn from_manifest(manifest: &Manifest) -> Self {
-        let network = manifest.requires_binding(bindings::NETWORK).then(|| {
-            let origins = manifest
+        let origins = |binding: &str| {
+            let b = manifest
                 .runtime_requirements
                 .bindings
-                .get(bindings::NETWORK)
-                .and_then(|b| b.params.get("allowed_origins"))
-                .and_then(Value::as_array);
-            Allowlist::parse(origins.into_iter().flatten().filter_map(Value::as_str))
+                .iter()
+                .find(|(name, _)| bindings::canonical(name) == binding)?
+                .1;
+            let list = b.params.get("allowed_origins")?.as_array()?;
+            Some(Allowlist::parse(list.iter().filter_map(Value::as_str)))
+        };
+        let network = manifest
+            .requires_binding(bindings::NETWORK)
+            .then(|| origins(bindings::NETWORK).unwrap_or_default());
+        let browser = manifest.requires_binding(bindings::BROWSER_AUTOMATION).then(|| {
+            origins(bindings::BROWSER_AUTOMATION)
+                .or_else(|| origins(bindings::NETWORK))
+                .unwrap_or_default()
         });
-        Grants { network }
+        Grants { network, browser }
     }
 
     /// These grants plus outgoing HTTP to `allowlist`.
@@ -99,9 +118,20 @@ impl Grants {
         self
     }
 
+    /// These grants plus a browser that may load `allowlist`.
+    pub fn with_browser(mut self, allowlist: Allowlist) -> Self {
+        self.browser = Some(allowlist);
+        self
+    }
+
     /// The origins outgoing HTTP may reach, when `network` is granted.
     pub fn network(&self) -> Option<&Allowlist> {
         self.network.as_ref()
+    }
+
+    /// The origins the browser may load, when it is granted.
+    pub fn browser(&self) -> Option<&Allowlist> {
+        self.browser.as_ref()
     }
 
     /// Which capabilities to link.
@@ -109,6 +139,9 @@ impl Grants {
         let mut set = CapabilitySet::default();
         if self.network.is_some() {
             set = set.with(Capability::Network);
+        }
+        if self.browser.is_some() {
+            set = set.with(Capability::Browser);
         }
         set
     }
@@ -123,6 +156,14 @@ impl Grants {
                 json!({ "allowed_origins": allowlist.to_strings() }),
             );
         }
+        if let Some(allowlist) = &self.browser {
+            // The guest drives the host's browser through WIT; no CDP socket
+            // or profile path is handed over.
+            out.insert(
+                bindings::BROWSER_AUTOMATION.to_owned(),
+                json!({ "interface": "pdpp:connector/browser", "allowed_origins": allowlist.to_strings() }),
+            );
+        }
         out
     }
 
@@ -130,6 +171,12 @@ impl Grants {
     /// `network` grant) under the deployment's settings.
     pub fn egress_policy(&self, deployment: Arc<EgressConfig>) -> EgressPolicy {
         EgressPolicy::new(self.network.clone().unwrap_or_default(), deployment)
+    }
+
+    /// The browser's egress policy: its allowlist (nothing without the
+    /// grant) under the same deployment settings as `wasi:http`.
+    pub fn browser_policy(&self, deployment: Arc<EgressConfig>) -> EgressPolicy {
+        EgressPolicy::new(self.browser.clone().unwrap_or_default(), deployment)
     }
 }
 
@@ -182,6 +229,28 @@ mod tests {
             "origin_not_allowed",
             "without the grant the policy admits nothing"
         );
+    }
+
+    #[test]
+    fn a_required_browser_binding_grants_its_own_origins_else_the_networks() {
+        let own = Grants::from_manifest(&manifest(json!({
+            "browser": { "required": true, "allowed_origins": ["https://www.example.com"] },
+            "network": { "required": true, "allowed_origins": ["https://api.example.com"] }
+        })));
+        assert!(own.capabilities().contains(Capability::Browser));
+        let loads = |g: &Grants, o: &str| g.browser().unwrap().admits(&Origin::parse(o).unwrap());
+        assert!(loads(&own, "https://www.example.com"));
+        assert!(!loads(&own, "https://api.example.com"));
+        assert_eq!(
+            own.descriptors()["browser_automation"]["allowed_origins"],
+            json!(["https://www.example.com:443"])
+        );
+        let inherited = Grants::from_manifest(&manifest(json!({
+            "browser_automation": { "required": true },
+            "network": { "required": false, "allowed_origins": ["https://api.example.com"] }
+        })));
+        assert!(loads(&inherited, "https://api.example.com"));
+        assert!(!inherited.capabilities().contains(Capability::Network));
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! capabilities and gives the caller its own concrete type back when the
 //! store is gone, so nothing downcasts.
 
+use super::limits::Breach;
 use crate::protocol as p;
 use std::sync::Arc;
 
@@ -84,8 +85,14 @@ pub trait RunHooks: Send {
     fn message(&mut self, msg: p::Message) -> Result<(), Violation>;
     /// The end of one `emit.send` batch: make it durable. An error stops the guest.
     async fn end_batch(&mut self) -> Result<(), HostFault>;
-    /// A blocking INTERACTION. An error stops the guest.
-    async fn interact(&mut self, req: p::Interaction) -> Result<Asked, HookError>;
+    /// A blocking INTERACTION, with what the run's browser shows when the
+    /// guest asked with one open (a PNG, for the owner only). An error
+    /// stops the guest.
+    async fn interact(&mut self, req: p::Interaction, screenshot: Option<Vec<u8>>) -> Result<Asked, HookError>;
+    /// The guest reports which account the run's browser is logged into
+    /// (redacted of the run's secrets). A breach stops the guest:
+    /// [`Breach::SessionAccountMismatch`] when it is not the connection's.
+    fn session_account(&mut self, identity: &str) -> Result<(), Breach>;
     /// A structured log line from the guest.
     fn log(&mut self, level: LogLevel, message: String, fields: Vec<(String, String)>);
     /// The guest read the plaintext of a field the manifest lets it reveal.
@@ -136,8 +143,11 @@ impl RunHooks for NullHooks {
     async fn end_batch(&mut self) -> Result<(), HostFault> {
         Ok(())
     }
-    async fn interact(&mut self, _req: p::Interaction) -> Result<Asked, HookError> {
+    async fn interact(&mut self, _req: p::Interaction, _screenshot: Option<Vec<u8>>) -> Result<Asked, HookError> {
         Ok(Asked::NotInteractive("nobody is listening".into()))
+    }
+    fn session_account(&mut self, _identity: &str) -> Result<(), Breach> {
+        Ok(())
     }
     fn log(&mut self, _level: LogLevel, _message: String, _fields: Vec<(String, String)>) {}
     fn secret_revealed(&mut self, _field: &str) {}
@@ -166,6 +176,12 @@ pub(crate) mod recording {
         pub answer: Option<Asked>,
         /// `interact` fails with this fault.
         pub interact_fault: Option<String>,
+        /// The screenshot given with each question.
+        pub screenshots: Vec<Option<Vec<u8>>>,
+        /// Accounts reported by the guest's browser.
+        pub accounts: Vec<String>,
+        /// The only account `session_account` accepts, when set.
+        pub expected_account: Option<String>,
     }
 
     #[async_trait::async_trait]
@@ -186,8 +202,9 @@ pub(crate) mod recording {
                 None => Ok(()),
             }
         }
-        async fn interact(&mut self, req: p::Interaction) -> Result<Asked, HookError> {
+        async fn interact(&mut self, req: p::Interaction, screenshot: Option<Vec<u8>>) -> Result<Asked, HookError> {
             self.asked.push(req);
+            self.screenshots.push(screenshot);
             if let Some(f) = &self.interact_fault {
                 return Err(HookError::HostFault(HostFault(f.clone())));
             }
@@ -201,6 +218,13 @@ pub(crate) mod recording {
         }
         fn secret_revealed(&mut self, field: &str) {
             self.reveals.push(field.to_owned());
+        }
+        fn session_account(&mut self, identity: &str) -> Result<(), Breach> {
+            self.accounts.push(identity.to_owned());
+            match &self.expected_account {
+                Some(expected) if expected != identity => Err(Breach::SessionAccountMismatch),
+                _ => Ok(()),
+            }
         }
     }
 }

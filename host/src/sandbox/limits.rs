@@ -111,6 +111,10 @@ pub enum Breach {
     Memory,
     Records,
     Logs,
+    /// A browser session was not established (its account not reported) in time.
+    BrowserSessionTimeout,
+    /// The browser is logged into another account than the connection's.
+    SessionAccountMismatch,
 }
 
 impl Breach {
@@ -122,6 +126,8 @@ impl Breach {
             Breach::Memory => "memory_limit",
             Breach::Records => "record_limit",
             Breach::Logs => "log_limit",
+            Breach::BrowserSessionTimeout => "browser_session_timeout",
+            Breach::SessionAccountMismatch => "session_account_mismatch",
         }
     }
 }
@@ -134,6 +140,15 @@ impl fmt::Display for Breach {
             Breach::Memory => write!(f, "the connector tried to grow its memory past the limit"),
             Breach::Records => write!(f, "the connector emitted more records than one run may"),
             Breach::Logs => write!(f, "the connector wrote more log than one run may"),
+            Breach::BrowserSessionTimeout => write!(
+                f,
+                "the browser session was not established in time: the connector did not report the logged-in account"
+            ),
+            Breach::SessionAccountMismatch => write!(
+                f,
+                "the browser is logged into another account than this connection's; nothing was kept and the \
+                 session was discarded"
+            ),
         }
     }
 }

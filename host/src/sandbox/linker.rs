@@ -130,6 +130,7 @@ fn build(engine: &Engine, set: CapabilitySet) -> wasmtime::Result<Linker<RunStat
     for c in set.iter() {
         match c {
             Capability::Network => caps::http::add_to_linker(&mut l, RunState::http_view)?,
+            Capability::Browser => caps::browser::add_to_linker(&mut l, RunState::browser_view)?,
         }
     }
     Ok(l)
@@ -153,7 +154,11 @@ mod tests {
             provider("wasi:http/types@0.2.6"),
             Some(Provider::Granted(Capability::Network))
         );
-        assert_eq!(provider("pdpp:connector/browser@0.1.0"), None);
+        assert_eq!(
+            provider("pdpp:connector/browser@0.1.0"),
+            Some(Provider::Granted(Capability::Browser))
+        );
+        assert_eq!(provider("pdpp:connector/camera@0.1.0"), None);
         assert_eq!(provider("acme:gpu/compute"), None);
     }
 }

@@ -1,5 +1,6 @@
 //! Running a plugin: one fresh store per run or probe, and what it ended as.
 
+use super::caps::browser::{BrowserSetup, BrowserUsage};
 use super::caps::http::RequestSummary;
 use super::caps::secrets::SecretSet;
 use super::control::{Cancelled, RunControl};
@@ -24,6 +25,8 @@ pub struct GuestRun {
     pub control: RunControl,
     /// The deployment's egress settings (rewrites, address rules).
     pub egress: Arc<EgressConfig>,
+    /// The run's browser (only used when the plugin is granted one).
+    pub browser: Option<BrowserSetup>,
 }
 
 /// How the guest's `run` ended.
@@ -56,6 +59,8 @@ pub struct Usage {
     pub requests: Vec<RequestSummary>,
     pub bytes_in: u64,
     pub bytes_out: u64,
+    /// How the run's browser ended (default when it had none).
+    pub browser: BrowserUsage,
 }
 
 /// A credential probe of one plugin: its setup fields, the candidate
@@ -108,6 +113,7 @@ impl Sandbox {
                 limits: &RunLimits::default(),
                 control: RunControl::new(),
                 egress: Arc::default(),
+                browser: None,
             },
         );
         plugin.pre.instantiate_async(&mut store).await?;
@@ -126,6 +132,7 @@ impl Sandbox {
                 limits: &run.limits,
                 control: run.control,
                 egress: run.egress,
+                browser: run.browser,
             },
         );
         let start = convert::start(&run.start, &run.settings);
@@ -134,12 +141,16 @@ impl Sandbox {
             instance.call_run(&mut store, &start).await
         }
         .await;
-        let state = store.into_data();
+        let mut state = store.into_data();
         let exit = match result {
             Ok(done) => GuestExit::Done(convert::done(done)),
             Err(e) => state.classify(&e),
         };
-        let usage = state.usage();
+        // The browser ends before the run does: its login material is kept
+        // only when the guest returned DONE.
+        let browser = state.take_browser().finish(matches!(exit, GuestExit::Done(_))).await;
+        let mut usage = state.usage();
+        usage.browser = browser;
         drop(state);
         (exit, usage, lent.take_back())
     }
@@ -156,6 +167,7 @@ impl Sandbox {
                 limits: &probe.limits,
                 control: probe.control,
                 egress: probe.egress,
+                browser: None,
             },
         );
         let settings = probe.settings.to_string();

@@ -9,6 +9,7 @@
 //! the core pieces it needs; this file hands out those views and nothing in
 //! it knows what a capability does with them.
 
+use super::caps::browser::{BrowserSetup, BrowserState, BrowserView};
 use super::caps::emit::{EmitState, EmitView};
 use super::caps::http::HttpState;
 use super::caps::interaction::{InteractionState, InteractionView};
@@ -32,8 +33,11 @@ pub struct RunClock {
     pub started: Instant,
     pub wall_deadline: Instant,
     pub cpu_budget: Duration,
-    /// Time the guest spent parked in host calls that wait (interactions).
+    /// Time the guest spent parked in host calls that wait (interactions,
+    /// the browser).
     pub blocked: Duration,
+    /// Of which waiting for the owner (interactions).
+    pub owner_wait: Duration,
 }
 
 impl RunClock {
@@ -43,7 +47,15 @@ impl RunClock {
             wall_deadline: started + wall_clock,
             cpu_budget,
             blocked: Duration::ZERO,
+            owner_wait: Duration::ZERO,
         }
+    }
+
+    /// The guest waited `d` for the owner: not guest time, and not time
+    /// establishing a browser session either.
+    pub(crate) fn parked_for_owner(&mut self, d: Duration) {
+        self.blocked += d;
+        self.owner_wait += d;
     }
 
     pub fn guest_time(&self) -> Duration {
@@ -86,6 +98,8 @@ pub(crate) struct StoreInputs<'a> {
     pub limits: &'a RunLimits,
     pub control: RunControl,
     pub egress: Arc<EgressConfig>,
+    /// The run's browser, when the plugin is granted one and the host has one.
+    pub browser: Option<BrowserSetup>,
 }
 
 /// Everything a store holds for one run.
@@ -105,6 +119,7 @@ pub struct RunState {
     secrets: SecretSet,
     log: LogState,
     http: HttpState,
+    browser: BrowserState,
 }
 
 impl RunState {
@@ -117,6 +132,7 @@ impl RunState {
             limits,
             control,
             egress,
+            browser,
         } = inputs;
         let stdout = Capture::new(limits.output_capture_bytes);
         let stderr = Capture::new(limits.output_capture_bytes);
@@ -131,6 +147,7 @@ impl RunState {
             .stdout(stdout.clone())
             .stderr(stderr.clone());
         let clock = RunClock::new(Instant::now(), limits.wall_clock, limits.cpu);
+        let browser = BrowserState::new(browser, grants.browser_policy(egress.clone()), &control);
         let http = HttpState::new(
             grants.egress_policy(egress),
             limits.http.clone(),
@@ -152,6 +169,7 @@ impl RunState {
             secrets,
             log: LogState::new(limits.log_bytes),
             http,
+            browser,
         }
     }
 
@@ -171,6 +189,7 @@ impl RunState {
             violation: &mut self.violation,
             control: &self.control,
             clock: &mut self.clock,
+            browser: &mut self.browser,
         }
     }
 
@@ -193,6 +212,22 @@ impl RunState {
         self.http.view(&mut self.table)
     }
 
+    pub(super) fn browser_view(&mut self) -> BrowserView<'_> {
+        BrowserView {
+            state: &mut self.browser,
+            secrets: &self.secrets,
+            table: &mut self.table,
+            hooks: &self.hooks,
+            control: &self.control,
+            clock: &mut self.clock,
+        }
+    }
+
+    /// The run's browser, taken out to be ended when the guest has stopped.
+    pub(super) fn take_browser(&mut self) -> BrowserState {
+        std::mem::replace(&mut self.browser, BrowserState::none())
+    }
+
     /// What the guest used, read when its store is finished.
     pub(super) fn usage(&self) -> Usage {
         let started = self.clock.started;
@@ -206,6 +241,7 @@ impl RunState {
             requests: http.requests,
             bytes_in: http.bytes_in,
             bytes_out: http.bytes_out,
+            browser: Default::default(),
         }
     }
 

@@ -10,7 +10,9 @@ pub use plan::*;
 pub use status::*;
 
 use crate::manifest::{LifecycleStatus, Manifest};
-use crate::store::{Connection, ConnectionStatus, NewConnection, RunEndEvent, Store, StoreError, TERMINAL_EVENTS};
+use crate::store::{
+    BrowserSessionMode, Connection, ConnectionStatus, NewConnection, RunEndEvent, Store, StoreError, TERMINAL_EVENTS,
+};
 use serde_json::Value;
 
 /// The longest display name, in characters.
@@ -37,6 +39,12 @@ pub enum SetupError {
     SecretInSettings(String),
     #[error("a display name has 1 to {MAX_DISPLAY_NAME} characters")]
     InvalidDisplayName,
+    #[error("{connector_id} cannot keep its browser session {mode:?}: it offers {offered:?}")]
+    BrowserSessionMode {
+        connector_id: String,
+        mode: BrowserSessionMode,
+        offered: Vec<BrowserSessionMode>,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -54,6 +62,7 @@ impl SetupError {
             SetupError::InvalidSettings(_) => "invalid_settings",
             SetupError::SecretInSettings(_) => "secret_in_settings",
             SetupError::InvalidDisplayName => "invalid_display_name",
+            SetupError::BrowserSessionMode { .. } => "browser_session_mode_not_offered",
             SetupError::Store(_) => "store_error",
         }
     }
@@ -77,11 +86,28 @@ pub fn check_display_name(name: &str) -> Result<(), SetupError> {
     Ok(())
 }
 
+/// A browser session mode is one the connector's setup plan offers
+/// (`persistent` is also what every other connector has: nothing to keep).
+pub fn check_browser_session(manifest: &Manifest, mode: BrowserSessionMode) -> Result<(), SetupError> {
+    let offered = browser_session_modes(manifest);
+    if mode == BrowserSessionMode::Persistent || offered.contains(&mode) {
+        return Ok(());
+    }
+    Err(SetupError::BrowserSessionMode {
+        connector_id: manifest.connector_id.clone(),
+        mode,
+        offered,
+    })
+}
+
 /// What an owner asks for when creating a connection.
 pub struct NewDraft {
     /// Non-secret settings (START.settings of every run); never a credential.
     pub settings: Value,
     pub display_name: Option<String>,
+    /// For a browser-backed connector, whether its login material outlives
+    /// each run (`ephemeral` only where the setup plan offers it).
+    pub browser_session: BrowserSessionMode,
 }
 
 /// Create a connection of `manifest`'s connector as a draft: it becomes
@@ -120,6 +146,7 @@ pub async fn create_draft(
     if let Some(name) = &draft.display_name {
         check_display_name(name)?;
     }
+    check_browser_session(manifest, draft.browser_session)?;
     store.upsert_connector(manifest, None).await?;
     Ok(store
         .create_connection(NewConnection {
@@ -129,6 +156,7 @@ pub async fn create_draft(
             status: ConnectionStatus::Draft,
             display_name: draft.display_name,
             binding_metadata: draft.settings,
+            browser_session: draft.browser_session,
         })
         .await?)
 }
@@ -155,6 +183,7 @@ pub async fn status(
     store: &Store,
     conn: &Connection,
     needs_credential: bool,
+    browser_bound: bool,
     run_id: Option<&str>,
 ) -> Result<SetupStatus, StatusError> {
     let credential = store.credential(&conn.connection_id).await?;
@@ -167,16 +196,34 @@ pub async fn status(
         ),
         None => runs.first(),
     };
+    let events = match run {
+        Some(r) => store.events(&r.run_id).await?,
+        None => Vec::new(),
+    };
     // How the run ended: its terminal timeline entry, read back typed.
-    let terminal: Option<RunEndEvent> = match run {
-        Some(r) => store
-            .events(&r.run_id)
-            .await?
-            .into_iter()
-            .rev()
-            .find(|e| TERMINAL_EVENTS.contains(&e.kind.as_str()))
-            .and_then(|e| serde_json::from_value(e.data).ok()),
-        None => None,
+    let terminal: Option<RunEndEvent> = events
+        .iter()
+        .rev()
+        .find(|e| TERMINAL_EVENTS.contains(&e.kind.as_str()))
+        .and_then(|e| serde_json::from_value(e.data.clone()).ok());
+    let browser = match (browser_bound, run) {
+        (false, _) => None,
+        (true, run) => {
+            let pending = match run {
+                Some(r) => store.pending_interactions(Some(&r.run_id), None).await?,
+                None => Vec::new(),
+            };
+            Some(BrowserInputs {
+                profile_stored: store.browser_profile(&conn.connection_id).await?.is_some(),
+                pending: pending.last().map(|q| (q.kind, q.interaction_id.clone())),
+                verified: events.iter().any(|e| e.kind == "run.browser_session_verified"),
+                cleanup: events
+                    .iter()
+                    .rev()
+                    .find(|e| e.kind == "run.browser_cleanup")
+                    .map(|e| e.data.clone()),
+            })
+        }
     };
     Ok(project(&StatusInputs {
         connection: conn,
@@ -184,5 +231,6 @@ pub async fn status(
         credential: credential.as_ref(),
         last_run: run,
         terminal: terminal.as_ref(),
+        browser: browser.as_ref(),
     }))
 }

@@ -1,7 +1,8 @@
 //! The setup planner: what a connector needs before a connection of it can
 //! collect, derived from its manifest alone. Pure; see docs/setup.md.
 
-use crate::manifest::{FieldType, LifecycleStatus, Manifest, Validation};
+use crate::manifest::{FieldType, LifecycleStatus, Manifest, Validation, bindings};
+use crate::store::BrowserSessionMode;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -116,6 +117,36 @@ pub struct SetupPlan {
     pub credential_form: Option<CredentialForm>,
     /// Deployment settings that are missing (names only).
     pub blockers: Vec<String>,
+    /// For a browser-backed connector: how its login material may be kept
+    /// (`ephemeral` only when its tests prove the cleanup).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub browser_session_modes: Vec<BrowserSessionMode>,
+}
+
+/// The proof that a browser-backed connector logs in, verifies the
+/// session's account and collects, end to end through a real browser.
+pub const PROOF_BROWSER_SESSION: &str = "browser_session_e2e";
+/// The proof that a browser-backed connector leaves nothing behind in
+/// ephemeral mode, whatever the run's end.
+pub const PROOF_BROWSER_EPHEMERAL: &str = "browser_ephemeral_cleanup";
+
+/// The browser session modes a connector may be set up with.
+pub fn browser_session_modes(m: &Manifest) -> Vec<BrowserSessionMode> {
+    if !browser_bound(m) {
+        return Vec::new();
+    }
+    let mut modes = vec![BrowserSessionMode::Persistent];
+    if m.capabilities
+        .as_ref()
+        .is_some_and(|c| c.proven(PROOF_BROWSER_EPHEMERAL))
+    {
+        modes.push(BrowserSessionMode::Ephemeral);
+    }
+    modes
+}
+
+fn browser_bound(m: &Manifest) -> bool {
+    m.requires_binding(bindings::BROWSER_AUTOMATION)
 }
 
 fn binding_required(m: &Manifest, name: &str) -> bool {
@@ -172,7 +203,7 @@ pub fn modality(m: &Manifest) -> SetupModality {
         SetupModality::StaticSecret
     } else if binding_required(m, "filesystem") {
         SetupModality::LocalCollector
-    } else if binding_required(m, "browser") || binding_required(m, "browser_automation") {
+    } else if browser_bound(m) {
         SetupModality::BrowserBound
     } else if declared == "provider_authorization" || matches!(auth_kind, "oauth" | "oauth2" | "provider_authorization")
     {
@@ -205,6 +236,7 @@ pub fn plan(m: &Manifest, env: &dyn Fn(&str) -> bool) -> SetupPlan {
         validation,
         credential_form: form.clone(),
         blockers: Vec::new(),
+        browser_session_modes: Vec::new(),
     };
 
     if let Some(l) = &m.lifecycle {
@@ -227,15 +259,37 @@ pub fn plan(m: &Manifest, env: &dyn Fn(&str) -> bool) -> SetupPlan {
             LifecycleStatus::Available => {}
         }
     }
-    let proof_gated_browser = || {
-        closed(
-            SupportState::ProofGated,
-            "browser-bound collection has no recorded end-to-end proof on this host".into(),
-            NextStepKind::ManualRunbook,
-        )
+    // Browser-bound setup is proof-gated (seed 003): offered, as
+    // experimental, only for a connector whose committed end-to-end test
+    // proves login, the session's account check and records.
+    let browser = || {
+        if !m.capabilities.as_ref().is_some_and(|c| c.proven(PROOF_BROWSER_SESSION)) {
+            return closed(
+                SupportState::ProofGated,
+                "browser-bound collection has no recorded end-to-end proof on this host".into(),
+                NextStepKind::ManualRunbook,
+            );
+        }
+        let reason = if form.is_some() {
+            "enter the login; the host's browser signs in (asking you for a code if the site wants one), checks the \
+             account and collects"
+        } else {
+            "create the connection; the host's browser signs in, asking you when it needs something, checks the \
+             account and collects"
+        };
+        SetupPlan {
+            setup_modality: modality,
+            support_state: SupportState::Experimental,
+            reason: reason.into(),
+            next_step: create(reason),
+            validation,
+            credential_form: form.clone(),
+            blockers: Vec::new(),
+            browser_session_modes: browser_session_modes(m),
+        }
     };
     match modality {
-        SetupModality::StaticSecret if binding_required(m, "browser") => proof_gated_browser(),
+        SetupModality::StaticSecret if browser_bound(m) => browser(),
         SetupModality::StaticSecret => {
             let proven = m.capabilities.as_ref().is_some_and(|c| c.proven("static_secret_live"));
             let (state, reason) = if proven {
@@ -257,6 +311,7 @@ pub fn plan(m: &Manifest, env: &dyn Fn(&str) -> bool) -> SetupPlan {
                 validation,
                 credential_form: form.clone(),
                 blockers: Vec::new(),
+                browser_session_modes: Vec::new(),
             }
         }
         SetupModality::ProviderAuthorization => {
@@ -288,7 +343,7 @@ pub fn plan(m: &Manifest, env: &dyn Fn(&str) -> bool) -> SetupPlan {
             "this host has no local-collector enrollment".into(),
             NextStepKind::None,
         ),
-        SetupModality::BrowserBound => proof_gated_browser(),
+        SetupModality::BrowserBound => browser(),
         SetupModality::ManualOrUpload => closed(
             SupportState::ProofGated,
             "file import is not available on this host yet".into(),
@@ -304,6 +359,7 @@ pub fn plan(m: &Manifest, env: &dyn Fn(&str) -> bool) -> SetupPlan {
                 validation: Validation::FirstSync,
                 credential_form: None,
                 blockers: Vec::new(),
+                browser_session_modes: Vec::new(),
             }
         }
     }
@@ -384,6 +440,35 @@ mod tests {
         assert_eq!(missing.blockers, vec!["X_CLIENT_ID".to_string()]);
         let ready = plan(&manifest(base(oauth)), &|_| true);
         assert_eq!(ready.support_state, SupportState::ProofGated);
+    }
+
+    #[test]
+    fn browser_bound_setup_remains_proof_gated() {
+        let bindings = json!({ "runtime_requirements": { "bindings": { "browser": { "required": true } } } });
+        let gated = plan(&manifest(base(bindings.clone())), &|_| false);
+        assert_eq!(gated.support_state, SupportState::ProofGated);
+        assert_eq!(
+            gated.next_step.kind,
+            NextStepKind::ManualRunbook,
+            "no connection is offered"
+        );
+        let mut m = base(bindings);
+        m["capabilities"] = json!({ "proven": { "browser_session_e2e": { "proven": true } } });
+        let proven = plan(&manifest(m.clone()), &|_| false);
+        assert_eq!(
+            (proven.support_state, proven.next_step.kind),
+            (SupportState::Experimental, NextStepKind::CreateConnection)
+        );
+        assert_eq!(
+            proven.browser_session_modes,
+            [BrowserSessionMode::Persistent],
+            "ephemeral is advertised only with its own proof"
+        );
+        m["capabilities"]["proven"]["browser_ephemeral_cleanup"] = json!({ "proven": true });
+        assert_eq!(
+            plan(&manifest(m), &|_| false).browser_session_modes,
+            [BrowserSessionMode::Persistent, BrowserSessionMode::Ephemeral]
+        );
     }
 
     #[test]

@@ -4,8 +4,8 @@
 
 use super::plan::{NextStep, NextStepKind};
 use crate::store::{
-    CommitStatus, Connection, ConnectionStatus, CredentialStatus, RunEndEvent, RunRow, RunStatus, StoredCredential,
-    Trigger,
+    BrowserSessionMode, CommitStatus, Connection, ConnectionStatus, CredentialStatus, RunEndEvent, RunRow, RunStatus,
+    StoredCredential, Trigger,
 };
 use serde::Serialize;
 use serde_json::Value;
@@ -121,6 +121,89 @@ impl RunSummary {
     }
 }
 
+/// Where a browser-backed connection's browser session stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum BrowserSessionState {
+    /// No run has driven the browser yet.
+    NotStarted,
+    /// A run is signing in (the account is not verified yet).
+    SigningIn,
+    /// The run waits for the owner's login (a `credentials` question).
+    AwaitingLogin,
+    /// The run waits for a one-time code (an `otp` question).
+    AwaitingOtp,
+    /// The run waits for the owner to do something on the page (a
+    /// `manual_action` question, with a screenshot).
+    AwaitingOwnerAction,
+    /// The account is verified; the run collects.
+    Collecting,
+    /// The last run's browser was logged into another account than the
+    /// connection's: nothing was kept and its session was discarded.
+    SessionMismatch,
+    /// The last run ended and its browser left nothing behind.
+    CleanupDone,
+    /// The last run ended but its teardown could not confirm that nothing
+    /// is left (see `cleanup`).
+    CleanupIncomplete,
+}
+
+/// The browser side of a browser-backed connection's setup status. Never
+/// a cookie or any other login material: only whether some is kept.
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
+pub struct BrowserSessionView {
+    pub mode: BrowserSessionMode,
+    pub state: BrowserSessionState,
+    /// Sealed login material is kept for the next run.
+    pub profile_stored: bool,
+    /// The pending question the run waits on, when it does.
+    pub interaction_id: Option<String>,
+    /// The last run's cleanup status, as its timeline recorded it.
+    #[schema(value_type = Object)]
+    pub cleanup: Option<Value>,
+}
+
+/// What the projection reads of a browser-backed connection.
+#[derive(Clone, Debug, Default)]
+pub struct BrowserInputs {
+    pub profile_stored: bool,
+    /// The run's pending question: kind and id.
+    pub pending: Option<(crate::protocol::InteractionKind, String)>,
+    /// The run reported an account the host accepted.
+    pub verified: bool,
+    /// The run's `run.browser_cleanup` entry.
+    pub cleanup: Option<Value>,
+}
+
+fn browser_view(c: &Connection, b: &BrowserInputs, running: bool, reason: Option<&str>) -> BrowserSessionView {
+    use crate::protocol::InteractionKind as K;
+    use BrowserSessionState as S;
+    let state = if running {
+        match &b.pending {
+            Some((K::Credentials, _)) => S::AwaitingLogin,
+            Some((K::Otp, _)) => S::AwaitingOtp,
+            Some((K::ManualAction, _)) => S::AwaitingOwnerAction,
+            None if b.verified => S::Collecting,
+            None => S::SigningIn,
+        }
+    } else if reason == Some("session_account_mismatch") {
+        S::SessionMismatch
+    } else {
+        match b.cleanup.as_ref().map(|c| c["complete"] == Value::Bool(true)) {
+            Some(true) => S::CleanupDone,
+            Some(false) => S::CleanupIncomplete,
+            None => S::NotStarted,
+        }
+    };
+    BrowserSessionView {
+        mode: c.browser_session,
+        state,
+        profile_stored: b.profile_stored,
+        interaction_id: b.pending.as_ref().filter(|_| running).map(|(_, id)| id.clone()),
+        cleanup: b.cleanup.clone(),
+    }
+}
+
 /// Why setup or the last run needs the owner, and what to do.
 #[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
 pub struct LastError {
@@ -154,6 +237,9 @@ pub struct SetupStatus {
     pub activated_at: Option<i64>,
     pub revoked_at: Option<i64>,
     pub next_step: NextStep,
+    /// For a browser-backed connector: where its browser session stands.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub browser: Option<BrowserSessionView>,
 }
 
 /// What the projection reads.
@@ -164,6 +250,8 @@ pub struct StatusInputs<'a> {
     pub last_run: Option<&'a RunRow>,
     /// How the last run ended (its terminal timeline event), once it has.
     pub terminal: Option<&'a RunEndEvent>,
+    /// For a browser-backed connector: what its browser left.
+    pub browser: Option<&'a BrowserInputs>,
 }
 
 const REENTER: &str = "Enter the provider credential again (PUT /v1/connections/{id}/credential); the first sync then \
@@ -176,6 +264,20 @@ const REJECTED_ACTIVE: &str = "The provider refused the stored credential. Enter
                                /v1/connections/{id}/credential); collection resumes on the next run.";
 const FAILED_ACTIVE: &str = "The last run failed. Start a run again (POST /v1/connections/{id}/runs); if it keeps \
                              failing, enter the provider credential again.";
+const MISMATCH: &str = "The browser was signed into another account than this connection's. Nothing was kept and its \
+                        session was discarded. Check the login of this connection (PUT /v1/connections/{id}/credential) \
+                        and start a run again; to collect another account, create another connection.";
+const NOT_ESTABLISHED: &str = "The browser session was not established in time (the sign-in did not finish). Start a \
+                               run again and answer its questions; if it keeps failing, check the login.";
+
+/// The remediation a failure reason calls for, when it is a specific one.
+fn specific_remediation(reason: &str) -> Option<&'static str> {
+    match reason {
+        "session_account_mismatch" => Some(MISMATCH),
+        "browser_session_timeout" => Some(NOT_ESTABLISHED),
+        _ => None,
+    }
+}
 
 fn credential_like(reason: &str) -> bool {
     ["credential", "auth", "password", "login", "token"]
@@ -245,7 +347,7 @@ pub fn project(i: &StatusInputs<'_>) -> SetupStatus {
             } else if last_failed && !running {
                 last_error = Some(LastError {
                     reason: reason.clone(),
-                    remediation: fill(FAILED_ACTIVE),
+                    remediation: fill(specific_remediation(&reason).unwrap_or(FAILED_ACTIVE)),
                 });
                 (
                     SetupState::Active,
@@ -287,7 +389,7 @@ pub fn project(i: &StatusInputs<'_>) -> SetupStatus {
                 let reenter = credential_like(&reason) || cred_status == Some(CredentialStatus::Rejected);
                 last_error = Some(LastError {
                     reason: reason.clone(),
-                    remediation: fill(if reenter { REENTER } else { RETRY }),
+                    remediation: fill(specific_remediation(&reason).unwrap_or(if reenter { REENTER } else { RETRY })),
                 });
                 let step = if reenter {
                     NextStep::new(
@@ -350,6 +452,10 @@ pub fn project(i: &StatusInputs<'_>) -> SetupStatus {
         activated_at: c.activated_at,
         revoked_at: c.revoked_at,
         next_step: next,
+        browser: i.browser.map(|b| {
+            let failure = i.last_run.and_then(|r| r.failure_reason.as_deref());
+            browser_view(c, b, running, failure)
+        }),
     }
 }
 
@@ -371,6 +477,7 @@ mod tests {
             updated_at: 1,
             revoked_at: None,
             activated_at: None,
+            browser_session: Default::default(),
         }
     }
 
@@ -414,6 +521,61 @@ mod tests {
     }
 
     #[test]
+    fn browser_session_states_follow_the_run_and_its_questions() {
+        let active = conn(ConnectionStatus::Active);
+        let state = |last: Option<&RunRow>, b: &BrowserInputs| {
+            project(&StatusInputs {
+                connection: &active,
+                needs_credential: true,
+                credential: None,
+                last_run: last,
+                terminal: None,
+                browser: Some(b),
+            })
+            .browser
+            .unwrap()
+            .state
+        };
+        let running = run(RunStatus::Running, None);
+        let asking = |kind| BrowserInputs {
+            pending: Some((kind, "ixn_1".into())),
+            ..Default::default()
+        };
+        use crate::protocol::InteractionKind as K;
+        assert_eq!(state(None, &BrowserInputs::default()), BrowserSessionState::NotStarted);
+        assert_eq!(
+            state(Some(&running), &BrowserInputs::default()),
+            BrowserSessionState::SigningIn
+        );
+        assert_eq!(
+            state(Some(&running), &asking(K::Credentials)),
+            BrowserSessionState::AwaitingLogin
+        );
+        assert_eq!(state(Some(&running), &asking(K::Otp)), BrowserSessionState::AwaitingOtp);
+        assert_eq!(
+            state(Some(&running), &asking(K::ManualAction)),
+            BrowserSessionState::AwaitingOwnerAction
+        );
+        let verified = BrowserInputs {
+            verified: true,
+            ..Default::default()
+        };
+        assert_eq!(state(Some(&running), &verified), BrowserSessionState::Collecting);
+        let mismatch = run(RunStatus::Failed, Some("session_account_mismatch"));
+        assert_eq!(state(Some(&mismatch), &verified), BrowserSessionState::SessionMismatch);
+        let cleaned = |complete: bool| BrowserInputs {
+            cleanup: Some(json!({ "complete": complete })),
+            ..Default::default()
+        };
+        let done = run(RunStatus::Succeeded, None);
+        assert_eq!(state(Some(&done), &cleaned(true)), BrowserSessionState::CleanupDone);
+        assert_eq!(
+            state(Some(&done), &cleaned(false)),
+            BrowserSessionState::CleanupIncomplete
+        );
+    }
+
+    #[test]
     fn setup_state_is_projected_from_connection_and_run_state() {
         let draft = conn(ConnectionStatus::Draft);
         let status = |last: Option<&RunRow>, terminal: Option<&RunEndEvent>| {
@@ -423,6 +585,7 @@ mod tests {
                 credential: None,
                 last_run: last,
                 terminal,
+                browser: None,
             })
         };
         assert_eq!(status(None, None).setup_state, SetupState::FirstSyncPending);
@@ -457,6 +620,7 @@ mod tests {
             credential: None,
             last_run: None,
             terminal: None,
+            browser: None,
         });
         assert_eq!(
             (awaiting.setup_state, awaiting.pending),
@@ -469,6 +633,7 @@ mod tests {
             credential: None,
             last_run: Some(&run(RunStatus::Succeeded, None)),
             terminal: None,
+            browser: None,
         });
         assert_eq!(
             (healthy.setup_state, healthy.health_state),
@@ -495,6 +660,7 @@ mod tests {
             credential: None,
             last_run: Some(&run(RunStatus::Failed, Some("credential_rejected"))),
             terminal: None,
+            browser: None,
         });
         assert_eq!(s.next_step.kind, NextStepKind::CaptureCredential);
         assert!(

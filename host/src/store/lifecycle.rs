@@ -369,7 +369,14 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         let mut erased = BTreeMap::new();
-        for table in ["records", "stream_state", "interactions", "runs", "credentials"] {
+        for table in [
+            "records",
+            "stream_state",
+            "interactions",
+            "runs",
+            "credentials",
+            "browser_profiles",
+        ] {
             let n = sqlx::query(sqlx::AssertSqlSafe(format!(
                 "DELETE FROM {table} WHERE connection_id = $1"
             )))

@@ -8,10 +8,12 @@
 //! Writes that belong together (a batch of records, a state commit, a key
 //! rotation) are one transaction each.
 
+mod browser;
 mod lifecycle;
 mod model;
 pub mod runner;
 
+pub use browser::*;
 pub use lifecycle::*;
 pub use model::*;
 
@@ -27,7 +29,7 @@ use std::path::Path;
 macro_rules! select_connections {
     () => {
         "SELECT connection_id, connector_id, status, display_name, account_identity, binding_metadata, \
-         created_at, updated_at, revoked_at, activated_at FROM connections"
+         created_at, updated_at, revoked_at, activated_at, browser_session FROM connections"
     };
 }
 macro_rules! select_credentials {
@@ -254,12 +256,13 @@ impl Store {
             updated_at: now,
             revoked_at: None,
             activated_at: (new.status == ConnectionStatus::Active).then_some(now),
+            browser_session: new.browser_session,
         };
         let mut tx = self.begin_write().await?;
         sqlx::query(
             "INSERT INTO connections (connection_id, connector_id, status, display_name, account_identity,
-               binding_metadata, created_at, updated_at, activated_at)
-             VALUES ($1, $2, $3, $4, NULL, $5, $6, $7, $8)",
+               binding_metadata, created_at, updated_at, activated_at, browser_session)
+             VALUES ($1, $2, $3, $4, NULL, $5, $6, $7, $8, $9)",
         )
         .bind(&c.connection_id)
         .bind(&c.connector_id)
@@ -269,6 +272,7 @@ impl Store {
         .bind(now)
         .bind(now)
         .bind(c.activated_at)
+        .bind(c.browser_session.as_str())
         .execute(&mut *tx)
         .await?;
         // Every connection's creation is on the audit trail, in the same transaction.
@@ -402,8 +406,20 @@ impl Store {
     }
 
     /// Replace the seal of every listed bundle in one transaction (key rotation).
-    pub async fn reseal_all(&self, resealed: &[(String, Sealed)]) -> Result<()> {
+    pub async fn reseal_all(&self, resealed: &[(String, Sealed)], profiles: &[(String, Vec<u8>)]) -> Result<()> {
         let mut tx = self.begin_write().await?;
+        for (connection_id, sealed) in profiles {
+            sqlx::query("UPDATE browser_profiles SET sealed = $1 WHERE connection_id = $2")
+                .bind(sealed.clone())
+                .bind(connection_id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        // Answers and screenshots in transit are sealed under the old key;
+        // no run is live to take them (rotation refuses while serving).
+        sqlx::query("UPDATE interactions SET answer = NULL, screenshot = NULL WHERE answer IS NOT NULL OR screenshot IS NOT NULL")
+            .execute(&mut *tx)
+            .await?;
         for (connection_id, s) in resealed {
             let done = sqlx::query(
                 "UPDATE credentials SET key_id = $1, nonce = $2, ciphertext = $3, fingerprint = $4, format_version = $5
@@ -778,11 +794,20 @@ impl Store {
     // ---- interactions ---------------------------------------------------
 
     /// A question of a run is pending; its id. The answer is not part of it.
-    pub async fn open_interaction(&self, run_id: &str, connection_id: &str, req: &p::Interaction) -> Result<String> {
+    /// A question is pending, with the screenshot (sealed by the caller to
+    /// the run) it carries, if any.
+    pub async fn open_interaction(
+        &self,
+        run_id: &str,
+        connection_id: &str,
+        req: &p::Interaction,
+        screenshot: Option<Vec<u8>>,
+    ) -> Result<String> {
         let id = new_id("ixn");
         sqlx::query(
             "INSERT INTO interactions (interaction_id, run_id, connection_id, request_id, kind, message, schema, status,
-               created_at, stream, timeout_seconds) VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $9, $10)",
+               created_at, stream, timeout_seconds, screenshot)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending', $8, $9, $10, $11)",
         )
         .bind(&id)
         .bind(run_id)
@@ -794,24 +819,29 @@ impl Store {
         .bind(now_ms())
         .bind(req.stream.clone())
         .bind(req.timeout_seconds.map(i64::from))
+        .bind(screenshot)
         .execute(&self.pool)
         .await?;
         Ok(id)
     }
 
-    /// How a question ended. Any answer still waiting is erased.
+    /// How a question ended. Any answer still waiting, and its screenshot,
+    /// are erased.
     pub async fn resolve_interaction(&self, interaction_id: &str, status: p::InteractionStatus) -> Result<()> {
         let status = match status {
             p::InteractionStatus::Success => "answered",
             p::InteractionStatus::Cancelled => "cancelled",
             p::InteractionStatus::Timeout => "timed_out",
         };
-        sqlx::query("UPDATE interactions SET status = $1, resolved_at = $2, answer = NULL WHERE interaction_id = $3")
-            .bind(status)
-            .bind(now_ms())
-            .bind(interaction_id)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "UPDATE interactions SET status = $1, resolved_at = $2, answer = NULL, screenshot = NULL
+             WHERE interaction_id = $3",
+        )
+        .bind(status)
+        .bind(now_ms())
+        .bind(interaction_id)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
@@ -819,7 +849,7 @@ impl Store {
     /// cancelled, and an answer nobody took is erased.
     pub async fn cancel_pending_interactions(&self, run_id: &str) -> Result<u64> {
         let done = sqlx::query(
-            "UPDATE interactions SET status = 'cancelled', resolved_at = $1, answer = NULL
+            "UPDATE interactions SET status = 'cancelled', resolved_at = $1, answer = NULL, screenshot = NULL
              WHERE run_id = $2 AND status = 'pending'",
         )
         .bind(now_ms())
@@ -838,7 +868,8 @@ impl Store {
     ) -> Result<Vec<PendingInteraction>> {
         let rows = sqlx::query(
             "SELECT interaction_id, run_id, connection_id, request_id, kind, message, schema, stream, timeout_seconds,
-               created_at FROM interactions
+               created_at, CAST(CASE WHEN screenshot IS NULL THEN 0 ELSE 1 END AS BIGINT) AS has_screenshot
+             FROM interactions
              WHERE status = 'pending' AND answered_at IS NULL
                AND ($1 IS NULL OR run_id = $1) AND ($2 IS NULL OR connection_id = $2)
              ORDER BY created_at, interaction_id",
@@ -854,7 +885,8 @@ impl Store {
     pub async fn pending_interaction(&self, interaction_id: &str) -> Result<Option<PendingInteraction>> {
         let row = sqlx::query(
             "SELECT interaction_id, run_id, connection_id, request_id, kind, message, schema, stream, timeout_seconds,
-               created_at FROM interactions WHERE interaction_id = $1 AND status = 'pending' AND answered_at IS NULL",
+               created_at, CAST(CASE WHEN screenshot IS NULL THEN 0 ELSE 1 END AS BIGINT) AS has_screenshot
+             FROM interactions WHERE interaction_id = $1 AND status = 'pending' AND answered_at IS NULL",
         )
         .bind(interaction_id)
         .fetch_optional(&self.pool)

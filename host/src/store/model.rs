@@ -1,5 +1,6 @@
 //! The rows the store reads and writes.
 
+use super::browser::BrowserSessionMode;
 use super::{Result, StoreError, parse_json};
 use crate::vault::Sealed;
 use serde::{Deserialize, Serialize};
@@ -158,6 +159,8 @@ pub struct NewConnection {
     pub display_name: Option<String>,
     /// Non-secret settings chosen at setup; START.settings of every run.
     pub binding_metadata: Value,
+    /// Whether browser login material outlives each run.
+    pub browser_session: BrowserSessionMode,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -173,6 +176,8 @@ pub struct Connection {
     pub revoked_at: Option<i64>,
     /// When the connection first became active (for a setup: its first ingest).
     pub activated_at: Option<i64>,
+    /// Whether browser login material outlives each run.
+    pub browser_session: BrowserSessionMode,
 }
 
 impl Connection {
@@ -191,6 +196,7 @@ impl Connection {
             updated_at: r.try_get("updated_at")?,
             revoked_at: r.try_get("revoked_at")?,
             activated_at: r.try_get("activated_at")?,
+            browser_session: BrowserSessionMode::parse(&r.try_get::<String, _>("browser_session")?)?,
         })
     }
 }
@@ -390,6 +396,8 @@ pub struct PendingInteraction {
     pub schema: Option<Value>,
     pub timeout_seconds: Option<u32>,
     pub created_at: i64,
+    /// A screenshot of the run's browser comes with the question.
+    pub has_screenshot: bool,
 }
 
 impl PendingInteraction {
@@ -413,6 +421,7 @@ impl PendingInteraction {
                 .try_get::<Option<i64>, _>("timeout_seconds")?
                 .and_then(|t| u32::try_from(t).ok()),
             created_at: r.try_get("created_at")?,
+            has_screenshot: r.try_get::<i64, _>("has_screenshot")? != 0,
         })
     }
 }

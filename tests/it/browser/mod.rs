@@ -12,6 +12,7 @@
 mod egress;
 mod lifecycle;
 mod profiles;
+mod runs;
 mod secrets;
 mod session;
 

@@ -13,6 +13,7 @@ use super::super::convert;
 use super::super::hooks::{Asked, HookError, SharedHooks};
 use super::super::limits::Breach;
 use super::super::state::{RunClock, ViolationSlot};
+use super::browser::BrowserState;
 use std::time::Instant;
 use wasmtime::component::{HasData, Linker};
 
@@ -38,6 +39,8 @@ pub struct InteractionView<'a> {
     pub(crate) violation: &'a mut ViolationSlot,
     pub(crate) control: &'a RunControl,
     pub(crate) clock: &'a mut RunClock,
+    /// The run's browser: a question asked while it is open carries what it shows.
+    pub(crate) browser: &'a mut BrowserState,
 }
 
 struct Interaction;
@@ -60,20 +63,25 @@ impl interaction::Host for InteractionView<'_> {
     ) -> wasmtime::Result<Result<interaction::Response, interaction::InteractionError>> {
         let request = convert::interaction(req, self.state.schema_bytes).map_err(|v| self.violation.stop(v))?;
         self.control.check()?;
-        let remaining = self.clock.wall_deadline.saturating_duration_since(Instant::now());
         let parked = Instant::now();
+        let manual = request.kind == crate::protocol::InteractionKind::ManualAction;
+        let screenshot = self
+            .browser
+            .screenshot_for_question(manual, self.clock.wall_deadline)
+            .await;
+        let remaining = self.clock.wall_deadline.saturating_duration_since(Instant::now());
         let control = self.control;
         let answer = {
             let mut hooks = self.hooks.lock().await;
             tokio::select! {
-                a = tokio::time::timeout(remaining, hooks.interact(request)) => a,
+                a = tokio::time::timeout(remaining, hooks.interact(request, screenshot)) => a,
                 () = control.cancelled() => {
-                    self.clock.blocked += parked.elapsed();
+                    self.clock.parked_for_owner(parked.elapsed());
                     return Err(wasmtime::Error::new(Cancelled { forced: false }));
                 }
             }
         };
-        self.clock.blocked += parked.elapsed();
+        self.clock.parked_for_owner(parked.elapsed());
         match answer {
             Err(_) => Err(wasmtime::Error::new(Breach::WallClock)),
             Ok(Err(HookError::Violation(v))) => Err(self.violation.stop(v)),
@@ -108,6 +116,7 @@ mod tests {
         violation: ViolationSlot,
         control: RunControl,
         clock: RunClock,
+        browser: BrowserState,
     }
 
     impl Fixture {
@@ -117,6 +126,7 @@ mod tests {
                 violation: ViolationSlot::default(),
                 control: RunControl::new(),
                 clock: RunClock::new(Instant::now(), wall, Duration::from_secs(60)),
+                browser: BrowserState::none(),
             }
         }
 
@@ -127,6 +137,7 @@ mod tests {
                 violation: &mut self.violation,
                 control: &self.control,
                 clock: &mut self.clock,
+                browser: &mut self.browser,
             }
         }
     }
@@ -143,7 +154,27 @@ mod tests {
             _ => panic!("not interactive"),
         }
         drop(hooks);
-        assert_eq!(lent.take_back().asked[0].kind, p::InteractionKind::Otp);
+        let back = lent.take_back();
+        assert_eq!(back.asked[0].kind, p::InteractionKind::Otp);
+        assert_eq!(
+            back.screenshots,
+            [None],
+            "without a browser a question carries no screenshot"
+        );
+    }
+
+    #[tokio::test]
+    async fn time_parked_for_the_owner_is_owner_wait_not_guest_time() {
+        let (_lent, hooks) = lend(Recorder::default());
+        let mut f = Fixture::new(Duration::from_millis(150));
+        let err = f.view(&hooks).ask(request()).await.unwrap_err();
+        assert_eq!(err.downcast_ref::<Breach>(), Some(&Breach::WallClock));
+        assert!(
+            f.clock.owner_wait >= Duration::from_millis(100),
+            "{:?}",
+            f.clock.owner_wait
+        );
+        assert_eq!(f.clock.owner_wait, f.clock.blocked);
     }
 
     #[tokio::test]

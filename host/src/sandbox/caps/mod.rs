@@ -13,7 +13,9 @@
 //! - [`log`]: structured guest logging under a budget.
 //! - [`http`]: `wasi:http` transport under the run's egress policy
 //!   (granted by the `network` binding).
+//! - [`browser`]: the host-held browser (granted by the `browser` binding).
 
+pub mod browser;
 pub mod emit;
 pub mod http;
 pub mod interaction;

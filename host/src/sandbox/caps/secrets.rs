@@ -76,6 +76,13 @@ impl SecretSet {
         Ok(())
     }
 
+    /// The value of a declared field, for the host to use on the guest's
+    /// behalf (typing it into a browser field). Never handed to the guest.
+    pub(crate) fn value(&self, field: &str) -> Result<Zeroizing<String>, SecretError> {
+        self.check(field)?;
+        Ok(self.values[field].clone())
+    }
+
     fn reveal(&self, field: &str) -> Result<String, SecretError> {
         self.check(field)?;
         if self.declared.get(field) != Some(&true) {
@@ -109,6 +116,13 @@ impl SecretSet {
 /// A secret handle held by the guest: the field name only.
 pub struct SecretHandle {
     field: String,
+}
+
+impl SecretHandle {
+    /// The declared field the handle stands for.
+    pub(crate) fn field(&self) -> &str {
+        &self.field
+    }
 }
 
 /// What the secrets host implementation works on: the run's set, the store's
