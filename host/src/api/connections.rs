@@ -239,6 +239,10 @@ pub async fn setup_status(
 #[derive(Deserialize, ToSchema)]
 pub struct UpdateBody {
     pub display_name: Option<String>,
+    /// New non-secret settings (a JSON object, checked against the
+    /// connector's settings schema); the next run starts with them.
+    #[schema(value_type = Object)]
+    pub settings: Option<Value>,
     /// `ephemeral` destroys the connection's browser login at every run's
     /// end (and forgets what is stored now); only where the connector's
     /// setup plan offers it.
@@ -254,9 +258,9 @@ pub async fn update(
     Path(id): Path<String>,
     b: JsonBody<UpdateBody>,
 ) -> Result<Json<ConnectionView>, ApiError> {
-    let shape = "{\"display_name\"?: ..., \"browser_session\"?: \"persistent\" | \"ephemeral\"}";
+    let shape = "{\"display_name\"?: ..., \"settings\"?: {...}, \"browser_session\"?: \"persistent\" | \"ephemeral\"}";
     let b = body(b, shape)?;
-    if b.display_name.is_none() && b.browser_session.is_none() {
+    if b.display_name.is_none() && b.browser_session.is_none() && b.settings.is_none() {
         return Err(ApiError::bad_request(
             "invalid_body",
             format!("nothing to change: expected {shape}"),
@@ -267,12 +271,20 @@ pub async fn update(
         check_display_name(name)?;
     }
     let conn = load_connection(&s, &id).await?;
-    if let Some(mode) = b.browser_session {
+    if b.browser_session.is_some() || b.settings.is_some() {
         let plugin = s.plugin(&conn.connector_id)?;
-        crate::setup::check_browser_session(&plugin.manifest, mode)?;
+        if let Some(mode) = b.browser_session {
+            crate::setup::check_browser_session(&plugin.manifest, mode)?;
+        }
+        if let Some(settings) = &b.settings {
+            crate::setup::check_settings(&plugin.manifest, settings)?;
+        }
     }
     if let Some(name) = &b.display_name {
         s.dep.store.rename_connection(&id, name.trim()).await?;
+    }
+    if let Some(settings) = &b.settings {
+        s.dep.store.set_settings(&id, settings).await?;
     }
     if let Some(mode) = b.browser_session {
         s.dep.store.set_browser_session_mode(&id, mode).await?;

@@ -680,6 +680,11 @@ async fn settle_browser(
     let b = &outcome.usage.browser;
     let mut events = Vec::new();
     if !b.started {
+        // A start that did not finish left nothing (the engine tears down
+        // what it launched); the timeline says why there was no session.
+        if let Some(why) = &b.start_interrupted {
+            events.push(RunEvent::new("run.browser_start_interrupted", json!({ "reason": why })));
+        }
         return Ok(events);
     }
     for r in b.requests.iter().take(BROWSER_REQUEST_EVENTS) {

@@ -86,6 +86,23 @@ pub fn check_display_name(name: &str) -> Result<(), SetupError> {
     Ok(())
 }
 
+/// Settings are a JSON object that fits the connector's settings schema
+/// and carries no credential field (those go to the credential route).
+pub fn check_settings(manifest: &Manifest, settings: &Value) -> Result<(), SetupError> {
+    let Some(fields) = settings.as_object() else {
+        return Err(manifest.check_settings(settings).unwrap_err().into());
+    };
+    if let Some(f) = manifest
+        .credential_fields()
+        .iter()
+        .find(|f| f.secret != Some(false) && fields.contains_key(&f.name))
+    {
+        return Err(SetupError::SecretInSettings(f.name.clone()));
+    }
+    manifest.check_settings(settings)?;
+    Ok(())
+}
+
 /// A browser session mode is one the connector's setup plan offers
 /// (`persistent` is also what every other connector has: nothing to keep).
 pub fn check_browser_session(manifest: &Manifest, mode: BrowserSessionMode) -> Result<(), SetupError> {
@@ -132,17 +149,7 @@ pub async fn create_draft(
             reason: p.reason,
         });
     }
-    let Some(fields) = draft.settings.as_object() else {
-        return Err(manifest.check_settings(&draft.settings).unwrap_err().into());
-    };
-    if let Some(f) = manifest
-        .credential_fields()
-        .iter()
-        .find(|f| f.secret != Some(false) && fields.contains_key(&f.name))
-    {
-        return Err(SetupError::SecretInSettings(f.name.clone()));
-    }
-    manifest.check_settings(&draft.settings)?;
+    check_settings(manifest, &draft.settings)?;
     if let Some(name) = &draft.display_name {
         check_display_name(name)?;
     }

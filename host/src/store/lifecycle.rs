@@ -331,6 +331,22 @@ impl Store {
         Ok(())
     }
 
+    /// Replace a connection's settings (START.settings of its next runs);
+    /// the caller checked them against the connector's schema.
+    pub async fn set_settings(&self, id: &str, settings: &Value) -> Result<(), LifecycleError> {
+        let mut tx = self.begin_write().await?;
+        status_in(&mut tx, id).await?;
+        sqlx::query("UPDATE connections SET binding_metadata = $1, updated_at = $2 WHERE connection_id = $3")
+            .bind(json_text(settings))
+            .bind(now_ms())
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        write_audit(&mut tx, &Audit::ok("connection.settings", id)).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// The non-secret account identity a probe reported.
     pub async fn set_account_identity(&self, id: &str, identity: &Value) -> Result<()> {
         sqlx::query("UPDATE connections SET account_identity = $1, updated_at = $2 WHERE connection_id = $3")

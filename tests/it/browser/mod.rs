@@ -79,11 +79,14 @@ impl Sink {
 /// and pages that try to reach the sink or a private address.
 pub struct Site {
     pub port: u16,
+    /// Listing pages served.
+    pub listings: Arc<AtomicUsize>,
 }
 
 #[derive(Clone)]
 struct SiteState {
     sink: u16,
+    listings: Arc<AtomicUsize>,
 }
 
 const PAGE_SIZE: usize = 3;
@@ -143,7 +146,12 @@ async fn login(Form(f): Form<HashMap<String, String>>) -> Html<String> {
     )
 }
 
-async fn items(Query(q): Query<HashMap<String, String>>, headers: HeaderMap) -> Html<String> {
+async fn items(
+    State(s): State<SiteState>,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+) -> Html<String> {
+    s.listings.fetch_add(1, Ordering::SeqCst);
     let n: usize = q.get("page").and_then(|p| p.parse().ok()).unwrap_or(1);
     // An absolute link to where the browser really is (the rewrite target).
     let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
@@ -237,6 +245,7 @@ async fn private_resources(State(s): State<SiteState>) -> Html<String> {
 
 impl Site {
     pub async fn start(sink: &Sink) -> Site {
+        let listings = Arc::new(AtomicUsize::new(0));
         let app = Router::new()
             .route("/form", get(form))
             .route("/form-get", get(form_get))
@@ -251,11 +260,14 @@ impl Site {
             .route("/frame-away", get(frame_away))
             .route("/private", get(private_resources))
             .fallback(|| async { StatusCode::NOT_FOUND })
-            .with_state(SiteState { sink: sink.port });
+            .with_state(SiteState {
+                sink: sink.port,
+                listings: listings.clone(),
+            });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         tokio::spawn(async move { axum::serve(listener, app).await });
-        Site { port }
+        Site { port, listings }
     }
 
     /// The deployment's egress settings: the site's declared origin is

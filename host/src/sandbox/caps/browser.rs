@@ -73,6 +73,9 @@ impl Eq for PackedProfile {}
 pub struct BrowserUsage {
     /// A session was started.
     pub started: bool,
+    /// A start that did not finish (cancelled, timed out, failed): what
+    /// stopped it. The engine tears down whatever it had launched.
+    pub start_interrupted: Option<String>,
     /// The account the connector reported, when it did.
     pub account: Option<String>,
     /// The packed login material (only when the guest returned DONE).
@@ -98,6 +101,8 @@ pub struct BrowserState {
     screenshot: Option<Vec<u8>>,
     /// Requests of sessions already torn down (a cancelled start).
     requests: Vec<BrowserRequest>,
+    /// Why the last start did not finish, when it did not.
+    start_interrupted: Option<String>,
 }
 
 impl BrowserState {
@@ -140,6 +145,7 @@ impl BrowserState {
             account: None,
             screenshot: None,
             requests: Vec::new(),
+            start_interrupted: None,
         }
     }
 
@@ -168,6 +174,7 @@ impl BrowserState {
             started: self.started.is_some(),
             account: self.account.take(),
             requests: std::mem::take(&mut self.requests),
+            start_interrupted: self.start_interrupted.take(),
             ..Default::default()
         };
         if let Some(session) = self.session.take() {
@@ -273,7 +280,18 @@ impl BrowserView<'_> {
                 profile: self.state.profile.take(),
             };
             let deadline = self.deadline(None);
-            let session = service.start(spec, deadline, &self.state.cancel).await?;
+            let session = match service.start(spec, deadline, &self.state.cancel).await {
+                Ok(s) => s,
+                Err(e) => {
+                    self.state.start_interrupted = Some(match &e {
+                        BrowserError::Cancelled { .. } => "cancelled".to_owned(),
+                        BrowserError::Timeout { .. } => "timeout".to_owned(),
+                        BrowserError::BrowserFailed { code, .. } => code.clone(),
+                        other => other.to_string(),
+                    });
+                    return Err(e);
+                }
+            };
             self.state.started = Some((Instant::now(), self.clock.owner_wait));
             self.state.session = Some(session);
         }
@@ -297,6 +315,11 @@ impl BrowserView<'_> {
         self.clock.blocked += began.elapsed();
         match result {
             Ok(v) => Ok(Ok(v)),
+            // The run's own deadline passed (not the caller's shorter
+            // wait): the run is over, not the call.
+            Err(BrowserError::Timeout { .. }) if Instant::now() >= self.clock.wall_deadline => {
+                Err(wasmtime::Error::new(Breach::WallClock))
+            }
             Err(e) => Ok(Err(guest_error(e, self.secrets)?)),
         }
     }

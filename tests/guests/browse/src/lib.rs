@@ -11,7 +11,9 @@
 //! `ask` {kind, message, fill?: SELECTOR, field?: NAME} (types the answer's
 //! field into the selector), `records` SELECTOR (one record per match, id
 //! from `data-id`), `record` ID, `spin` (compute until stopped), `poll`
-//! (call the browser until stopped), `fail` MESSAGE.
+//! (call the browser until stopped), `env` NAME (how many environment
+//! variables the guest sees, and whether NAME is one), `panic` (trap),
+//! `grow` (allocate until stopped), `fail` MESSAGE.
 
 use pdpp_sdk::browser::{Browser, BrowserError};
 use pdpp_sdk::{Answer, Connector, Failure, Interaction, InteractionKind, Run, Value, export_connector, json};
@@ -79,8 +81,9 @@ fn step(run: &mut Run, b: &Browser, op: &str, v: &Value) -> Result<Result<String
                 },
                 Ok(other) => format!("ok: {other:?}"),
                 Err(e) => {
-                    return Err(Failure::new(format!("the run needs a one-time code and {e}"))
-                        .code("otp_required")
+                    let needed = v["message"].as_str().unwrap_or("an answer");
+                    return Err(Failure::new(format!("the run needs {needed} and {e}"))
+                        .code("owner_input_required")
                         .recovery(pdpp_sdk::Recovery::ManualActionRequired));
                 }
             }
@@ -119,6 +122,21 @@ fn step(run: &mut Run, b: &Browser, op: &str, v: &Value) -> Result<Result<String
                 break shown::<()>(&Err(e));
             }
         },
+        "env" => format!(
+            "ok: {} variables, {}",
+            std::env::vars().count(),
+            std::env::var(v.as_str().unwrap_or_default()).map_or("unset".to_owned(), |_| "set".to_owned())
+        ),
+        "panic" => panic!("asked to trap"),
+        "grow" => {
+            let mut held: Vec<Vec<u8>> = Vec::new();
+            loop {
+                held.push(vec![1u8; 1 << 20]);
+                if held.len() == usize::MAX {
+                    break format!("ok: {}", held.len());
+                }
+            }
+        }
         "fail" => return Err(Failure::new(v.as_str().unwrap_or("failed")).code("asked_to_fail")),
         other => format!("err: unknown step {other}"),
     };
