@@ -445,13 +445,9 @@ on_both_backends! {
         assert_eq!(shots.len(), 1, "the question had a screenshot");
         assert!(shots[0].starts_with(b"\x89PNG\r\n\x1a\n"), "a PNG");
         assert!(!String::from_utf8_lossy(&t.stored_bytes()).contains("IHDR"), "no plaintext PNG is stored");
-        for q in t.dep.store.pending_interactions(None, None).await.unwrap() {
-            panic!("a question is still pending: {}", q.interaction_id);
-        }
-        assert!(
-            !String::from_utf8_lossy(&t.stored_bytes()).is_empty(),
-            "the database is readable (the scan above is not vacuous)"
-        );
+        assert!(t.dep.store.pending_interactions(None, None).await.unwrap().is_empty());
+        let questions = serde_json::to_string(&events(&t, &out.run_id).await).unwrap();
+        assert!(questions.contains("solve the puzzle"), "the question was asked and recorded");
     }
 }
 
@@ -484,7 +480,8 @@ on_both_backends! {
         assert_eq!(out.reason.as_ref().map(|r| r.code()), Some("owner_cancelled"), "{out:?}");
         assert_cleaned(&t, &f, &out.run_id).await;
 
-        let cases: Vec<(Value, &str, Box<dyn Fn(&mut pdpp_host::sandbox::RunLimits)>)> = vec![
+        type Lower = Box<dyn Fn(&mut pdpp_host::sandbox::RunLimits)>;
+        let cases: Vec<(Value, &str, Lower)> = vec![
             (json!({ "panic": true }), "connector_exit_without_done", Box::new(|_| {})),
             (json!({ "spin": true }), "cpu_limit", Box::new(|l| l.cpu = Duration::from_secs(2))),
             (json!({ "poll": true }), "wall_clock_limit", Box::new(|l| l.wall_clock = Duration::from_secs(8))),
