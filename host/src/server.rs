@@ -35,6 +35,9 @@ pub struct ServeConfig {
     /// The deployment's run limits (a manifest can only lower them).
     pub limits: RunLimits,
     pub egress: EgressConfig,
+    /// `[collection] full_refresh_interval_seconds`: overrides every
+    /// manifest's periodic full-refresh recommendation (0: off).
+    pub full_refresh_interval_seconds: Option<u64>,
 }
 
 /// Why the host could not start serving. Nothing was left half done: a
@@ -120,7 +123,7 @@ pub async fn serve(
     ];
     let store = dep.store.clone();
     let (stop, stopping) = tokio::sync::watch::channel(false);
-    let runs = Runs::new(dep.clone(), sandbox);
+    let runs = Runs::new(dep.clone(), sandbox, config.full_refresh_interval_seconds);
     let state = Arc::new(AppState {
         runs: runs.clone(),
         stopping,

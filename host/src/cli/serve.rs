@@ -63,6 +63,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
         load: args.trust.options(args.cache_dir)?,
         limits: file.limits.apply(RunLimits::default()),
         egress: file.egress.config().context("the [egress] configuration")?,
+        full_refresh_interval_seconds: file.collection.full_refresh_interval_seconds,
     };
     // Ctrl-C or SIGTERM (a service manager's stop) start a graceful shutdown.
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
