@@ -123,12 +123,17 @@ fn start_body(headers: &axum::http::HeaderMap, body: &[u8]) -> Result<StartRun, 
             "send the body as JSON (content-type: application/json)",
         ));
     }
-    serde_json::from_slice(body).map_err(|_| {
+    let invalid = || {
         ApiError::bad_request(
             "invalid_body",
             "expected {\"mode\": \"incremental\" | \"full_refresh\"} or no body",
         )
-    })
+    };
+    // An object, not just anything serde could read a struct from (an array).
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(v @ serde_json::Value::Object(_)) => serde_json::from_value(v).map_err(|_| invalid()),
+        _ => Err(invalid()),
+    }
 }
 
 #[utoipa::path(post, path = "/v1/connections/{id}/runs", tag = "runs",
