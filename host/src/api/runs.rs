@@ -310,3 +310,36 @@ fn to_events(batch: &[(i64, RunEvent)]) -> Vec<Result<Event, Infallible>> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json_headers() -> axum::http::HeaderMap {
+        let mut h = axum::http::HeaderMap::new();
+        h.insert(
+            axum::http::header::CONTENT_TYPE,
+            "application/json; charset=utf-8".parse().unwrap(),
+        );
+        h
+    }
+
+    #[test]
+    fn the_run_start_body_is_nothing_or_a_json_object_naming_the_mode() {
+        let none = axum::http::HeaderMap::new();
+        assert_eq!(start_body(&none, b"").unwrap().mode, RunMode::Incremental);
+        assert_eq!(start_body(&json_headers(), b" \n").unwrap().mode, RunMode::Incremental);
+        assert_eq!(start_body(&json_headers(), b"{}").unwrap().mode, RunMode::Incremental);
+        let full = start_body(&json_headers(), br#"{"mode":"full_refresh"}"#).unwrap();
+        assert_eq!(CollectionMode::from(full.mode), CollectionMode::FullRefresh);
+        let refused = |headers: &axum::http::HeaderMap, body: &[u8]| start_body(headers, body).unwrap_err().code;
+        assert_eq!(refused(&none, br#"{"mode":"full_refresh"}"#), "unsupported_media_type");
+        assert_eq!(refused(&json_headers(), br#"["full_refresh"]"#), "invalid_body");
+        assert_eq!(refused(&json_headers(), br#"{"mode":"later"}"#), "invalid_body");
+        assert_eq!(
+            refused(&json_headers(), br#"{"mode":"full_refresh","x":1}"#),
+            "invalid_body"
+        );
+        assert_eq!(refused(&json_headers(), b"full_refresh"), "invalid_body");
+    }
+}
