@@ -24,6 +24,19 @@ pub struct ConfigFile {
     pub plugins: PluginsFile,
     #[serde(default)]
     pub browser: BrowserFile,
+    #[serde(default)]
+    pub collection: CollectionFile,
+}
+
+/// `[collection]`: how the deployment schedules collection.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CollectionFile {
+    /// Seconds between periodic full-refresh runs of every connection,
+    /// overriding each manifest's `capabilities.refresh_policy`
+    /// recommendation; `0` turns periodic full refreshes off. Read by the
+    /// scheduler (`runtime::FullRefreshPolicy`).
+    pub full_refresh_interval_seconds: Option<u64>,
 }
 
 /// `[browser]`: the host-held browser of browser-backed connectors.
@@ -196,9 +209,12 @@ mod tests {
             allow_loopback_for_rewrites = true
             [egress.rewrites]
             "https://api.example.com" = "http://127.0.0.1:4000"
+            [collection]
+            full_refresh_interval_seconds = 86400
             "#,
         )
         .unwrap();
+        assert_eq!(c.collection.full_refresh_interval_seconds, Some(86_400));
         assert_eq!(c.bind.as_deref(), Some("0.0.0.0:9000"));
         let l = crate::sandbox::RunLimits::default().with_overrides(&c.limits);
         assert_eq!(l.wall_clock, std::time::Duration::from_secs(30));

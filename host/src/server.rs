@@ -37,6 +37,9 @@ pub struct ServeConfig {
     pub egress: EgressConfig,
     /// The host-held browser of browser-backed connectors.
     pub browser: crate::browser::BrowserConfig,
+    /// `[collection] full_refresh_interval_seconds`: overrides every
+    /// manifest's periodic full-refresh recommendation (0: off).
+    pub full_refresh_interval_seconds: Option<u64>,
 }
 
 /// Why the host could not start serving. Nothing was left half done: a
@@ -127,7 +130,7 @@ pub async fn serve(
     ];
     let store = dep.store.clone();
     let (stop, stopping) = tokio::sync::watch::channel(false);
-    let runs = Runs::new(dep.clone(), sandbox);
+    let runs = Runs::new(dep.clone(), sandbox, config.full_refresh_interval_seconds);
     // Answers and cancels for this host's runs, arriving through any host.
     let attention = tokio::spawn(runs.clone().attend_forever());
     let state = Arc::new(AppState {

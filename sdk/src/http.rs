@@ -82,15 +82,22 @@ impl std::fmt::Display for HttpError {
 
 impl std::error::Error for HttpError {}
 
-/// What a request failure means for the run: 401/403 a refused credential,
-/// 429 a rate limit, a refused egress a fault no retry mends, anything else
-/// a failure the runtime may retry.
+/// What a request failure means for the run: 401 a refused credential, 403
+/// a resource out of the credential's reach (never a refused credential: a
+/// status alone cannot tell a missing permission or a provider's rate limit
+/// from a bad token; `pdpp-provider` reads the headers and body too), 429 a
+/// rate limit, a refused egress a fault no retry mends, anything else a
+/// failure the runtime may retry.
 impl From<HttpError> for Failure {
     fn from(e: HttpError) -> Self {
         match &e {
-            HttpError::Status { status: 401 | 403, .. } => Failure::new(e.to_string())
+            HttpError::Status { status: 401, .. } => Failure::new(e.to_string())
                 .code("credential_rejected")
                 .recovery(Recovery::RefreshCredentials)
+                .retryable(false),
+            HttpError::Status { status: 403, .. } => Failure::new(e.to_string())
+                .code("forbidden")
+                .recovery(Recovery::ManualActionRequired)
                 .retryable(false),
             HttpError::Status { status: 429, .. } => Failure::new(e.to_string())
                 .code("rate_limited")
@@ -378,4 +385,27 @@ fn send(req: &Request) -> Result<Response, HttpError> {
         headers,
         body: bytes,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(status: u16) -> Failure {
+        Failure::from(HttpError::Status {
+            status,
+            retry_after: None,
+        })
+    }
+
+    #[test]
+    fn only_a_401_is_a_refused_credential_and_a_403_never_is() {
+        assert_eq!(status(401).code.as_deref(), Some("credential_rejected"));
+        assert_eq!(status(401).recovery, Some(Recovery::RefreshCredentials));
+        let forbidden = status(403);
+        assert_eq!(forbidden.code.as_deref(), Some("forbidden"));
+        assert_eq!(forbidden.recovery, Some(Recovery::ManualActionRequired));
+        assert_eq!(status(429).code.as_deref(), Some("rate_limited"));
+        assert_eq!(status(503).code.as_deref(), Some("http_failed"));
+    }
 }

@@ -59,7 +59,31 @@ impl Skip {
         self.recovery = Some((action, retryable));
         self
     }
+
+    /// Say how long the provider asked to wait before the stream is tried
+    /// again (a rate limit's `Retry-After` or reset time): carried as
+    /// [`RETRY_AFTER_SECONDS`] in the diagnostics, from which the host's
+    /// setup status tells the owner when the stream will be retried.
+    ///
+    /// ```
+    /// use pdpp_sdk::Skip;
+    /// let skip = Skip::stream("gists", "rate_limited").retry_after(std::time::Duration::from_secs(90));
+    /// assert_eq!(skip.diagnostics.unwrap()["retry_after_seconds"], 90);
+    /// ```
+    pub fn retry_after(mut self, wait: std::time::Duration) -> Self {
+        let mut diagnostics = match self.diagnostics.take() {
+            Some(Value::Object(map)) => map,
+            _ => serde_json::Map::new(),
+        };
+        diagnostics.insert(RETRY_AFTER_SECONDS.to_owned(), Value::from(wait.as_secs()));
+        self.diagnostics = Some(Value::Object(diagnostics));
+        self
+    }
 }
+
+/// The SKIP_RESULT diagnostics key saying how many seconds after the skip
+/// the provider allows the stream to be tried again (see [`Skip::retry_after`]).
+pub use pdpp_types::RETRY_AFTER_SECONDS;
 
 /// DETAIL_COVERAGE: which detail keys under a checkpoint were accounted for.
 /// Keys are compared as strings.

@@ -88,6 +88,44 @@ fn owner_connects_the_demo_runs_it_and_reads_records() {
     assert_eq!(records["records"].as_array().unwrap().len(), 4);
     let (_, view) = call(&s, "GET", &format!("/v1/connections/{id}"), t, None);
     assert_eq!(view["last_run"]["run_id"], run_id.as_str());
+    assert_eq!(started["collection_mode"], "incremental", "no body: an incremental run");
+
+    // The run-start body names a mode; anything else is refused before a run starts.
+    let runs = format!("/v1/connections/{id}/runs");
+    for bad in [
+        json!({ "mode": "sideways" }),
+        json!({ "mode": "full_refresh", "also": 1 }),
+        json!(["full_refresh"]),
+    ] {
+        let (status, e) = call(&s, "POST", &runs, t, Some(bad.clone()));
+        assert_eq!((status, e["code"].as_str()), (400, Some("invalid_body")), "{bad}: {e}");
+    }
+    let (status, started) = call(&s, "POST", &runs, t, Some(json!({ "mode": "full_refresh" })));
+    assert_eq!(status, 202, "{started}");
+    assert_eq!(started["collection_mode"], "full_refresh");
+    let run = s.wait_run(started["run_id"].as_str().unwrap());
+    assert_eq!(
+        (&run["status"], &run["collection_mode"]),
+        (&json!("succeeded"), &json!("full_refresh"))
+    );
+    let (_, records) = call(
+        &s,
+        "GET",
+        &format!("/v1/records?connection_id={id}&stream=contacts"),
+        t,
+        None,
+    );
+    assert_eq!(
+        records["records"].as_array().unwrap().len(),
+        4,
+        "the full refresh returned them all again"
+    );
+    let (_, list) = call(&s, "GET", &runs, t, None);
+    assert_eq!(
+        list["runs"].as_array().unwrap().len(),
+        3,
+        "the refused bodies started no run"
+    );
 }
 
 #[test]

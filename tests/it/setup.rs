@@ -511,6 +511,12 @@ fn openapi_document_describes_every_route_without_auth() {
     }
     assert!(doc["components"]["schemas"]["SetupStatus"].is_object());
     assert_eq!(doc["components"]["securitySchemes"]["owner"]["scheme"], "bearer");
+    // The run-start body is optional and names the collection mode.
+    let body = &doc["paths"]["/v1/connections/{id}/runs"]["post"]["requestBody"];
+    assert_ne!(body["required"], true, "{body}");
+    assert!(body["content"]["application/json"].is_object(), "{body}");
+    let modes = &doc["components"]["schemas"]["RunMode"]["enum"];
+    assert_eq!(*modes, json!(["incremental", "full_refresh"]), "{modes}");
 }
 
 #[test]

@@ -6,12 +6,21 @@
 //! host substitutes it. Listings follow the `Link: rel="next"` header. Each
 //! stream keeps its own cursor:
 //!
-//! - `repositories` and `starred` are read newest first (`sort=pushed` /
-//!   `sort=created`) and stop at the first item at or before the cursor;
+//! - `repositories` are read newest update first (`sort=updated`) and stop
+//!   before the cursor's own instant, so a repository archived, renamed or
+//!   made private without a push is read again;
+//! - `starred` is read newest star first (`sort=created`) and stops at the
+//!   first star at or before the cursor;
 //! - `issues` and `gists` pass the cursor as `since`;
-//! - `pull_requests` come from the search API with `updated:>=cursor`.
+//! - `pull_requests` come from the search API with `updated:>=cursor`; a
+//!   search returns at most 1000 hits, so a longer one continues with
+//!   `updated:<=` the oldest hit seen, and the hits both queries return are
+//!   emitted once.
 //!
-//! `user` is a snapshot of the account and has no cursor.
+//! `user` is a snapshot of the account and has no cursor. Nothing in these
+//! listings says what was deleted upstream (a repository, a star, a gist):
+//! a full-refresh run reads every listing in full and the host deletes what
+//! it no longer returned (docs/connectors.md).
 
 use pdpp_provider::{Api, Entry, Listing, Order, Page, Spec, Stop, Streams, encode, key_of, parse_json};
 use pdpp_sdk::http;
@@ -39,12 +48,19 @@ const fn spec(key: &'static str, watermark: &'static str, consent: &'static str,
         watermark,
         consent_time_field: Some(consent),
         order,
+        lookback: 0,
         max_pages: MAX_PAGES,
     }
 }
 
-/// Newest push first, stopping at the cursor.
-const REPOSITORIES: Spec = spec("/id", "/pushed_at", "created_at", Order::NewestFirst);
+/// Newest update first, stopping before the cursor's own instant (two
+/// repositories updated in the same second are both read again). The cursor
+/// is `{"updated": …}`: a cursor of the old push-time listing (`{"last": …}`)
+/// is read as none, so the stream is read once in full.
+const REPOSITORIES: Spec = Spec {
+    cursor_field: "updated",
+    ..spec("/id", "/updated_at", "created_at", Order::NewestFirstRounded)
+};
 /// Newest star first, stopping at the cursor.
 const STARRED: Spec = spec("/repo/id", "/starred_at", "starred_at", Order::NewestFirst);
 /// `since=` and `updated:>=` filter at GitHub.
@@ -248,7 +264,7 @@ fn emit_user(run: &mut Run, scope: &StreamScope, user: &Value) -> Result<(), Sto
 
 fn repositories(run: &mut Run, api: &Api, scope: &StreamScope) -> Result<(), Stop> {
     let what = "GET /user/repos";
-    let first = format!("{API}/user/repos?per_page=100&sort=pushed&direction=desc");
+    let first = format!("{API}/user/repos?per_page=100&sort=updated&direction=desc");
     let mut listing = Listing::start(run, scope, REPOSITORIES)?;
     listing.walk(
         what,
@@ -350,8 +366,10 @@ fn issues(run: &mut Run, api: &Api, scope: &StreamScope) -> Result<(), Stop> {
 }
 
 /// The account's pull requests, through the search API. A query returns at
-/// most 1000 hits, so when there are more the next query continues below
-/// the oldest `updated_at` seen.
+/// most 1000 hits, so when there are more the next query continues at or
+/// below the oldest `updated_at` seen (`updated:<=`, not `<`: pull requests
+/// sharing that second beyond the 1000th hit would otherwise be lost), and
+/// a pull request both queries return is emitted once.
 fn pull_requests(run: &mut Run, api: &Api, scope: &StreamScope, login: &str) -> Result<(), Stop> {
     let what = "GET /search/issues";
     let mut listing = Listing::start(run, scope, UPDATED_SINCE)?;
@@ -364,7 +382,7 @@ fn pull_requests(run: &mut Run, api: &Api, scope: &StreamScope, login: &str) -> 
             q.push_str(&format!(" updated:>={since}"));
         }
         if let Some(before) = &below {
-            q.push_str(&format!(" updated:<{before}"));
+            q.push_str(&format!(" updated:<={before}"));
         }
         let first = format!(
             "{API}/search/issues?q={}&sort=updated&order=desc&per_page=100",

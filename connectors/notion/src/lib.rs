@@ -3,10 +3,17 @@
 //!
 //! Search is read newest edit first (`sort: last_edited_time descending`)
 //! and paginated with `next_cursor` / `start_cursor`. Each stream's cursor is
-//! the newest `last_edited_time` collected; a later run stops at the first
-//! object edited before it. Notion rounds edit times to the minute, so objects
-//! edited in the cursor's own minute are read again (upserts, harmless).
-//! An archived or trashed object becomes a deletion of its record.
+//! the newest `last_edited_time` collected. Notion documents that search
+//! indexing is not immediate, and it rounds edit times to the minute, so a
+//! later run reads [`LOOKBACK`] below the cursor before it stops: an object
+//! edited shortly before the previous run but indexed after it is still
+//! collected, and objects in the window are read again (upserts, harmless).
+//!
+//! Search leaves trashed objects out, so an incremental run never sees a
+//! page or database go to the trash; a full-refresh run reads every object
+//! and the host deletes the records of those search no longer returns
+//! (docs/connectors.md). An archived or trashed object that search does
+//! return becomes a deletion of its record.
 
 use pdpp_provider::{Api, Entry, Listing, Order, Page, Spec, Stop, Streams, parse_json};
 use pdpp_sdk::http;
@@ -17,14 +24,20 @@ use pdpp_sdk::{
 const API: &str = "https://api.notion.com";
 const NOTION_VERSION: &str = "2022-06-28";
 
-/// Newest edit first; Notion rounds edit times to the minute, so the
-/// listing stops only before the cursor's minute.
+/// How far below the cursor a run reads again: search indexing lags edits
+/// (Notion says it "is not immediate"), and edit times are rounded to the
+/// minute. An hour covers the lag; an object shared with the integration
+/// later, with an older edit time, waits for the next full refresh.
+const LOOKBACK: u64 = 3_600;
+
+/// Newest edit first, stopping before the cursor less [`LOOKBACK`].
 const SEARCH: Spec = Spec {
     cursor_field: "last_edited_time",
     key: "/id",
     watermark: "/last_edited_time",
     consent_time_field: Some("created_time"),
     order: Order::NewestFirstRounded,
+    lookback: LOOKBACK,
     max_pages: 5_000,
 };
 

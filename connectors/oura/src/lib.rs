@@ -3,8 +3,12 @@
 //!
 //! Each listing takes `start_date`/`end_date` (days) and pages with
 //! `next_token`. A stream's cursor is the last day collected; the next run
-//! starts at that day again, because Oura keeps updating a day's summary
-//! until the day is over.
+//! starts the day *before* it: Oura keeps updating a day's summary until the
+//! day is over, and people who tested live accounts report that some
+//! collections treat `start_date` as exclusive, so asking from the cursor
+//! day itself could miss it. The days in between are read again (upserts).
+//! A full-refresh run reads from `history_start`, and the host deletes the
+//! records of items Oura no longer returns.
 //!
 //! Setting (optional): `history_start`, the first day a first run asks for
 //! (`YYYY-MM-DD`, default 2015-01-01).
@@ -19,13 +23,15 @@ const API: &str = "https://api.ouraring.com";
 const DEFAULT_HISTORY_START: &str = "2015-01-01";
 
 /// The provider filters by day (`start_date`); the cursor is the last day
-/// collected, which is also each record's consent time.
+/// collected, which is also each record's consent time. A run asks from one
+/// day before the cursor (see the module documentation).
 const BY_DAY: Spec = Spec {
     cursor_field: "last_day",
     key: "/id",
     watermark: "/day",
     consent_time_field: Some("day"),
     order: Order::Filtered,
+    lookback: 86_400,
     max_pages: 1_000,
 };
 
@@ -93,8 +99,8 @@ impl Connector for Oura {
 fn collect(run: &mut Run, api: &Api, scope: &StreamScope, source: &Source, history_start: &str) -> Result<(), Stop> {
     let what = format!("GET {}", source.path);
     let mut listing = Listing::start(run, scope, BY_DAY)?;
-    // The next run starts at the last day again: Oura keeps updating a day's
-    // summary until the day is over.
+    // From the day before the last day collected (the spec's lookback): that
+    // day is read again however Oura bounds `start_date`.
     let start = listing.since().unwrap_or(history_start).to_owned();
     // end_date is inclusive; tomorrow (UTC) covers today in every time zone.
     let now_ms = pdpp_sdk::time::now_unix().saturating_mul(1_000);

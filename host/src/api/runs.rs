@@ -1,8 +1,10 @@
-//! Runs: start (manual, or the setup run of a draft), list, read with the
-//! timeline, cancel, and a live Server-Sent Events stream of the timeline.
+//! Runs: start (manual, or the setup run of a draft; incremental, or a full
+//! refresh on request), list, read with the timeline, cancel, and a live
+//! Server-Sent Events stream of the timeline.
 
 use super::{ApiError, AppState, ErrorBody, Owner, load_connection};
 use crate::plugins::LoadedPlugin;
+use crate::protocol::CollectionMode;
 use crate::runtime::{CancelRequest, ConnectionRun, new_run_id};
 use crate::setup::RunSummary;
 use crate::store::{Audit, ConnectionStatus, RunEvent, RunStatus, TERMINAL_EVENTS, Trigger};
@@ -19,17 +21,29 @@ use utoipa::ToSchema;
 
 type St = State<Arc<AppState>>;
 
-/// Start a run of a connection in the background; its id. When this
-/// returns, the run is on record (running, or failed as refused).
+/// Start an incremental run of a connection in the background; its id.
+/// When this returns, the run is on record (running, or failed as refused).
 pub(crate) async fn spawn(
     s: &Arc<AppState>,
     id: &str,
     plugin: Arc<LoadedPlugin>,
     trigger: Trigger,
 ) -> Result<String, ApiError> {
+    spawn_in(s, id, plugin, trigger, CollectionMode::Incremental).await
+}
+
+/// [`spawn`] in a given collection mode.
+async fn spawn_in(
+    s: &Arc<AppState>,
+    id: &str,
+    plugin: Arc<LoadedPlugin>,
+    trigger: Trigger,
+    mode: CollectionMode,
+) -> Result<String, ApiError> {
     let run_id = new_run_id();
     let mut opts = ConnectionRun::new(trigger);
     opts.run_id = Some(run_id.clone());
+    opts.mode = mode;
     opts.egress = s.egress.clone();
     opts.limits = s.limits.clone();
     opts.interaction = Some(s.runs.interactions(&run_id));
@@ -45,17 +59,93 @@ pub(crate) async fn spawn(
     }
 }
 
+/// How a run collects (the profile's `collection_mode`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RunMode {
+    /// From each stream's committed cursor: what changed since the last run.
+    #[default]
+    Incremental,
+    /// Everything, ignoring the cursors; when it succeeds, the records of
+    /// each stream it covered completely that it no longer returned are
+    /// deleted (deletions upstream reach the owner's copy).
+    FullRefresh,
+}
+
+impl From<RunMode> for CollectionMode {
+    fn from(m: RunMode) -> Self {
+        match m {
+            RunMode::Incremental => CollectionMode::Incremental,
+            RunMode::FullRefresh => CollectionMode::FullRefresh,
+        }
+    }
+}
+
+/// The optional body of `POST /v1/connections/{id}/runs`; no body is
+/// `{"mode": "incremental"}`.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StartRun {
+    #[serde(default)]
+    pub mode: RunMode,
+}
+
 #[derive(Serialize, ToSchema)]
 pub struct Started {
     pub run_id: String,
     /// `manual`, or `setup` for the first sync of a draft.
     pub trigger: Trigger,
+    /// The mode the run collects in.
+    pub collection_mode: RunMode,
+}
+
+/// The run-start body: none (or empty) is the default; anything else must be
+/// a JSON [`StartRun`].
+fn start_body(headers: &axum::http::HeaderMap, body: &[u8]) -> Result<StartRun, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(StartRun::default());
+    }
+    let json = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case("application/json"))
+        });
+    if !json {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the body as JSON (content-type: application/json)",
+        ));
+    }
+    let invalid = || {
+        ApiError::bad_request(
+            "invalid_body",
+            "expected {\"mode\": \"incremental\" | \"full_refresh\"} or no body",
+        )
+    };
+    // An object, not just anything serde could read a struct from (an array).
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(v @ serde_json::Value::Object(_)) => serde_json::from_value(v).map_err(|_| invalid()),
+        _ => Err(invalid()),
+    }
 }
 
 #[utoipa::path(post, path = "/v1/connections/{id}/runs", tag = "runs",
-    responses((status = 202, body = Started), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    request_body(content = Option<StartRun>, description = "Optional. `{\"mode\": \"full_refresh\"}` reads everything and, when the run succeeds, deletes the records it no longer returned; no body is an incremental run."),
+    responses((status = 202, body = Started), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 415, body = ErrorBody)),
     security(("owner" = [])))]
-pub async fn start(_: Owner, State(s): St, Path(id): Path<String>) -> Result<(StatusCode, Json<Started>), ApiError> {
+pub async fn start(
+    _: Owner,
+    State(s): St,
+    Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<Started>), ApiError> {
+    let StartRun { mode } = start_body(&headers, &body)?;
     let conn = load_connection(&s, &id).await?;
     // A draft runs its setup (first-sync) run; a revoked connection never runs.
     let trigger = match conn.status {
@@ -72,16 +162,24 @@ pub async fn start(_: Owner, State(s): St, Path(id): Path<String>) -> Result<(St
         .catalog
         .get(&conn.connector_id)
         .ok_or_else(|| ApiError::plugin_unavailable(&conn.connector_id))?;
-    let run_id = spawn(&s, &id, plugin, trigger).await?;
+    let collection_mode = CollectionMode::from(mode);
+    let run_id = spawn_in(&s, &id, plugin, trigger, collection_mode).await?;
     s.dep
         .store
         .audit(
             Audit::ok("run.start", &id)
                 .run(&run_id)
-                .detail(json!({ "trigger": trigger.as_str() })),
+                .detail(json!({ "trigger": trigger.as_str(), "collection_mode": collection_mode.as_str() })),
         )
         .await?;
-    Ok((StatusCode::ACCEPTED, Json(Started { run_id, trigger })))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Started {
+            run_id,
+            trigger,
+            collection_mode: mode,
+        }),
+    ))
 }
 
 #[derive(Serialize, ToSchema)]
@@ -220,4 +318,37 @@ fn to_events(batch: &[(i64, RunEvent)]) -> Vec<Result<Event, Infallible>> {
                 .data(e.data.to_string()))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json_headers() -> axum::http::HeaderMap {
+        let mut h = axum::http::HeaderMap::new();
+        h.insert(
+            axum::http::header::CONTENT_TYPE,
+            "application/json; charset=utf-8".parse().unwrap(),
+        );
+        h
+    }
+
+    #[test]
+    fn the_run_start_body_is_nothing_or_a_json_object_naming_the_mode() {
+        let none = axum::http::HeaderMap::new();
+        assert_eq!(start_body(&none, b"").unwrap().mode, RunMode::Incremental);
+        assert_eq!(start_body(&json_headers(), b" \n").unwrap().mode, RunMode::Incremental);
+        assert_eq!(start_body(&json_headers(), b"{}").unwrap().mode, RunMode::Incremental);
+        let full = start_body(&json_headers(), br#"{"mode":"full_refresh"}"#).unwrap();
+        assert_eq!(CollectionMode::from(full.mode), CollectionMode::FullRefresh);
+        let refused = |headers: &axum::http::HeaderMap, body: &[u8]| start_body(headers, body).unwrap_err().code;
+        assert_eq!(refused(&none, br#"{"mode":"full_refresh"}"#), "unsupported_media_type");
+        assert_eq!(refused(&json_headers(), br#"["full_refresh"]"#), "invalid_body");
+        assert_eq!(refused(&json_headers(), br#"{"mode":"later"}"#), "invalid_body");
+        assert_eq!(
+            refused(&json_headers(), br#"{"mode":"full_refresh","x":1}"#),
+            "invalid_body"
+        );
+        assert_eq!(refused(&json_headers(), b"full_refresh"), "invalid_body");
+    }
 }

@@ -42,7 +42,9 @@ pub struct RunArgs {
     /// A single-use run: no prior state is given and none is committed.
     #[arg(long, conflicts_with = "state")]
     pub single_use: bool,
-    /// Collect what is new since the last run, or everything again.
+    /// Collect what is new since the last run, or everything again (with
+    /// --connection, a succeeded full refresh also deletes the stored records
+    /// it no longer returned; docs/storage.md).
     #[arg(long, value_enum, default_value = "incremental")]
     pub mode: Mode,
     /// Answer INTERACTIONs at this terminal. Without it, a connector that needs

@@ -29,6 +29,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
         limits: RunLimits::default().with_overrides(&file.limits),
         egress: file.egress.config().context("the [egress] configuration")?,
         browser: file.browser.config(),
+        full_refresh_interval_seconds: file.collection.full_refresh_interval_seconds,
     };
     // Ctrl-C or SIGTERM (a service manager's stop) start a graceful shutdown.
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

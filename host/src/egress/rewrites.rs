@@ -54,6 +54,34 @@ impl<'a> Rewrites<'a> {
     }
 }
 
+impl Rewrites<'_> {
+    /// A `Link` header (RFC 8288: `<url>; rel="next", <url>; rel="last"`)
+    /// with every absolute target URL at a rewrite target mapped back to its
+    /// declared origin; parameters and relative targets stay as written.
+    /// `None` when nothing was mapped.
+    pub fn reverse_link(&self, header: &str) -> Option<String> {
+        let mut out = String::with_capacity(header.len());
+        let mut rest = header;
+        let mut mapped = false;
+        while let Some(open) = rest.find('<') {
+            let Some(len) = rest[open..].find('>') else { break };
+            let target = &rest[open + 1..open + len];
+            out.push_str(&rest[..=open]);
+            match self.reverse_url(target) {
+                Some(back) => {
+                    out.push_str(&back);
+                    mapped = true;
+                }
+                None => out.push_str(target),
+            }
+            out.push('>');
+            rest = &rest[open + len + 1..];
+        }
+        out.push_str(rest);
+        mapped.then_some(out)
+    }
+}
+
 /// An absolute URL's origin and everything after its authority (`/path?query#fragment`).
 fn split_url(url: &str) -> Option<(Origin, &str)> {
     let origin = Origin::of_url(url)?;
@@ -124,5 +152,24 @@ mod tests {
         );
         assert_eq!(r.reverse_url("http://127.0.0.1:7777/x"), None);
         assert_eq!(r.reverse_url("/relative"), None);
+    }
+
+    #[test]
+    fn a_link_headers_targets_at_a_rewrite_target_map_back() {
+        let rules = rules();
+        let r = Rewrites::new(&rules);
+        let link = r#"<http://127.0.0.1:5555/user/repos?page=2&per_page=100>; rel="next", <http://127.0.0.1:5555/user/repos?page=9>; rel="last""#;
+        assert_eq!(
+            r.reverse_link(link).as_deref(),
+            Some(
+                r#"<https://api.github.com/user/repos?page=2&per_page=100>; rel="next", <https://api.github.com/user/repos?page=9>; rel="last""#
+            )
+        );
+        assert_eq!(
+            r.reverse_link(r#"</user/repos?page=2>; rel="next", <https://elsewhere.test/x>; rel="help""#),
+            None,
+            "relative and foreign targets stay as written"
+        );
+        assert_eq!(r.reverse_link(r#"<http://127.0.0.1:5555/x; rel="broken""#), None);
     }
 }

@@ -327,6 +327,23 @@ pub struct Capabilities {
     /// `capabilities.proven.<what>`: recorded end-to-end proofs.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub proven: BTreeMap<String, Proof>,
+    /// `capabilities.refresh_policy`: how often the connector should run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_policy: Option<RefreshPolicy>,
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, Value>,
+}
+
+/// `capabilities.refresh_policy`: the connector's recommendations for
+/// scheduling it (`recommended_mode`, `recommended_interval_seconds`,
+/// `background_safe` are kept as written).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RefreshPolicy {
+    /// Seconds between full-refresh runs, the only runs that find what was
+    /// deleted upstream (see `runtime::FullRefreshPolicy`); absent: no
+    /// periodic full refresh.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub full_refresh_interval_seconds: Option<u64>,
     #[serde(flatten)]
     pub extra: BTreeMap<String, Value>,
 }
@@ -347,6 +364,18 @@ pub struct Proof {
     pub proven: bool,
     #[serde(flatten)]
     pub extra: BTreeMap<String, Value>,
+}
+
+impl Manifest {
+    /// The connector's recommended interval between full refreshes
+    /// (`capabilities.refresh_policy.full_refresh_interval_seconds`).
+    pub fn full_refresh_interval_seconds(&self) -> Option<u64> {
+        self.capabilities
+            .as_ref()?
+            .refresh_policy
+            .as_ref()?
+            .full_refresh_interval_seconds
+    }
 }
 
 impl Capabilities {

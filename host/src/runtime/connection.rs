@@ -220,7 +220,7 @@ pub async fn begin(
     // connection in progress, on any host, is a refusal too).
     let started = match prepare(dep, &manifest, connection_id, &opts, &run_id, plugin.grants()).await {
         Ok(req) => match store
-            .create_run(&run_id, connection_id, &manifest.connector_id, opts.trigger)
+            .create_run(&run_id, connection_id, &manifest.connector_id, opts.trigger, opts.mode)
             .await
         {
             Ok(()) => Ok(req),
@@ -247,15 +247,7 @@ pub async fn begin(
         }),
         Err(refused) => {
             if refused.is_recorded() {
-                record_refusal(
-                    store,
-                    &run_id,
-                    connection_id,
-                    &manifest.connector_id,
-                    opts.trigger,
-                    &refused,
-                )
-                .await?;
+                record_refusal(store, &run_id, connection_id, &manifest.connector_id, &opts, &refused).await?;
             }
             Err(refused)
         }
@@ -318,6 +310,8 @@ impl BegunRun {
         let opening: Vec<RunEvent> = std::iter::once(started).chain(notes).collect();
         store.append_events(&run_id, &opening).await?;
 
+        // What START scoped, for full-refresh reconciliation after the run.
+        let scope = start.scope.streams.clone();
         let sink: Arc<dyn RunSink> = Arc::new(StoreSink {
             store: store.clone(),
             key: dep.key.clone(),
@@ -341,16 +335,16 @@ impl BegunRun {
                 "run ended"
             );
             let browser_events = settle_browser(dep, connection_id, &run_id, &browser, &outcome).await?;
-            finish(
-                store,
+            let ended = Ended {
                 connection_id,
-                &run_id,
-                opts.trigger,
-                opts.namespace.as_ref(),
-                &mut outcome,
-                browser_events,
-            )
-            .await?;
+                run_id: &run_id,
+                trigger: opts.trigger,
+                mode: opts.mode,
+                namespace: opts.namespace.as_ref(),
+                manifest: &manifest,
+                scope: &scope,
+            };
+            finish(store, ended, &mut outcome, browser_events).await?;
             Ok(outcome)
         }
         .instrument(span)
@@ -358,18 +352,37 @@ impl BegunRun {
     }
 }
 
+/// What `finish` needs to know about the run that ended.
+#[derive(Clone, Copy)]
+struct Ended<'a> {
+    connection_id: &'a str,
+    run_id: &'a str,
+    trigger: Trigger,
+    mode: CollectionMode,
+    namespace: Option<&'a Namespace>,
+    manifest: &'a Manifest,
+    /// The streams START scoped.
+    scope: &'a [StreamScope],
+}
+
 /// After the guest stopped: close pending interactions, commit eligible
-/// checkpoints one by one, mark a credential the provider rejected, write
-/// the terminal timeline entry and the run's end.
+/// checkpoints one by one, reconcile a succeeded full refresh (delete the
+/// records it no longer returned), mark a credential the provider rejected,
+/// write the terminal timeline entry (with the streams left behind) and the
+/// run's end.
 async fn finish(
     store: &Store,
-    connection_id: &str,
-    run_id: &str,
-    trigger: Trigger,
-    namespace: Option<&Namespace>,
+    ended: Ended<'_>,
     outcome: &mut RunOutcome,
     mut events: Vec<RunEvent>,
 ) -> Result<(), RunRefused> {
+    let Ended {
+        connection_id,
+        run_id,
+        trigger,
+        namespace,
+        ..
+    } = ended;
     if store.cancel_pending_interactions(run_id).await? > 0 {
         events.insert(
             0,
@@ -422,6 +435,9 @@ async fn finish(
             }
         }
     }
+    // Full-refresh reconciliation comes after the commits: a commit failure
+    // has failed the run by now, and a failed run never deletes.
+    let reconciled_deletions = reconcile(store, &ended, outcome, &mut events).await;
     let staged = outcome.staged.len() as u64;
     let commit_status = match (namespace, staged, committed) {
         (None, _, _) => CommitStatus::Disabled,
@@ -476,6 +492,8 @@ async fn finish(
                 message: g.message.clone(),
             })
             .collect(),
+        streams_behind: super::streams_behind(outcome, crate::store::now_ms()),
+        reconciled_deletions,
     };
     events.push(RunEvent::new(
         end.kind(),
@@ -513,6 +531,42 @@ async fn finish(
         )
         .await?;
     Ok(())
+}
+
+/// Full-refresh reconciliation of a finished run (see `reconcile.rs` for
+/// which streams qualify): delete, per covered stream, the stored records
+/// the run did not write, and record `run.reconciled`. Returns how many
+/// records were deleted. A store failure fails the run as `runtime_error`,
+/// with nothing deleted.
+async fn reconcile(store: &Store, ended: &Ended<'_>, outcome: &mut RunOutcome, events: &mut Vec<RunEvent>) -> u64 {
+    let plan = super::reconcile::plan(ended.manifest, ended.mode, ended.scope, outcome);
+    if !plan.considered() {
+        return 0;
+    }
+    match store.reconcile(ended.connection_id, ended.run_id, &plan.streams).await {
+        Ok(deleted) => {
+            let total = deleted.iter().map(|(_, n)| n).sum();
+            let streams: Vec<serde_json::Value> = deleted
+                .iter()
+                .map(|(stream, n)| json!({ "stream": stream, "records_deleted": n }))
+                .collect();
+            events.push(RunEvent::new(
+                "run.reconciled",
+                json!({ "streams": streams, "not_reconciled": plan.left }),
+            ));
+            total
+        }
+        Err(e) => {
+            events.push(RunEvent::new(
+                "run.reconcile_failed",
+                json!({ "streams": plan.streams, "error": e.to_string() }),
+            ));
+            outcome.status = p::DoneStatus::Failed;
+            outcome.reason = Some(super::FailureReason::RuntimeError);
+            outcome.message = Some(format!("deleting what the full refresh no longer returned failed: {e}"));
+            0
+        }
+    }
 }
 
 /// A run ready to start: its request, START, and its browser's plan.
@@ -761,7 +815,7 @@ async fn record_refusal(
     run_id: &str,
     connection_id: &str,
     connector_id: &str,
-    trigger: Trigger,
+    opts: &ConnectionRun,
     refused: &RunRefused,
 ) -> Result<(), RunRefused> {
     let end = RunEnd {
@@ -773,7 +827,7 @@ async fn record_refusal(
         resource_report: json!({}),
     };
     store
-        .create_refused_run(run_id, connection_id, connector_id, trigger, &end)
+        .create_refused_run(run_id, connection_id, connector_id, opts.trigger, opts.mode, &end)
         .await?;
     store
         .append_events(

@@ -14,24 +14,34 @@
 //! - `redact.rs`: scrubbing the run's secrets from messages.
 //! - `outcome.rs`: the verdict and the commit plan hand-off.
 //! - `checkpoint.rs`: which staged checkpoints may be committed.
+//! - `reconcile.rs`: which streams a full-refresh run covered completely,
+//!   so the records it no longer returned are deleted.
+//! - `behind.rs`: which streams a run left behind, for setup status.
+//! - `refresh.rs`: when a connection's next run should be a full refresh.
 //! - `connection.rs`: running a stored connection (vault, store, timeline).
 //! - `probe.rs`: the credential probe.
 
+mod behind;
 mod checkpoint;
 mod connection;
 mod outcome;
 mod probe;
+mod reconcile;
 mod redact;
+mod refresh;
 mod rules;
 mod runs;
 mod session;
 mod start;
 mod time;
 
+pub use behind::streams_behind;
 pub use checkpoint::{CommitPlan, KnownGap, Withheld, checkpoint_streams};
 pub use connection::{BegunRun, ConnectionRun, RunRefused, SCREENSHOT_PURPOSE, begin, run_connection};
 pub use outcome::{FailureReason, InteractionSummary, RunOutcome};
 pub use probe::{PROBE_WALL_CLOCK, ProbeRequest, ProbeVerdict, probe_credential};
+pub use reconcile::{NotReconciled, ReconcilePlan};
+pub use refresh::FullRefreshPolicy;
 pub use runs::{ANSWER_PURPOSE, ATTENTION_POLL, CancelRequest, Runs};
 pub use session::Session;
 pub use start::{StartError, build_start, build_start_for};

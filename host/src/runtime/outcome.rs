@@ -106,6 +106,8 @@ pub struct RunOutcome {
     pub withheld: Vec<Withheld>,
     /// DONE failed, certified as a stream-scoped failure.
     pub certified_failure: bool,
+    /// Every SKIP_RESULT the run sent, scrubbed, in order.
+    pub skips: Vec<p::SkipResult>,
     /// What the run did not fully do, for the owner.
     pub known_gaps: Vec<KnownGap>,
     /// The full state to persist; `None` when nothing may be committed.
@@ -224,6 +226,7 @@ pub(super) struct Seen<'a> {
     pub gaps: &'a [p::DetailGap],
     /// Streams named by SKIP_RESULT `stream_collection_failed`.
     pub failed_streams: &'a BTreeSet<String>,
+    pub skips: Vec<p::SkipResult>,
     pub known_gaps: Vec<KnownGap>,
     pub interactions: Vec<InteractionSummary>,
     pub reveals: Vec<String>,
@@ -308,6 +311,7 @@ pub(super) fn conclude(
         eligible: if commit.is_some() { plan.eligible } else { Vec::new() },
         withheld: plan.withheld,
         certified_failure: certified,
+        skips: seen.skips,
         known_gaps,
         commit,
         interactions: seen.interactions,

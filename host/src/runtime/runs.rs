@@ -12,7 +12,9 @@
 
 use super::InteractionHandler;
 use super::connection::{ConnectionRun, RunRefused, begin};
+use super::refresh::FullRefreshPolicy;
 use crate::deploy::Deployment;
+use crate::manifest::Manifest;
 use crate::plugins::LoadedPlugin;
 use crate::protocol::{self as p, InteractionAnswer};
 use crate::sandbox::{RunControl, Sandbox};
@@ -41,6 +43,8 @@ pub struct Runs {
     dep: Deployment,
     sandbox: Arc<Sandbox>,
     active: Mutex<HashMap<String, ActiveRun>>,
+    /// The deployment's periodic full-refresh interval, overriding manifests.
+    full_refresh_interval_seconds: Option<u64>,
 }
 
 /// What a cancel request found.
@@ -53,11 +57,14 @@ pub enum CancelRequest {
 }
 
 impl Runs {
-    pub fn new(dep: Deployment, sandbox: Arc<Sandbox>) -> Arc<Runs> {
+    /// `full_refresh_interval_seconds` is the deployment's
+    /// `[collection]` setting (see [`Runs::full_refresh_policy`]).
+    pub fn new(dep: Deployment, sandbox: Arc<Sandbox>, full_refresh_interval_seconds: Option<u64>) -> Arc<Runs> {
         Arc::new(Runs {
             dep,
             sandbox,
             active: Mutex::default(),
+            full_refresh_interval_seconds,
         })
     }
 
@@ -106,6 +113,13 @@ impl Runs {
                 tracing::warn!("cannot look for answers and cancels: {e}");
             }
         }
+    }
+
+    /// The periodic full-refresh policy of a connector on this deployment:
+    /// what a scheduler asks (with the connection's last full refresh)
+    /// before it starts a run.
+    pub fn full_refresh_policy(&self, manifest: &Manifest) -> FullRefreshPolicy {
+        FullRefreshPolicy::of(manifest, self.full_refresh_interval_seconds)
     }
 
     /// Start a run of a stored connection in the background. When this

@@ -43,6 +43,8 @@ pub struct Session {
     gaps: Vec<p::DetailGap>,
     /// Streams named by SKIP_RESULT `stream_collection_failed`.
     failed_streams: BTreeSet<String>,
+    /// Every SKIP_RESULT, scrubbed, in order.
+    skips: Vec<p::SkipResult>,
     known_gaps: Vec<KnownGap>,
     control: RunControl,
     /// The run drives a browser: records wait for its account.
@@ -102,6 +104,7 @@ impl Session {
             coverage: Vec::new(),
             gaps: Vec::new(),
             failed_streams: BTreeSet::new(),
+            skips: Vec::new(),
             known_gaps: Vec::new(),
             control,
             browser_bound: manifest_requires_browser(&manifest),
@@ -156,6 +159,18 @@ impl Session {
                 if let (Some("stream_collection_failed"), Some(stream)) = (s.reason.as_deref(), &s.stream) {
                     self.failed_streams.insert(stream.clone());
                 }
+                // Every skip is a known gap of the run (the profile's
+                // `run.stream_skipped` carries one).
+                let reason = s.reason.as_deref().unwrap_or("skipped");
+                self.known_gaps.push(KnownGap {
+                    kind: "stream_skipped",
+                    stream: s.stream.clone(),
+                    message: match &s.message {
+                        Some(m) => format!("{reason}: {m}"),
+                        None => reason.to_owned(),
+                    },
+                });
+                self.skips.push(s.clone());
             }
             p::Message::DetailCoverage(c) => self.coverage.push(c.clone()),
             p::Message::DetailGap(g) => self.gaps.push(g.clone()),
@@ -176,6 +191,7 @@ impl Session {
             coverage: &self.coverage,
             gaps: &self.gaps,
             failed_streams: &self.failed_streams,
+            skips: self.skips,
             known_gaps: self.known_gaps,
             interactions: self.interactions,
             reveals: self.reveals,

@@ -232,6 +232,17 @@ pub async fn status(
             })
         }
     };
+    // The streams left behind come from the last run that finished: the one
+    // asked for, else the newest finished one (the run before a running one).
+    let finished = match run {
+        Some(r) if run_id.is_some() || r.status.is_terminal() => Some(r),
+        _ => runs.iter().find(|r| r.status.is_terminal()),
+    };
+    let finished_terminal = match finished {
+        Some(r) if Some(&r.run_id) == run.map(|r| &r.run_id) => terminal.clone(),
+        Some(r) => terminal_of(store, &r.run_id).await?,
+        None => None,
+    };
     Ok(project(&StatusInputs {
         connection: conn,
         needs_credential,
@@ -239,5 +250,17 @@ pub async fn status(
         last_run: run,
         terminal: terminal.as_ref(),
         browser: browser.as_ref(),
+        last_finished: finished.zip(finished_terminal.as_ref()),
     }))
+}
+
+/// How a run ended: its terminal timeline entry, read back typed.
+async fn terminal_of(store: &Store, run_id: &str) -> Result<Option<RunEndEvent>, StoreError> {
+    Ok(store
+        .events(run_id)
+        .await?
+        .into_iter()
+        .rev()
+        .find(|e| TERMINAL_EVENTS.contains(&e.kind.as_str()))
+        .and_then(|e| serde_json::from_value(e.data).ok()))
 }

@@ -3,6 +3,7 @@
 //! Projected, never stored as a parallel state; never carries a secret.
 
 use super::plan::{NextStep, NextStepKind};
+use crate::protocol::{CollectionMode, RecoveryAction};
 use crate::store::{
     BrowserSessionMode, CommitStatus, Connection, ConnectionStatus, CredentialStatus, RunEndEvent, RunRow, RunStatus,
     StoredCredential, Trigger,
@@ -41,8 +42,66 @@ impl SetupState {
 #[serde(rename_all = "snake_case")]
 pub enum HealthState {
     Healthy,
+    /// Collecting, but the last run left streams behind that later runs
+    /// retry by themselves (a rate limit, a provider outage on one stream):
+    /// see `streams_behind`.
+    Behind,
     Idle,
     NeedsAttention,
+}
+
+/// When a stream left behind is collected again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RetryWhen {
+    /// The next run reads it again from its previous checkpoint (not
+    /// before `not_before`, when the provider named a time).
+    NextRun,
+    /// After the owner acts (a permission, a setting at the provider); the
+    /// next run reads it again.
+    AfterOwnerAction,
+    /// After the owner enters a new credential.
+    AfterNewCredential,
+    /// After the connector is upgraded.
+    AfterConnectorUpgrade,
+    /// After the provider lifts a block.
+    AfterUpstreamUnblock,
+}
+
+impl RetryWhen {
+    /// What a recovery action means for the owner.
+    pub fn of(action: RecoveryAction) -> Self {
+        match action {
+            RecoveryAction::RetryByRuntime | RecoveryAction::Unknown => RetryWhen::NextRun,
+            RecoveryAction::RefreshCredentials => RetryWhen::AfterNewCredential,
+            RecoveryAction::RetryOnConnectorUpgrade | RecoveryAction::UpdateSelector => {
+                RetryWhen::AfterConnectorUpgrade
+            }
+            RecoveryAction::UpstreamUnblock => RetryWhen::AfterUpstreamUnblock,
+            RecoveryAction::ManualActionRequired | RecoveryAction::NotRetriable => RetryWhen::AfterOwnerAction,
+        }
+    }
+
+    /// Whether runs alone bring the stream back.
+    pub fn by_itself(self) -> bool {
+        self == RetryWhen::NextRun
+    }
+}
+
+/// A stream the last finished run left behind: which, why, and when it is
+/// collected again.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, ToSchema)]
+pub struct StreamBehindView {
+    pub stream: String,
+    /// `rate_limited`, `forbidden`, `stream_collection_failed`,
+    /// `coverage_missing`, … (the connector's or the host's reason).
+    pub reason: String,
+    pub message: Option<String>,
+    pub retry: RetryWhen,
+    /// Not before this instant (Unix ms), when the provider said.
+    pub not_before: Option<i64>,
+    /// The run that left it behind.
+    pub run_id: String,
 }
 
 /// How a first sync that succeeded without records is read.
@@ -99,6 +158,9 @@ pub struct RunSummary {
     pub run_id: String,
     pub status: RunStatus,
     pub trigger: Trigger,
+    /// `incremental` or `full_refresh`.
+    #[schema(value_type = String)]
+    pub collection_mode: CollectionMode,
     pub started_at: i64,
     pub finished_at: Option<i64>,
     pub records_emitted: i64,
@@ -112,6 +174,7 @@ impl RunSummary {
             run_id: r.run_id.clone(),
             status: r.status,
             trigger: r.trigger,
+            collection_mode: r.collection_mode,
             started_at: r.started_at,
             finished_at: r.finished_at,
             records_emitted: r.records_emitted,
@@ -230,6 +293,9 @@ pub struct SetupStatus {
     pub credential: CredentialView,
     pub run: Option<RunSummary>,
     pub last_error: Option<LastError>,
+    /// The streams the last finished run left behind, and when each is
+    /// collected again; empty when every stream in its scope is up to date.
+    pub streams_behind: Vec<StreamBehindView>,
     /// For a draft whose first sync succeeded without records.
     pub terminal_setup_disposition: Option<SetupDisposition>,
     pub created_at: i64,
@@ -252,6 +318,9 @@ pub struct StatusInputs<'a> {
     pub terminal: Option<&'a RunEndEvent>,
     /// For a browser-backed connector: what its browser left.
     pub browser: Option<&'a BrowserInputs>,
+    /// The last *finished* run and how it ended: the same as `last_run` and
+    /// `terminal` once that has ended, the run before it while it runs.
+    pub last_finished: Option<(&'a RunRow, &'a RunEndEvent)>,
 }
 
 const REENTER: &str = "Enter the provider credential again (PUT /v1/connections/{id}/credential); the first sync then \
@@ -278,6 +347,8 @@ fn specific_remediation(reason: &str) -> Option<&'static str> {
         _ => None,
     }
 }
+const STREAMS_NEED_OWNER: &str = "The last run could not collect {streams}: see streams_behind for the provider's \
+                                  reason (a permission or a setting at the provider). The next run tries again.";
 
 fn credential_like(reason: &str) -> bool {
     ["credential", "auth", "password", "login", "token"]
@@ -306,6 +377,12 @@ pub fn project(i: &StatusInputs<'_>) -> SetupStatus {
         .unwrap_or_else(|| "first_sync_failed".into());
     let runs_url = Some(format!("/v1/connections/{id}/runs"));
     let credential_url = Some(format!("/v1/connections/{id}/credential"));
+    let streams_behind = behind(i.last_finished);
+    let need_owner: Vec<&str> = streams_behind
+        .iter()
+        .filter(|b| !b.retry.by_itself())
+        .map(|b| b.stream.as_str())
+        .collect();
 
     let mut last_error = None;
     let mut disposition = None;
@@ -353,6 +430,35 @@ pub fn project(i: &StatusInputs<'_>) -> SetupStatus {
                     SetupState::Active,
                     HealthState::NeedsAttention,
                     NextStep::new(K::RunConnection, Some("POST"), runs_url, "the last run failed"),
+                )
+            } else if !need_owner.is_empty() {
+                last_error = Some(LastError {
+                    reason: streams_behind
+                        .iter()
+                        .find(|b| !b.retry.by_itself())
+                        .map_or_else(|| "streams_behind".into(), |b| b.reason.clone()),
+                    remediation: STREAMS_NEED_OWNER.replace("{streams}", &need_owner.join(", ")),
+                });
+                (
+                    SetupState::Active,
+                    HealthState::NeedsAttention,
+                    NextStep::new(
+                        K::RunConnection,
+                        Some("POST"),
+                        runs_url,
+                        "streams are behind and need you",
+                    ),
+                )
+            } else if !streams_behind.is_empty() {
+                (
+                    SetupState::Active,
+                    HealthState::Behind,
+                    NextStep::new(
+                        K::RunConnection,
+                        Some("POST"),
+                        runs_url,
+                        "collecting; the next run retries the streams behind",
+                    ),
                 )
             } else {
                 (
@@ -446,6 +552,7 @@ pub fn project(i: &StatusInputs<'_>) -> SetupStatus {
         credential: CredentialView::of(i.credential),
         run: i.last_run.map(RunSummary::of),
         last_error,
+        streams_behind,
         terminal_setup_disposition: disposition,
         created_at: c.created_at,
         updated_at: c.updated_at,
@@ -459,10 +566,29 @@ pub fn project(i: &StatusInputs<'_>) -> SetupStatus {
     }
 }
 
+/// The streams a finished run left behind, as the owner sees them.
+fn behind(last_finished: Option<(&RunRow, &RunEndEvent)>) -> Vec<StreamBehindView> {
+    let Some((run, ended)) = last_finished else {
+        return Vec::new();
+    };
+    ended
+        .streams_behind
+        .iter()
+        .map(|b| StreamBehindView {
+            stream: b.stream.clone(),
+            reason: b.reason.clone(),
+            message: b.message.clone(),
+            retry: RetryWhen::of(b.recovery),
+            not_before: b.retry_not_before,
+            run_id: run.run_id.clone(),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::GapSummary;
+    use crate::store::{GapSummary, StreamBehind};
     use serde_json::json;
 
     fn conn(status: ConnectionStatus) -> Connection {
@@ -488,6 +614,7 @@ mod tests {
             connector_id: "x".into(),
             status,
             trigger: Trigger::Setup,
+            collection_mode: CollectionMode::Incremental,
             started_at: 1,
             finished_at: None,
             records_emitted: 0,
@@ -517,6 +644,8 @@ mod tests {
                     message: "otp interaction ended cancelled".into(),
                 })
                 .collect(),
+            streams_behind: Vec::new(),
+            reconciled_deletions: 0,
         }
     }
 
@@ -531,6 +660,7 @@ mod tests {
                 last_run: last,
                 terminal: None,
                 browser: Some(b),
+                last_finished: None,
             })
             .browser
             .unwrap()
@@ -586,6 +716,7 @@ mod tests {
                 last_run: last,
                 terminal,
                 browser: None,
+                last_finished: None,
             })
         };
         assert_eq!(status(None, None).setup_state, SetupState::FirstSyncPending);
@@ -621,6 +752,7 @@ mod tests {
             last_run: None,
             terminal: None,
             browser: None,
+            last_finished: None,
         });
         assert_eq!(
             (awaiting.setup_state, awaiting.pending),
@@ -634,6 +766,7 @@ mod tests {
             last_run: Some(&run(RunStatus::Succeeded, None)),
             terminal: None,
             browser: None,
+            last_finished: None,
         });
         assert_eq!(
             (healthy.setup_state, healthy.health_state),
@@ -661,6 +794,7 @@ mod tests {
             last_run: Some(&run(RunStatus::Failed, Some("credential_rejected"))),
             terminal: None,
             browser: None,
+            last_finished: None,
         });
         assert_eq!(s.next_step.kind, NextStepKind::CaptureCredential);
         assert!(
@@ -668,6 +802,102 @@ mod tests {
                 .unwrap()
                 .remediation
                 .starts_with("Enter the provider credential again")
+        );
+    }
+
+    fn behind(stream: &str, reason: &str, recovery: RecoveryAction, not_before: Option<i64>) -> StreamBehind {
+        StreamBehind {
+            stream: stream.into(),
+            reason: reason.into(),
+            message: Some(format!("{stream}: {reason}")),
+            recovery,
+            retry_not_before: not_before,
+        }
+    }
+
+    #[test]
+    fn health_shows_the_streams_a_run_left_behind_why_and_when_they_are_retried() {
+        let active = conn(ConnectionStatus::Active);
+        let last = run(RunStatus::Succeeded, None);
+        let mut end = ended(0);
+        end.streams_behind = vec![behind(
+            "gists",
+            "rate_limited",
+            RecoveryAction::RetryByRuntime,
+            Some(61_000),
+        )];
+        let project_with = |end: &RunEndEvent, last_run: &RunRow, finished: &RunRow| {
+            project(&StatusInputs {
+                connection: &active,
+                needs_credential: false,
+                credential: None,
+                last_run: Some(last_run),
+                terminal: None,
+                browser: None,
+                last_finished: Some((finished, end)),
+            })
+        };
+        let s = project_with(&end, &last, &last);
+        assert_eq!(
+            s.health_state,
+            HealthState::Behind,
+            "not healthy while a stream is behind"
+        );
+        assert_eq!(s.last_error, None, "runs retry it by themselves");
+        let gists = &s.streams_behind[0];
+        assert_eq!(
+            (
+                gists.stream.as_str(),
+                gists.reason.as_str(),
+                gists.retry,
+                gists.not_before
+            ),
+            ("gists", "rate_limited", RetryWhen::NextRun, Some(61_000))
+        );
+        assert_eq!(gists.run_id, "run_1");
+        let json = serde_json::to_value(&s).unwrap();
+        assert_eq!(json["health_state"], "behind");
+        assert_eq!(json["streams_behind"][0]["retry"], "next_run");
+
+        // A stream only the owner can bring back (a permission at the provider).
+        end.streams_behind.push(behind(
+            "repositories",
+            "forbidden",
+            RecoveryAction::ManualActionRequired,
+            None,
+        ));
+        let s = project_with(&end, &last, &last);
+        assert_eq!(s.health_state, HealthState::NeedsAttention);
+        assert_eq!(s.streams_behind[1].retry, RetryWhen::AfterOwnerAction);
+        let error = s.last_error.unwrap();
+        assert_eq!(error.reason, "forbidden");
+        assert!(error.remediation.contains("repositories"), "{}", error.remediation);
+        assert!(!error.remediation.contains("gists"), "{}", error.remediation);
+
+        // While the next run is in progress, the finished one still says what is behind.
+        let running = run(RunStatus::Running, None);
+        assert_eq!(project_with(&end, &running, &last).streams_behind.len(), 2);
+        // A run that left nothing behind is healthy again.
+        let s = project_with(&ended(0), &last, &last);
+        assert_eq!((s.health_state, s.streams_behind.len()), (HealthState::Healthy, 0));
+    }
+
+    #[test]
+    fn every_recovery_action_says_when_the_stream_is_retried() {
+        use RecoveryAction as A;
+        let when: Vec<RetryWhen> = A::ALL.iter().map(|a| RetryWhen::of(*a)).collect();
+        assert_eq!(
+            when,
+            [
+                RetryWhen::NextRun,
+                RetryWhen::AfterConnectorUpgrade,
+                RetryWhen::AfterNewCredential,
+                RetryWhen::AfterOwnerAction,
+                RetryWhen::AfterConnectorUpgrade,
+                RetryWhen::AfterUpstreamUnblock,
+                RetryWhen::AfterOwnerAction,
+                RetryWhen::NextRun,
+            ]
         );
     }
 }

@@ -17,7 +17,7 @@ pub use browser::*;
 pub use lifecycle::*;
 pub use model::*;
 
-use crate::protocol as p;
+use crate::protocol::{self as p, CollectionMode};
 use crate::vault::Sealed;
 use serde_json::Value;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
@@ -40,7 +40,7 @@ macro_rules! select_credentials {
 }
 macro_rules! select_runs {
     () => {
-        "SELECT run_id, connection_id, connector_id, status, run_trigger, started_at, finished_at, \
+        "SELECT run_id, connection_id, connector_id, status, run_trigger, collection_mode, started_at, finished_at, \
          records_emitted, records_written, failure_reason, failure_message, resource_report FROM runs"
     };
 }
@@ -452,16 +452,19 @@ impl Store {
         connection_id: &str,
         connector_id: &str,
         trigger: Trigger,
+        mode: CollectionMode,
     ) -> Result<()> {
         let now = now_ms();
         let inserted = sqlx::query(
-            "INSERT INTO runs (run_id, connection_id, connector_id, status, run_trigger, started_at, runner, heartbeat_at)
-             VALUES ($1, $2, $3, 'running', $4, $5, $6, $5)",
+            "INSERT INTO runs (run_id, connection_id, connector_id, status, run_trigger, collection_mode, started_at,
+               runner, heartbeat_at)
+             VALUES ($1, $2, $3, 'running', $4, $5, $6, $7, $6)",
         )
         .bind(run_id)
         .bind(connection_id)
         .bind(connector_id)
         .bind(trigger.as_str())
+        .bind(mode.as_str())
         .bind(now)
         .bind(runner::id())
         .execute(&self.pool)
@@ -484,19 +487,21 @@ impl Store {
         connection_id: &str,
         connector_id: &str,
         trigger: Trigger,
+        mode: CollectionMode,
         end: &RunEnd,
     ) -> Result<()> {
         let now = now_ms();
         sqlx::query(
-            "INSERT INTO runs (run_id, connection_id, connector_id, status, run_trigger, started_at, finished_at,
-               failure_reason, failure_message, resource_report, runner)
-             VALUES ($1, $2, $3, $4, $5, $6, $6, $7, $8, $9, $10)",
+            "INSERT INTO runs (run_id, connection_id, connector_id, status, run_trigger, collection_mode, started_at,
+               finished_at, failure_reason, failure_message, resource_report, runner)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $7, $8, $9, $10, $11)",
         )
         .bind(run_id)
         .bind(connection_id)
         .bind(connector_id)
         .bind(end.status.as_str())
         .bind(trigger.as_str())
+        .bind(mode.as_str())
         .bind(now)
         .bind(end.failure_reason.clone())
         .bind(end.failure_message.clone())
@@ -649,6 +654,8 @@ impl Store {
                 state_streams_staged: 0,
                 state_streams_committed: 0,
                 known_gaps: Vec::new(),
+                streams_behind: Vec::new(),
+                reconciled_deletions: 0,
             };
             events.push(RunEvent::new(
                 end.kind(),
@@ -667,6 +674,53 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?;
         row.map(|r| RunRow::from_row(&r)).transpose()
+    }
+
+    /// When the last full-refresh run of a connection that succeeded
+    /// finished (Unix ms): where a periodic full-refresh policy counts from
+    /// (see `runtime::FullRefreshPolicy`).
+    pub async fn last_full_refresh_at(&self, connection_id: &str) -> Result<Option<i64>> {
+        let row = sqlx::query(
+            "SELECT MAX(finished_at) AS at FROM runs
+             WHERE connection_id = $1 AND collection_mode = 'full_refresh' AND status = 'succeeded'",
+        )
+        .bind(connection_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get("at")?)
+    }
+
+    /// Full-refresh reconciliation: in one transaction, delete the records of
+    /// each of `streams` that run `run_id` did not write (a succeeded full
+    /// refresh emits every record its provider still has, so the others were
+    /// deleted upstream). Which streams qualify is the runtime's decision
+    /// (`runtime::reconcile`); this only deletes. Returns how many records
+    /// each stream lost, in the order given. Refused like a batch when the
+    /// connection was revoked or deleted meanwhile.
+    pub async fn reconcile(&self, connection_id: &str, run_id: &str, streams: &[String]) -> Result<Vec<(String, u64)>> {
+        let mut tx = self.begin_write().await?;
+        let status = sqlx::query("SELECT status FROM connections WHERE connection_id = $1")
+            .bind(connection_id)
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|r| r.try_get::<String, _>("status"))
+            .transpose()?;
+        if !matches!(status.as_deref(), Some("active" | "draft" | "paused")) {
+            return Err(StoreError::ConnectionClosed(connection_id.to_owned()));
+        }
+        let mut deleted = Vec::with_capacity(streams.len());
+        for stream in streams {
+            let n = sqlx::query("DELETE FROM records WHERE connection_id = $1 AND stream = $2 AND run_id <> $3")
+                .bind(connection_id)
+                .bind(stream)
+                .bind(run_id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            deleted.push((stream.clone(), n));
+        }
+        tx.commit().await?;
+        Ok(deleted)
     }
 
     /// A connection's runs, newest first.

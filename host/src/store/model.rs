@@ -2,6 +2,7 @@
 
 use super::browser::BrowserSessionMode;
 use super::{Result, StoreError, parse_json};
+use crate::protocol::{CollectionMode, RecoveryAction};
 use crate::vault::Sealed;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -266,6 +267,8 @@ pub struct RunRow {
     pub connector_id: String,
     pub status: RunStatus,
     pub trigger: Trigger,
+    /// `incremental` or `full_refresh`.
+    pub collection_mode: CollectionMode,
     pub started_at: i64,
     pub finished_at: Option<i64>,
     pub records_emitted: i64,
@@ -277,12 +280,16 @@ pub struct RunRow {
 
 impl RunRow {
     pub(super) fn from_row(r: &AnyRow) -> Result<Self> {
+        let mode: String = r.try_get("collection_mode")?;
         Ok(RunRow {
             run_id: r.try_get("run_id")?,
             connection_id: r.try_get("connection_id")?,
             connector_id: r.try_get("connector_id")?,
             status: RunStatus::parse(&r.try_get::<String, _>("status")?)?,
             trigger: Trigger::parse(&r.try_get::<String, _>("run_trigger")?)?,
+            collection_mode: mode
+                .parse()
+                .map_err(|e| StoreError::Corrupt(format!("run collection mode: {e}")))?,
             started_at: r.try_get("started_at")?,
             finished_at: r.try_get("finished_at")?,
             records_emitted: r.try_get("records_emitted")?,
@@ -346,6 +353,27 @@ pub struct GapSummary {
     pub message: String,
 }
 
+/// A stream a run left behind: in scope, but not collected up to date, and
+/// what happens next. Its previous checkpoint stays, so a later run reads it
+/// again from there.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamBehind {
+    pub stream: String,
+    /// Why: the SKIP_RESULT's reason (`rate_limited`, `forbidden`,
+    /// `stream_collection_failed`, …), or why its checkpoint was withheld
+    /// (`coverage_missing`, `coverage_incomplete`, …).
+    pub reason: String,
+    /// For people (redacted like every message of a run).
+    pub message: Option<String>,
+    /// What should happen next: the connector's recovery hint, or
+    /// `retry_by_runtime` for a checkpoint the host withheld.
+    pub recovery: RecoveryAction,
+    /// Not before this instant (Unix ms) may the stream be tried again: the
+    /// provider's rate-limit wait after the run, when the connector passed
+    /// it on (`retry_after_seconds` in the SKIP_RESULT's diagnostics).
+    pub retry_not_before: Option<i64>,
+}
+
 /// The data of a run's terminal timeline event (`run.completed`,
 /// `run.failed` or `run.cancelled`): how the run ended, in one typed record
 /// that the setup-status projection reads back.
@@ -366,6 +394,15 @@ pub struct RunEndEvent {
     pub state_streams_committed: u64,
     #[serde(default)]
     pub known_gaps: Vec<GapSummary>,
+    /// The streams this run left behind (skipped, failed, or whose
+    /// checkpoint was withheld); empty for a run that failed as a whole,
+    /// whose failure says it all.
+    #[serde(default)]
+    pub streams_behind: Vec<StreamBehind>,
+    /// Records deleted after a succeeded full refresh because the run no
+    /// longer returned them (full-refresh reconciliation).
+    #[serde(default)]
+    pub reconciled_deletions: u64,
 }
 
 impl RunEndEvent {

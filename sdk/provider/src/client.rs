@@ -1,4 +1,19 @@
 //! [`Api`]: an authenticated client for one provider, and the retry policy.
+//!
+//! Every non-2xx answer is read by [`classify`] from the signals providers
+//! document, headers and body alike, never from the status alone:
+//!
+//! - **rate limits**: 429; a 403 with `Retry-After`; a 403 with
+//!   `x-ratelimit-remaining: 0` (wait until `x-ratelimit-reset`); a 403
+//!   whose body says the caller hit a rate limit or an abuse-detection
+//!   mechanism (GitHub's *secondary* rate limit, which may carry neither
+//!   header: "wait at least one minute");
+//! - **a refused credential**: 401 only;
+//! - **forbidden**: any other 403. A 403 says the credential was recognised
+//!   but something (a scope, an organisation's SSO, a lapsed membership)
+//!   keeps this one resource from it, so it never rejects the credential:
+//!   the stream is skipped for the owner to look at, and the next run tries
+//!   it again.
 
 use crate::stop::Stop;
 use pdpp_sdk::http::{self, HttpError, Request, Response, Retry};
@@ -12,6 +27,14 @@ pub const PROBE_RETRY: Retry = Retry {
     base_delay: Duration::from_millis(500),
     budget: Duration::from_secs(20),
 };
+
+/// How long to wait after a rate limit that names no time. GitHub documents
+/// "wait at least one minute" for a secondary rate limit without
+/// `Retry-After` or `x-ratelimit-reset`.
+pub const UNTIMED_RATE_LIMIT_WAIT: Duration = Duration::from_secs(60);
+
+/// The most of a provider's error message a skip or failure repeats.
+const MESSAGE_CHARS: usize = 200;
 
 /// An authenticated client for one provider API: the token travels as a
 /// secret placeholder in `Authorization: Bearer`, with the provider's
@@ -27,19 +50,44 @@ pub struct Api {
     pub max_attempts: u32,
     /// The first backoff; each later one doubles it.
     pub base_delay: Duration,
+    /// The longest single wait a run sits through; a rate limit that asks
+    /// for more ends the stream at once (SKIP_RESULT `rate_limited` with
+    /// the wait), for a later run, instead of stalling this one.
+    pub max_wait: Duration,
 }
 
 /// What a non-2xx answer means.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Verdict {
-    /// Wait this long (or back off) and try again.
+    /// A rate limit: wait this long (or back off when `None`) and try again.
     RateLimited(Option<Duration>),
-    /// The credential is refused: the run stops.
+    /// 401: the credential is refused; the run stops.
     Credential,
+    /// A 403 that is not a rate limit: this resource is out of the
+    /// credential's reach (with the provider's message, cut short).
+    Forbidden(String),
     /// Worth retrying.
     Transient,
     /// Not worth retrying; the stream fails.
     Unexpected,
+}
+
+/// Why an exchange with retries ended without a 2xx answer.
+enum Gave {
+    /// A verdict that no retry mends, with the status it came from.
+    Up(Verdict, u16),
+    /// Retries ran out (or the next wait did not fit the budget) on this
+    /// verdict or transport failure; `wait` is the wait that did not fit.
+    Out { last: Last, wait: Duration },
+    /// The SDK could not send the request at all (refused egress, bad URL).
+    Http(HttpError),
+}
+
+/// The last thing a request met before its retries ran out.
+enum Last {
+    RateLimited,
+    Status(u16),
+    Transport(String),
 }
 
 impl Api {
@@ -53,6 +101,7 @@ impl Api {
             budget: Duration::from_secs(90),
             max_attempts: 6,
             base_delay: Duration::from_millis(500),
+            max_wait: Duration::from_secs(30),
         }
     }
 
@@ -74,50 +123,72 @@ impl Api {
         req
     }
 
-    /// Send with the credential and the common headers, retrying rate limits,
-    /// 408/5xx answers and transport failures while the waits fit the budget
-    /// (see the crate documentation for what each outcome means).
-    pub fn send(&self, req: Request) -> Result<Response, Stop> {
-        let req = self.prepare(req);
-        let what = format!("{} {}", req.method, path_of(&req.url));
+    /// Send `req` until a 2xx answer, retrying rate limits, 408/5xx answers
+    /// and transport failures while the attempts and waits fit `retry` and
+    /// no single wait is longer than `max_wait`.
+    fn exchange(&self, req: &Request, retry: &Retry, max_wait: Duration) -> Result<Response, Gave> {
         let started = Instant::now();
         let mut attempt = 0u32;
         loop {
             attempt += 1;
-            let backoff = self.base_delay * 2u32.saturating_pow(attempt - 1);
-            let (wait, give_up) = match req.send() {
+            let backoff = retry.base_delay * 2u32.saturating_pow(attempt - 1);
+            let (wait, last) = match req.send() {
                 Ok(resp) if (200..300).contains(&resp.status) => return Ok(resp),
                 Ok(resp) => match classify(&resp) {
-                    Verdict::RateLimited(wait) => (
-                        wait.unwrap_or(backoff),
-                        Stop::RateLimited(format!(
-                            "{} rate-limited {what} longer than the connector may wait; the runtime should retry later",
-                            self.provider
-                        )),
-                    ),
-                    Verdict::Credential => return Err(Stop::Run(self.rejected(resp.status, &what))),
-                    Verdict::Transient => (
-                        backoff,
-                        Stop::Stream(format!(
-                            "{} kept answering HTTP {} to {what}",
-                            self.provider, resp.status
-                        )),
-                    ),
-                    Verdict::Unexpected => {
-                        return Err(Stop::Stream(format!(
-                            "{} answered HTTP {} to {what}",
-                            self.provider, resp.status
-                        )));
-                    }
+                    Verdict::RateLimited(wait) => (wait.unwrap_or(backoff), Last::RateLimited),
+                    Verdict::Transient => (backoff, Last::Status(resp.status)),
+                    verdict => return Err(Gave::Up(verdict, resp.status)),
                 },
-                Err(HttpError::Transport(why)) => (backoff, Stop::Stream(format!("{what} failed on the way: {why}"))),
-                Err(e) => return Err(Stop::Run(Failure::from(e))),
+                Err(HttpError::Transport(why)) => (backoff, Last::Transport(why)),
+                Err(e) => return Err(Gave::Http(e)),
             };
-            if attempt >= self.max_attempts || started.elapsed() + wait > self.budget {
-                return Err(give_up);
+            if attempt >= retry.max_attempts || wait > max_wait || started.elapsed() + wait > retry.budget {
+                return Err(Gave::Out { last, wait });
             }
             std::thread::sleep(wait);
         }
+    }
+
+    /// Send with the credential and the common headers, retrying rate limits,
+    /// 408/5xx answers and transport failures while the waits fit the budget
+    /// and [`max_wait`](Api::max_wait) (see the crate documentation for what
+    /// each outcome means).
+    pub fn send(&self, req: Request) -> Result<Response, Stop> {
+        let req = self.prepare(req);
+        let what = format!("{} {}", req.method, path_of(&req.url));
+        let retry = Retry {
+            max_attempts: self.max_attempts,
+            base_delay: self.base_delay,
+            budget: self.budget,
+        };
+        self.exchange(&req, &retry, self.max_wait).map_err(|gave| match gave {
+            Gave::Up(Verdict::Credential, status) => Stop::Run(self.rejected(status, &what)),
+            Gave::Up(Verdict::Forbidden(said), status) => Stop::Forbidden(format!(
+                "{} answered HTTP {status} to {what}: the token is accepted but may not read this ({said}); check \
+                 its permissions",
+                self.provider
+            )),
+            Gave::Up(_, status) => Stop::Stream(format!("{} answered HTTP {status} to {what}", self.provider)),
+            Gave::Out {
+                last: Last::RateLimited,
+                wait,
+            } => Stop::RateLimited {
+                message: format!(
+                    "{} rate-limited {what} longer than the connector may wait; the runtime should retry later",
+                    self.provider
+                ),
+                retry_after: Some(wait),
+            },
+            Gave::Out {
+                last: Last::Status(status),
+                ..
+            } => Stop::Stream(format!("{} kept answering HTTP {status} to {what}", self.provider)),
+            Gave::Out {
+                last: Last::Transport(why),
+                ..
+            } => Stop::Stream(format!("{what} failed on the way: {why}")),
+            Gave::Http(e) => Stop::Run(Failure::from(e)),
+        })
     }
 
     /// GET a URL and parse the JSON body; a body that is not JSON fails the stream.
@@ -129,16 +200,49 @@ impl Api {
 
     /// The credential probe's one call: GET a URL with the candidate token
     /// and the common headers, retried per [`PROBE_RETRY`], parsed as JSON.
-    /// 401 rejects the credential, 403 finds a permission missing, anything
-    /// else means the provider could not be asked.
+    /// The answer is read as a run's would be: 401 rejects the credential, a
+    /// 403 that is not a rate limit finds a permission missing, and a rate
+    /// limit, an outage or anything else means the provider could not be
+    /// asked (so a rate-limited probe never refuses a good token).
     pub fn probe_json(&self, url: &str) -> Result<Value, ProbeError> {
-        Ok(self.prepare(http::get(url)).send_with(&PROBE_RETRY)?.json()?)
+        let req = self.prepare(http::get(url));
+        let what = format!("GET {}", path_of(url));
+        let resp = self
+            .exchange(&req, &PROBE_RETRY, PROBE_RETRY.budget)
+            .map_err(|gave| match gave {
+                Gave::Up(Verdict::Credential, status) => {
+                    ProbeError::Rejected(format!("{} answered HTTP {status} to {what}", self.provider))
+                }
+                Gave::Up(Verdict::Forbidden(said), status) => {
+                    ProbeError::InsufficientScope(format!("{} answered HTTP {status} to {what}: {said}", self.provider))
+                }
+                Gave::Up(_, status) => {
+                    ProbeError::Unavailable(format!("{} answered HTTP {status} to {what}", self.provider))
+                }
+                Gave::Out {
+                    last: Last::RateLimited,
+                    ..
+                } => ProbeError::Unavailable(format!(
+                    "{} rate-limited {what}; try again in a few minutes",
+                    self.provider
+                )),
+                Gave::Out {
+                    last: Last::Status(status),
+                    ..
+                } => ProbeError::Unavailable(format!("{} kept answering HTTP {status} to {what}", self.provider)),
+                Gave::Out {
+                    last: Last::Transport(why),
+                    ..
+                } => ProbeError::Unavailable(format!("{what} failed on the way: {why}")),
+                Gave::Http(e) => ProbeError::from(e),
+            })?;
+        Ok(resp.json()?)
     }
 
     fn rejected(&self, status: u16, what: &str) -> Failure {
         Failure::new(format!(
-            "{} refused the stored credential (HTTP {status} on {what}): it was revoked, expired or lacks a \
-             permission; enter a new token",
+            "{} refused the stored credential (HTTP {status} on {what}): it was revoked or expired; enter a new \
+             token",
             self.provider
         ))
         .code("credential_rejected")
@@ -153,25 +257,65 @@ pub fn parse_json(resp: &Response, what: &str) -> Result<Value, Stop> {
         .map_err(|e| Stop::Stream(format!("{what} answered with malformed JSON: {e}")))
 }
 
-/// What a non-2xx response means. GitHub answers an exhausted primary or
-/// secondary rate limit with 403, so a 403 carrying rate-limit headers is a
-/// rate limit, not a refused credential.
+/// What a non-2xx response means, from the signals providers document (see
+/// the module documentation). GitHub answers an exhausted primary or a
+/// secondary rate limit with 403 (or 429), sometimes with neither
+/// `Retry-After` nor `x-ratelimit-remaining: 0` but a message saying so, so
+/// a 403 is read with its headers and its body before anything else.
 pub(crate) fn classify(resp: &Response) -> Verdict {
     let retry_after = resp
         .header("retry-after")
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(Duration::from_secs);
+    let exhausted = resp.header("x-ratelimit-remaining").map(str::trim) == Some("0");
     let reset = resp
         .header("x-ratelimit-reset")
         .and_then(|v| v.trim().parse::<u64>().ok())
         .map(|at| Duration::from_secs(at.saturating_sub(unix_now()).max(1)));
-    let exhausted = resp.header("x-ratelimit-remaining").map(str::trim) == Some("0");
+    let until_reset = if exhausted { reset } else { None };
     match resp.status {
-        429 => Verdict::RateLimited(retry_after.or(reset)),
-        403 if exhausted || retry_after.is_some() => Verdict::RateLimited(retry_after.or(reset)),
-        401 | 403 => Verdict::Credential,
+        429 => Verdict::RateLimited(retry_after.or(until_reset)),
+        403 if retry_after.is_some() || exhausted => Verdict::RateLimited(retry_after.or(until_reset)),
+        403 => match provider_message(resp) {
+            said if says_rate_limited(&said) => Verdict::RateLimited(Some(UNTIMED_RATE_LIMIT_WAIT)),
+            said => Verdict::Forbidden(said),
+        },
+        401 => Verdict::Credential,
         408 | 500..=599 => Verdict::Transient,
         _ => Verdict::Unexpected,
+    }
+}
+
+/// Whether a provider's error message says the caller is being throttled:
+/// GitHub's primary ("API rate limit exceeded") and secondary ("You have
+/// exceeded a secondary rate limit") limits, and its older wording ("You
+/// have triggered an abuse detection mechanism").
+fn says_rate_limited(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    m.contains("rate limit") || m.contains("rate-limit") || m.contains("abuse detection")
+}
+
+/// The provider's own words about an error: the JSON body's `message` (and
+/// `documentation_url`, which names the rate-limit page), else the start of
+/// the body as text; cut to [`MESSAGE_CHARS`] characters.
+fn provider_message(resp: &Response) -> String {
+    let parsed: Option<Value> = pdpp_sdk::serde_json::from_slice(&resp.body).ok();
+    let text = match &parsed {
+        Some(body) => {
+            let message = body["message"].as_str().unwrap_or_default();
+            match body["documentation_url"].as_str() {
+                Some(doc) if !message.is_empty() => format!("{message} ({doc})"),
+                Some(doc) => doc.to_owned(),
+                None => message.to_owned(),
+            }
+        }
+        None => String::from_utf8_lossy(&resp.body[..resp.body.len().min(4 * MESSAGE_CHARS)]).into_owned(),
+    };
+    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match text.char_indices().nth(MESSAGE_CHARS) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None if text.is_empty() => "no reason given".to_owned(),
+        None => text,
     }
 }
 
@@ -194,10 +338,14 @@ mod tests {
     use super::*;
 
     fn answer(status: u16, headers: &[(&str, &str)]) -> Response {
+        answer_with(status, headers, "")
+    }
+
+    fn answer_with(status: u16, headers: &[(&str, &str)], body: &str) -> Response {
         Response {
             status,
             headers: headers.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
-            body: Vec::new(),
+            body: body.as_bytes().to_vec(),
         }
     }
 
@@ -223,14 +371,48 @@ mod tests {
             Verdict::RateLimited(Some(Duration::from_secs(30))),
             "a secondary limit"
         );
-        assert_eq!(
-            classify(&answer(403, &[("x-ratelimit-remaining", "12")])),
-            Verdict::Credential
-        );
         assert_eq!(classify(&answer(401, &[])), Verdict::Credential);
         assert_eq!(classify(&answer(503, &[])), Verdict::Transient);
         assert_eq!(classify(&answer(408, &[])), Verdict::Transient);
         assert_eq!(classify(&answer(404, &[])), Verdict::Unexpected);
+    }
+
+    #[test]
+    fn a_secondary_rate_limit_without_headers_is_read_from_its_message_and_waits_a_minute() {
+        let body = r#"{"message":"You have exceeded a secondary rate limit. Please wait a few minutes before you try again.","documentation_url":"https://docs.github.com/rest/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits","status":"403"}"#;
+        assert_eq!(
+            classify(&answer_with(403, &[("x-ratelimit-remaining", "4990")], body)),
+            Verdict::RateLimited(Some(UNTIMED_RATE_LIMIT_WAIT))
+        );
+        let old = r#"{"message":"You have triggered an abuse detection mechanism. Please wait a few minutes."}"#;
+        assert_eq!(
+            classify(&answer_with(403, &[], old)),
+            Verdict::RateLimited(Some(UNTIMED_RATE_LIMIT_WAIT))
+        );
+        let doc_only = r#"{"documentation_url":"https://docs.github.com/rest/overview/rate-limits-for-the-rest-api"}"#;
+        assert!(matches!(
+            classify(&answer_with(403, &[], doc_only)),
+            Verdict::RateLimited(_)
+        ));
+    }
+
+    #[test]
+    fn an_ambiguous_403_is_forbidden_never_a_refused_credential() {
+        let sso = r#"{"message":"Resource protected by organization SAML enforcement. You must grant your Personal Access token access to this organization."}"#;
+        match classify(&answer_with(403, &[("x-ratelimit-remaining", "12")], sso)) {
+            Verdict::Forbidden(said) => assert!(said.starts_with("Resource protected by organization SAML")),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            classify(&answer(403, &[])),
+            Verdict::Forbidden("no reason given".into()),
+            "not even a body: still not a refused credential"
+        );
+        let html = format!("<html>{}</html>", "x".repeat(1_000));
+        match classify(&answer_with(403, &[], &html)) {
+            Verdict::Forbidden(said) => assert_eq!(said.chars().count(), MESSAGE_CHARS + 1, "cut short"),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

@@ -3,11 +3,20 @@
 //!
 //! A stream's cursor is one *watermark*: the newest value, among the items
 //! collected, of the field the listing is ordered or filtered by
-//! (`pushed_at`, `last_edited_time`, `day`). A run starts from the previous
+//! (`updated_at`, `last_edited_time`, `day`). A run starts from the previous
 //! run's watermark ([`Listing::since`]: the connector passes it to the
 //! provider, or the listing stops when it reaches it), walks every page, and
 //! checkpoints the newest watermark it emitted. Items the scope excludes do
 //! not move the watermark, so a later run with a wider scope still sees them.
+//!
+//! Where a provider's order or index is not strict, a [`Spec::lookback`]
+//! makes each run start that far *below* the previous watermark: an item
+//! that became visible late with an older time (a search index that lags, a
+//! day whose summary is revised, a `start_date` a provider treats as
+//! exclusive) is still inside the next run's window. Items in the window are
+//! read again and emitted again (upserts of the same record, harmless); the
+//! checkpoint never moves back. A full-refresh run has no cursor and reads
+//! everything.
 //!
 //! ```no_run
 //! use pdpp_provider::{Api, Entry, Listing, Order, Page, Spec, Stop, encode};
@@ -19,6 +28,7 @@
 //!     watermark: "/updated_at",
 //!     consent_time_field: Some("created_at"),
 //!     order: Order::Filtered,
+//!     lookback: 0,
 //!     max_pages: 2_000,
 //! };
 //!
@@ -45,7 +55,7 @@ use crate::stop::Stop;
 use crate::text::key_of;
 use pdpp_sdk::serde_json::Map;
 use pdpp_sdk::{Run, StreamScope, Value};
-use pdpp_types::parse_instant;
+use pdpp_types::{format_date, format_instant, parse_instant};
 use std::collections::HashSet;
 
 /// How a listing's order relates to the stream's cursor.
@@ -84,6 +94,11 @@ pub struct Spec {
     pub consent_time_field: Option<&'static str>,
     /// How the listing's order relates to the cursor.
     pub order: Order,
+    /// Seconds below the previous watermark each run starts reading from
+    /// (0: from the watermark itself), for providers whose ordering or
+    /// indexing is not strict. A date watermark (`YYYY-MM-DD`) moves back in
+    /// whole days.
+    pub lookback: u64,
     /// More pages than any real account has: a listing that goes on is
     /// broken, and fails the stream instead of looping.
     pub max_pages: usize,
@@ -171,12 +186,33 @@ pub fn latest(a: Option<String>, b: Option<&str>) -> Option<String> {
     }
 }
 
+/// `watermark` moved `seconds` earlier, in the watermark's own form: a date
+/// stays a date (`YYYY-MM-DD`), an instant becomes RFC 3339 UTC. A value
+/// that does not parse, or no lookback, is returned as it is.
+fn looked_back(watermark: &str, seconds: u64) -> String {
+    let Some(at) = parse_instant(watermark).filter(|_| seconds > 0) else {
+        return watermark.to_owned();
+    };
+    let from = at.saturating_sub((seconds as i64).saturating_mul(1_000));
+    if is_date(watermark) {
+        format_date(from)
+    } else {
+        format_instant(from)
+    }
+}
+
+/// `YYYY-MM-DD` alone, without a time of day.
+fn is_date(text: &str) -> bool {
+    text.len() == 10 && !text.contains('T')
+}
+
 /// One stream's incremental listing in progress. Start it, walk one or
 /// more listings, finish it.
 pub struct Listing<'r> {
     run: &'r mut Run,
     scope: StreamScope,
     spec: Spec,
+    /// Where this run reads from: the previous watermark less the lookback.
     since: Option<String>,
     newest: Option<String>,
     upserts: u64,
@@ -189,7 +225,7 @@ impl<'r> Listing<'r> {
     /// the start rather than failing every run).
     pub fn start(run: &'r mut Run, scope: &StreamScope, spec: Spec) -> Result<Self, Stop> {
         let cursor: Option<Value> = run.cursor(&scope.name)?;
-        let since = cursor
+        let watermark = cursor
             .as_ref()
             .and_then(|c| c.get(spec.cursor_field))
             .and_then(Value::as_str)
@@ -197,15 +233,16 @@ impl<'r> Listing<'r> {
         Ok(Listing {
             run,
             scope: scope.clone(),
-            newest: since.clone(),
-            since,
+            since: watermark.as_deref().map(|w| looked_back(w, spec.lookback)),
+            newest: watermark,
             spec,
             upserts: 0,
             deletes: 0,
         })
     }
 
-    /// The previous run's watermark, to pass to the provider as `since`.
+    /// Where this run reads from, to pass to the provider as `since`: the
+    /// previous run's watermark, less the spec's [`lookback`](Spec::lookback).
     pub fn since(&self) -> Option<&str> {
         self.since.as_deref()
     }
@@ -336,6 +373,7 @@ mod tests {
         watermark: "/at",
         consent_time_field: Some("created"),
         order: Order::NewestFirst,
+        lookback: 0,
         max_pages: 10,
     };
 
@@ -422,6 +460,64 @@ mod tests {
         ]];
         collect(&host, spec, listing).unwrap();
         assert_eq!(keys(&host.records("s")), ["3".into(), "2".into()]);
+    }
+
+    #[test]
+    fn a_lookback_reads_below_the_cursor_and_never_moves_the_checkpoint_back() {
+        // A search index that lags: item 1 became visible after the previous
+        // run, with an edit time 20 minutes older than that run's watermark.
+        let spec = Spec {
+            order: Order::NewestFirstRounded,
+            lookback: 3_600,
+            ..NEWEST_FIRST
+        };
+        let host = TestHost::new()
+            .stream("s")
+            .cursor("s", json!({ "last": "2026-01-02T12:00:00.000Z" }));
+        let listing = vec![
+            vec![item(3, "2026-01-02T12:30:00.000Z"), item(1, "2026-01-02T11:40:00.000Z")],
+            vec![item(2, "2026-01-02T11:00:00.000Z"), item(0, "2026-01-02T10:59:00.000Z")],
+            vec![item(9, "2026-01-01T00:00:00.000Z")],
+        ];
+        let mut run = host.run();
+        let scope = run.stream_scope("s").cloned().unwrap();
+        let l = Listing::start(&mut run, &scope, spec).unwrap();
+        assert_eq!(l.since(), Some("2026-01-02T11:00:00Z"), "an hour below the watermark");
+        drop(l);
+        host.finish(run, Ok(()));
+        collect(&host, spec, listing).unwrap();
+        assert_eq!(
+            keys(&host.records("s")),
+            ["3".into(), "1".into(), "2".into()],
+            "the late item and the window's own bound are read; the page past it is not"
+        );
+        assert_eq!(
+            host.checkpoint("s"),
+            Some(Some(json!({ "last": "2026-01-02T12:30:00.000Z" })))
+        );
+
+        let quiet = TestHost::new()
+            .stream("s")
+            .cursor("s", json!({ "last": "2026-01-02T12:00:00.000Z" }));
+        collect(&quiet, spec, vec![vec![item(1, "2026-01-02T11:40:00.000Z")]]).unwrap();
+        assert_eq!(
+            quiet.checkpoint("s"),
+            Some(Some(json!({ "last": "2026-01-02T12:00:00.000Z" }))),
+            "an item re-read in the window does not pull the watermark back"
+        );
+    }
+
+    #[test]
+    fn a_date_watermark_looks_back_in_whole_days_in_its_own_form() {
+        assert_eq!(looked_back("2026-01-13", 86_400), "2026-01-12");
+        assert_eq!(looked_back("2026-03-01", 86_400), "2026-02-28");
+        assert_eq!(looked_back("2026-01-13T00:00:00.000Z", 90), "2026-01-12T23:58:30Z");
+        assert_eq!(
+            looked_back("2026-01-13", 0),
+            "2026-01-13",
+            "no lookback: the text as it was"
+        );
+        assert_eq!(looked_back("not a time", 60), "not a time");
     }
 
     #[test]

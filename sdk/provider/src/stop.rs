@@ -3,6 +3,7 @@
 
 use pdpp_sdk::{Failure, Recovery, Run, Skip, StreamScope};
 use std::fmt;
+use std::time::Duration;
 
 /// Why one stream stopped early.
 #[derive(Clone, Debug, PartialEq)]
@@ -10,7 +11,16 @@ pub enum Stop {
     /// The run cannot go on (credential refused, egress refused, SDK error).
     Run(Failure),
     /// The provider's rate limit lasts longer than the connector may wait.
-    RateLimited(String),
+    RateLimited {
+        /// For people.
+        message: String,
+        /// How long the provider asked to wait, when it said.
+        retry_after: Option<Duration>,
+    },
+    /// The provider refused this stream's resource to an accepted
+    /// credential (a 403 that is not a rate limit): a permission, a scope,
+    /// an organisation's SSO. The owner has to look; the credential stands.
+    Forbidden(String),
     /// This stream could not be collected; its siblings still can.
     Stream(String),
 }
@@ -25,7 +35,7 @@ impl fmt::Display for Stop {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Stop::Run(failure) => write!(f, "{failure}"),
-            Stop::RateLimited(why) | Stop::Stream(why) => f.write_str(why),
+            Stop::RateLimited { message: why, .. } | Stop::Forbidden(why) | Stop::Stream(why) => f.write_str(why),
         }
     }
 }
@@ -74,16 +84,29 @@ impl Streams {
 
     /// Report how one stream ended. Only a run-wide stop is returned as an
     /// error (end the run with it); a rate limit becomes SKIP_RESULT
-    /// `rate_limited`, and a stream-scoped failure SKIP_RESULT
+    /// `rate_limited` (`retry_by_runtime`, with the provider's wait when it
+    /// named one), a forbidden resource SKIP_RESULT `forbidden`
+    /// (`manual_action_required`), and a stream-scoped failure SKIP_RESULT
     /// `stream_collection_failed`, remembered for [`finish`](Self::finish).
+    /// A skipped stream emits no checkpoint, so the next run reads it again
+    /// from its previous cursor.
     pub fn settle(&mut self, run: &mut Run, stream: &str, result: Result<(), Stop>) -> Result<(), Failure> {
         match result {
             Ok(()) => Ok(()),
             Err(Stop::Run(failure)) => Err(failure),
-            Err(Stop::RateLimited(message)) => run.skip(
-                Skip::stream(stream, "rate_limited")
+            Err(Stop::RateLimited { message, retry_after }) => {
+                let mut skip = Skip::stream(stream, "rate_limited")
                     .message(message)
-                    .recovery(Recovery::RetryByRuntime, Some(true)),
+                    .recovery(Recovery::RetryByRuntime, Some(true));
+                if let Some(wait) = retry_after {
+                    skip = skip.retry_after(wait);
+                }
+                run.skip(skip)
+            }
+            Err(Stop::Forbidden(message)) => run.skip(
+                Skip::stream(stream, "forbidden")
+                    .message(message)
+                    .recovery(Recovery::ManualActionRequired, Some(false)),
             ),
             Err(Stop::Stream(message)) => {
                 self.failed.push(stream.to_owned());
@@ -127,7 +150,7 @@ mod tests {
 
     #[test]
     fn a_stream_failure_is_skipped_and_fails_done_while_the_others_finish() {
-        let host = TestHost::new().stream("a").stream("b").stream("c");
+        let host = TestHost::new().stream("a").stream("b").stream("c").stream("d");
         let mut run = host.run();
         let mut streams = Streams::new();
         streams
@@ -142,14 +165,26 @@ mod tests {
             })
             .unwrap();
         streams
-            .collect(&mut run, "c", |_, _| Err(Stop::RateLimited("wait an hour".into())))
+            .collect(&mut run, "c", |_, _| {
+                Err(Stop::RateLimited {
+                    message: "wait an hour".into(),
+                    retry_after: Some(Duration::from_secs(3_600)),
+                })
+            })
+            .unwrap();
+        streams
+            .collect(&mut run, "d", |_, _| Err(Stop::Forbidden("SSO required".into())))
             .unwrap();
         streams
             .collect(&mut run, "not_in_scope", |_, _| {
                 panic!("a stream out of scope is not collected")
             })
             .unwrap();
-        assert_eq!(streams.failed(), ["b"]);
+        assert_eq!(
+            streams.failed(),
+            ["b"],
+            "neither a rate limit nor a forbidden stream fails the run"
+        );
         let done = host.finish(run, streams.finish());
         assert_eq!(done.status, DoneStatus::Failed);
         let error = done.error.unwrap();
@@ -164,9 +199,13 @@ mod tests {
             skips,
             [
                 (Some("b".into()), Some("stream_collection_failed".into())),
-                (Some("c".into()), Some("rate_limited".into()))
+                (Some("c".into()), Some("rate_limited".into())),
+                (Some("d".into()), Some("forbidden".into()))
             ]
         );
+        let skipped = host.skips();
+        assert_eq!(skipped[1].diagnostics, Some(json!({ "retry_after_seconds": 3_600 })));
+        assert_eq!(skipped[2].recovery, Some((Recovery::ManualActionRequired, Some(false))));
         assert!(host.checkpoint("a").is_some());
     }
 
@@ -176,7 +215,12 @@ mod tests {
         let mut run = host.run();
         let mut streams = Streams::new();
         streams
-            .collect(&mut run, "a", |_, _| Err(Stop::RateLimited("later".into())))
+            .collect(&mut run, "a", |_, _| {
+                Err(Stop::RateLimited {
+                    message: "later".into(),
+                    retry_after: None,
+                })
+            })
             .unwrap();
         let refused = Failure::new("refused").code("credential_rejected");
         let stopped = streams.collect(&mut run, "b", |_, _| Err(Stop::Run(refused.clone())));

@@ -14,7 +14,8 @@
 //! - [`vocabulary`]: the closed sets of names host and SDK both spell
 //!   ([`RecoveryAction`], [`DoneStatus`], [`CollectionMode`],
 //!   [`InteractionKind`], [`InteractionStatus`], [`RecordOp`]), with the exact
-//!   JSON spellings of the Collection Profile;
+//!   JSON spellings of the Collection Profile, and the one diagnostics key
+//!   both read ([`RETRY_AFTER_SECONDS`]);
 //! - [`conformance`]: the boundary cases both sides are tested against.
 //!
 //! What is *not* here: anything that needs wasm, wasmtime or wit-bindgen,
@@ -44,5 +45,6 @@ pub mod vocabulary;
 pub use origin::{InvalidOrigin, Origin};
 pub use time::{InvalidTimeRange, TimeRange, format_date, format_instant, parse_instant};
 pub use vocabulary::{
-    CollectionMode, DoneStatus, InteractionKind, InteractionStatus, RecordOp, RecoveryAction, RecoveryHint, UnknownName,
+    CollectionMode, DoneStatus, InteractionKind, InteractionStatus, RETRY_AFTER_SECONDS, RecordOp, RecoveryAction,
+    RecoveryHint, UnknownName,
 };

@@ -157,6 +157,13 @@ vocabulary! {
     }
 }
 
+/// The key of a SKIP_RESULT's `diagnostics` object that says how many
+/// seconds after the skip the provider allows the stream to be tried again
+/// (a rate limit's `Retry-After` or reset time). The SDK writes it
+/// (`Skip::retry_after`); the host reads it into the run's record of the
+/// streams left behind, from which setup status says when each is retried.
+pub const RETRY_AFTER_SECONDS: &str = "retry_after_seconds";
+
 /// A SKIP_RESULT's or DONE error's `recovery_hint`: the action, and whether
 /// the connector believes the same run could succeed if retried.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

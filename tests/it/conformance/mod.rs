@@ -9,6 +9,7 @@
 mod certified;
 mod interactions;
 mod persistence;
+mod reconcile;
 mod scope;
 mod start;
 mod violations;

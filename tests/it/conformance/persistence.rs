@@ -185,3 +185,41 @@ on_both_backends! {
         assert_eq!(run.failure_reason.as_deref(), Some("cpu_limit"));
     }
 }
+
+on_both_backends! {
+    /// The terminal event names the streams the run left behind (skipped,
+    /// or whose checkpoint was withheld), why, the recovery, and when the
+    /// provider allows a retry (`retry_after_seconds` after the run); every
+    /// SKIP_RESULT is a known gap of the run too.
+    async fn streams_left_behind_are_on_the_terminal_event_with_when_to_retry(t: TestDeployment) {
+        let limited = json!({ "type": "SKIP_RESULT", "stream": "b", "reason": "rate_limited", "message": "wait",
+                              "recovery_hint": { "action": "retry_by_runtime", "retryable": true },
+                              "diagnostics": { "retry_after_seconds": 120 } });
+        let forbidden = json!({ "type": "SKIP_RESULT", "stream": "c", "reason": "forbidden", "message": "SSO",
+                                "recovery_hint": "manual_action_required" });
+        let before = pdpp_host::store::now_ms();
+        let script = vec![state("a", json!({})), limited, forbidden, done()];
+        let p = play(&t, manifest(&["a", "b", "c"]), script).await;
+        assert!(p.out.succeeded(), "a skip is not a failure");
+        let ended: pdpp_host::store::RunEndEvent = serde_json::from_value(p.terminal().data.clone()).unwrap();
+        let behind: Vec<(&str, &str, p::RecoveryAction)> =
+            ended.streams_behind.iter().map(|b| (b.stream.as_str(), b.reason.as_str(), b.recovery)).collect();
+        assert_eq!(
+            behind,
+            [
+                ("b", "rate_limited", p::RecoveryAction::RetryByRuntime),
+                ("c", "forbidden", p::RecoveryAction::ManualActionRequired)
+            ]
+        );
+        let not_before = ended.streams_behind[0].retry_not_before.unwrap();
+        assert!(not_before >= before + 120_000, "the provider's wait counts from the run's end");
+        assert_eq!(ended.streams_behind[1].retry_not_before, None);
+        let gaps: Vec<(&str, Option<&str>)> = ended.known_gaps.iter().map(|g| (g.kind.as_str(), g.stream.as_deref())).collect();
+        assert_eq!(gaps, [("stream_skipped", Some("b")), ("stream_skipped", Some("c"))]);
+
+        // A run that failed as a whole lists no stream behind: its failure says it.
+        let p = play(&t, manifest(&["a", "b"]), vec![state("a", json!({})), failed(None)]).await;
+        let ended: pdpp_host::store::RunEndEvent = serde_json::from_value(p.terminal().data.clone()).unwrap();
+        assert!(ended.streams_behind.is_empty(), "{:?}", ended.streams_behind);
+    }
+}

@@ -4,10 +4,13 @@
 //! Each double is an axum server on 127.0.0.1 with its own thread and tokio
 //! runtime, so the blocking server tests never starve it. The connectors
 //! only know the real provider origins; the deployment's origin rewrite
-//! sends their requests here, so a double's pagination links point at the
-//! real origin too. Every double shares the gate below: a request log, a
-//! bearer-token check (401 for a revoked or unknown token) and injectable
-//! rate limits.
+//! sends their requests here. A double names its own origin (from the
+//! `Host` header) in absolute links, as a provider behind a gateway or a
+//! GitHub Enterprise host does, and the host maps them back to the declared
+//! origin before the connector sees them. Every double shares the gate
+//! below: a request log, a bearer-token check (401 for a revoked or unknown
+//! token) and injectable refusals (rate limits as each provider documents
+//! them, a forbidden resource).
 
 mod github;
 mod notion;
@@ -72,6 +75,13 @@ pub enum Limit {
     TooMany { retry_after: u64 },
     /// GitHub's style: 403 with `x-ratelimit-remaining: 0` and a reset time.
     Exhausted { reset_in: u64 },
+    /// GitHub's secondary rate limit as documented at its worst: 403 with
+    /// neither `Retry-After` nor `x-ratelimit-remaining: 0` (requests are
+    /// left in the primary quota), only the message saying so.
+    Secondary,
+    /// A 403 that is no rate limit: the token is good but may not read
+    /// this (GitHub's organisation SAML enforcement).
+    Forbidden,
 }
 
 struct Throttle {
@@ -169,6 +179,28 @@ async fn gate(State(ctl): State<Arc<Control>>, req: Request, next: Next) -> Resp
                     .into_response();
                 r.headers_mut().insert("x-ratelimit-remaining", HeaderValue::from(0));
                 r.headers_mut().insert("x-ratelimit-reset", HeaderValue::from(reset));
+                r
+            }
+            Limit::Secondary => {
+                let body = json!({
+                    "message": "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.",
+                    "documentation_url": "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits",
+                    "status": "403",
+                });
+                let mut r = (StatusCode::FORBIDDEN, axum::Json(body)).into_response();
+                r.headers_mut()
+                    .insert("x-ratelimit-remaining", HeaderValue::from(4_990));
+                r
+            }
+            Limit::Forbidden => {
+                let body = json!({
+                    "message": "Resource protected by organization SAML enforcement. You must grant your Personal Access token access to this organization.",
+                    "documentation_url": "https://docs.github.com/articles/authenticating-to-a-github-organization-with-saml-single-sign-on/",
+                    "status": "403",
+                });
+                let mut r = (StatusCode::FORBIDDEN, axum::Json(body)).into_response();
+                r.headers_mut()
+                    .insert("x-ratelimit-remaining", HeaderValue::from(4_990));
                 r
             }
         };
@@ -416,7 +448,36 @@ pub fn assert_probe_rejects(s: &Server, connector: &str, token: &str) {
 pub fn start_run(s: &Server, connection: &str) -> String {
     let (status, started) = s.owner("POST", &format!("/v1/connections/{connection}/runs"), None);
     assert_eq!(status, 202, "{started}");
+    assert_eq!(started["collection_mode"], "incremental", "{started}");
     started["run_id"].as_str().unwrap().to_owned()
+}
+
+/// Start a full-refresh run through the owner API (`{"mode": "full_refresh"}`)
+/// and wait for it; the run object.
+pub fn full_refresh(s: &Server, connection: &str) -> Value {
+    let (status, started) = s.owner(
+        "POST",
+        &format!("/v1/connections/{connection}/runs"),
+        Some(json!({ "mode": "full_refresh" })),
+    );
+    assert_eq!(status, 202, "{started}");
+    assert_eq!(started["collection_mode"], "full_refresh", "{started}");
+    let run = s.wait_run(started["run_id"].as_str().unwrap());
+    assert_eq!(run["collection_mode"], "full_refresh", "{run}");
+    run
+}
+
+/// The events of a run's timeline of one kind.
+pub fn events_of(s: &Server, run_id: &str, kind: &str) -> Vec<Value> {
+    let (status, detail) = s.owner("GET", &format!("/v1/runs/{run_id}"), None);
+    assert_eq!(status, 200, "{detail}");
+    detail["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == kind)
+        .map(|e| e["data"].clone())
+        .collect()
 }
 
 /// Every record of a stream, following the API's pagination.

@@ -1,6 +1,8 @@
 //! The Notion double (`GET /v1/users/me`, `POST /v1/search` with
-//! `start_cursor`/`next_cursor`, a required `Notion-Version`, archived
-//! objects) and the connector's tests.
+//! `start_cursor`/`next_cursor`, a required `Notion-Version`) and the
+//! connector's tests. As Notion documents, search leaves trashed objects
+//! out, and its index lags: an object edited or shared a moment ago may
+//! show up in search only later, with its older edit time.
 
 use super::*;
 use crate::server_on_both_backends;
@@ -15,8 +17,10 @@ const API: &str = "https://api.notion.com";
 const PAGE: usize = 4;
 
 pub struct Notion {
-    /// Pages and databases together, as search sees them.
+    /// Pages and databases together, trashed ones included.
     objects: Vec<Value>,
+    /// Ids of objects the search index has not caught up with yet.
+    unindexed: Vec<String>,
     /// Page 2 of database results names itself as the next page.
     pub loop_databases: bool,
     clock: u32,
@@ -62,20 +66,41 @@ impl Notion {
         objects.extend((0..10).map(|i| database(i, i + 1)));
         Notion {
             objects,
+            unindexed: Vec::new(),
             loop_databases: false,
             clock: 100,
         }
     }
 
-    /// A new page and a new database, and page 5 archived (edited now).
+    /// A new page and a new database, edited now.
     pub fn edit(&mut self) {
         self.clock += 1;
         let t = self.clock;
         self.objects.push(page(100 + t, t, false));
         self.objects.push(database(100 + t, t));
-        let archived = self.objects.iter_mut().find(|o| o["id"] == "page-0005").unwrap();
-        archived["archived"] = json!(true);
-        archived["last_edited_time"] = json!(ts(t + 1));
+    }
+
+    /// Move an object to the trash (edited now): search no longer returns it.
+    pub fn trash(&mut self, id: &str) {
+        self.clock += 1;
+        let edited = ts(self.clock);
+        let object = self.objects.iter_mut().find(|o| o["id"] == id).unwrap();
+        object["in_trash"] = json!(true);
+        object["archived"] = json!(true);
+        object["last_edited_time"] = json!(edited);
+    }
+
+    /// A page edited at `edited` that search does not return yet.
+    pub fn add_unindexed_page(&mut self, i: u32, edited: &str) {
+        let mut p = page(i, 0, false);
+        p["last_edited_time"] = json!(edited);
+        self.unindexed.push(p["id"].as_str().unwrap().to_owned());
+        self.objects.push(p);
+    }
+
+    /// The search index catches up with every object.
+    pub fn index(&mut self) {
+        self.unindexed.clear();
     }
 }
 
@@ -117,6 +142,8 @@ async fn search(State(d): Data, headers: HeaderMap, body: String) -> Response {
             .objects
             .iter()
             .filter(|o| o["object"] == kind.as_str())
+            .filter(|o| o["in_trash"] != true && o["archived"] != true)
+            .filter(|o| !d.unindexed.iter().any(|id| o["id"] == id.as_str()))
             .cloned()
             .collect();
         (items, d.loop_databases)
@@ -167,14 +194,14 @@ fn searches(double: &Double<Notion>, kind: &str) -> Vec<Value> {
 
 server_on_both_backends! {
     /// Static-secret setup: the probe reads `/v1/users/me`, the first sync
-    /// pages through search (after a 429 with Retry-After), archived pages
+    /// pages through search (after a 429 with Retry-After), trashed pages
     /// never show up, and the connection becomes active.
     fn notion_setup_probes_the_token_and_the_first_sync_makes_pages_and_databases_readable(b: Backend) {
         let double = start(Notion::seeded());
         double.ctl.throttle("/v1/search", 1, Limit::TooMany { retry_after: 1 });
         let e2e = E2e { connector: "notion", double: &double, token: TOKEN, backend: b };
         let (s, id) = e2e.first_sync(BOT_ID, &[("pages", 11), ("databases", 10)]);
-        assert_eq!(searches(&double, "page").len(), 4, "13 pages in pages of 4");
+        assert_eq!(searches(&double, "page").len(), 3, "11 pages in search (2 are in the trash) in pages of 4");
         assert_eq!(searches(&double, "database").len(), 3);
         assert_eq!(double.ctl.requests_to("/v1/search")[0].status, 429);
         let page = records(&s, &id, "pages").into_iter().find(|r| r["key"] == "page-0001").unwrap();
@@ -186,29 +213,83 @@ server_on_both_backends! {
 }
 
 server_on_both_backends! {
-    /// The second run reads search newest edit first and stops at the
-    /// committed `last_edited_time`: one request per object type. A page
-    /// archived since then is deleted from the owner's copy.
-    fn notion_second_run_reads_only_what_was_edited_since_and_archived_pages_become_deletions(b: Backend) {
+    /// The second run reads search newest edit first and stops an hour below
+    /// the committed `last_edited_time`: one request per object type. Search
+    /// leaves a page trashed since then out, so an incremental run keeps it;
+    /// the next full refresh (started through the owner API) reads all of
+    /// search and the host deletes the page search no longer returns.
+    fn notion_page_trashed_upstream_is_deleted_by_the_next_full_refresh(b: Backend) {
         let double = start(Notion::seeded());
         let e2e = E2e { connector: "notion", double: &double, token: TOKEN, backend: b };
         let (s, id) = e2e.first_sync(BOT_ID, &[("pages", 11), ("databases", 10)]);
         assert!(keys(&s, &id, "pages").contains(&"page-0005".to_owned()));
         double.data.lock().unwrap().edit();
+        double.data.lock().unwrap().trash("page-0005");
         double.ctl.clear_log();
         let run = s.wait_run(&start_run(&s, &id));
         assert_eq!(run["status"], "succeeded", "{run}");
         for kind in ["page", "database"] {
             let asked = searches(&double, kind);
-            assert_eq!(asked.len(), 1, "{kind}: the first page reaches the cursor: {asked:?}");
+            assert_eq!(asked.len(), 1, "{kind}: the first page reaches the lookback window: {asked:?}");
             assert!(asked[0].get("start_cursor").is_none());
         }
         let pages = keys(&s, &id, "pages");
-        assert!(!pages.contains(&"page-0005".to_owned()), "the archived page was deleted");
         assert!(pages.contains(&"page-0201".to_owned()), "the new page arrived");
+        assert!(pages.contains(&"page-0005".to_owned()), "search never shows the trashed page to an incremental run");
+
+        let run = full_refresh(&s, &id);
+        assert_eq!(run["status"], "succeeded", "{run}");
+        let pages = keys(&s, &id, "pages");
+        assert!(!pages.contains(&"page-0005".to_owned()), "the trashed page was deleted");
         assert_eq!(pages.len(), 11);
-        assert_eq!(records(&s, &id, "databases").len(), 11);
+        assert_eq!(records(&s, &id, "databases").len(), 11, "nothing else went");
+        let reconciled = &events_of(&s, run["run_id"].as_str().unwrap(), "run.reconciled")[0];
+        assert_eq!(
+            reconciled["streams"],
+            json!([{ "stream": "pages", "records_deleted": 1 }, { "stream": "databases", "records_deleted": 0 }])
+        );
     }
+}
+
+#[tokio::test]
+async fn notion_page_indexed_late_within_the_lookback_is_collected_by_the_next_run() {
+    let mut data = Notion::seeded();
+    // Edited 20 minutes before the newest edit (13:00), indexed only after
+    // the first run; another one edited two hours before, indexed late too.
+    data.add_unindexed_page(50, "2026-01-01T12:40:00.000Z");
+    data.add_unindexed_page(51, "2026-01-01T11:00:00.000Z");
+    let double = start(data);
+    let (out, t) = run_against("notion", &double, TOKEN, BTreeMap::new()).await;
+    assert_eq!(out.status, DoneStatus::Succeeded, "{:?}", out.message);
+    assert!(
+        !t.records().iter().any(|r| r.key == json!("page-0050")),
+        "not indexed yet"
+    );
+    let state: BTreeMap<String, Value> = out.commit.unwrap().into_iter().collect();
+    assert_eq!(state["pages"]["last_edited_time"], ts(13));
+
+    double.data.lock().unwrap().index();
+    let (out, t) = run_against("notion", &double, TOKEN, state).await;
+    assert_eq!(out.status, DoneStatus::Succeeded, "{:?}", out.message);
+    let pages: Vec<String> = t
+        .records()
+        .into_iter()
+        .filter(|r| r.stream == "pages")
+        .map(|r| r.key.as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        pages.contains(&"page-0050".to_owned()),
+        "inside the hour below the cursor: {pages:?}"
+    );
+    assert!(
+        !pages.contains(&"page-0051".to_owned()),
+        "older than the lookback: left to the next full refresh ({pages:?})"
+    );
+    assert_eq!(
+        out.commit.unwrap()["pages"]["last_edited_time"],
+        ts(13),
+        "the checkpoint does not move back"
+    );
 }
 
 server_on_both_backends! {

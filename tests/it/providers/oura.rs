@@ -1,5 +1,7 @@
 //! The Oura double (`personal_info`, `sleep`, `daily_readiness`,
-//! `daily_activity` with `start_date` and `next_token`) and the connector's tests.
+//! `daily_activity` with `start_date` and `next_token`) and the connector's
+//! tests. People who tested live accounts report that some collections
+//! treat `start_date` as exclusive; the double can too, per collection.
 
 use super::*;
 use crate::server_on_both_backends;
@@ -18,6 +20,8 @@ pub struct Oura {
     items: HashMap<&'static str, Vec<Value>>,
     /// `daily_activity` hands out the same next_token again on page 2.
     pub loop_activity: bool,
+    /// Collections whose `start_date` is exclusive (items after that day).
+    pub exclusive_start: Vec<&'static str>,
     /// How many days the account has.
     days: u32,
 }
@@ -59,6 +63,7 @@ impl Oura {
         let mut oura = Oura {
             items: HashMap::new(),
             loop_activity: false,
+            exclusive_start: Vec::new(),
             days: 0,
         };
         for _ in 0..14 {
@@ -74,6 +79,18 @@ impl Oura {
         }
         self.days += 1;
     }
+
+    /// Oura revises day `n`'s activity (the day was not over yet).
+    pub fn revise_activity(&mut self, n: u32, steps: u64) {
+        let items = self.items.get_mut("daily_activity").unwrap();
+        let item = items.iter_mut().find(|i| i["day"] == day(n)).unwrap();
+        item["steps"] = json!(steps);
+    }
+
+    /// Oura no longer has day `n` of `collection` (a sleep period removed).
+    pub fn remove(&mut self, collection: &str, n: u32) {
+        self.items.get_mut(collection).unwrap().retain(|i| i["day"] != day(n));
+    }
 }
 
 type Data = State<Arc<Mutex<Oura>>>;
@@ -87,12 +104,16 @@ async fn personal_info() -> Response {
 }
 
 async fn collection(State(d): Data, Path(name): Path<String>, Query(q): Query<HashMap<String, String>>) -> Response {
-    let (items, looping) = {
+    let (items, looping, exclusive) = {
         let d = d.lock().unwrap();
         let Some(items) = d.items.get(name.as_str()) else {
             return json_with(StatusCode::NOT_FOUND, &[], json!({ "detail": "Not Found" }));
         };
-        (items.clone(), d.loop_activity)
+        (
+            items.clone(),
+            d.loop_activity,
+            d.exclusive_start.contains(&name.as_str()),
+        )
     };
     let Some(start) = q.get("start_date") else {
         return json_with(
@@ -103,7 +124,11 @@ async fn collection(State(d): Data, Path(name): Path<String>, Query(q): Query<Ha
     };
     let items: Vec<Value> = items
         .into_iter()
-        .filter(|i| i["day"].as_str() >= Some(start.as_str()))
+        .filter(|i| match i["day"].as_str() {
+            Some(d) if exclusive => d > start.as_str(),
+            Some(d) => d >= start.as_str(),
+            None => false,
+        })
         .collect();
     // Tokens are opaque to the client; here they are `t<offset>`.
     let offset: usize = q
@@ -157,12 +182,17 @@ server_on_both_backends! {
 }
 
 server_on_both_backends! {
-    /// The second run asks each collection from the last day collected
-    /// (that day again, since Oura revises it), so one page is enough.
-    fn oura_second_run_starts_each_collection_at_the_committed_day(b: Backend) {
-        let double = start(Oura::seeded());
+    /// The second run asks each collection from the day before the last day
+    /// collected, so the committed day is read again whether Oura's
+    /// `start_date` is inclusive or (here, for activity) exclusive: a revision
+    /// of that day, made after the first run, arrives. One page is enough.
+    fn oura_second_run_reads_the_committed_day_again_even_where_start_date_is_exclusive(b: Backend) {
+        let mut data = Oura::seeded();
+        data.exclusive_start = vec!["daily_activity"];
+        let double = start(data);
         let e2e = E2e { connector: "oura", double: &double, token: TOKEN, backend: b };
         let (s, id) = e2e.first_sync(USER_ID, &[("sleep", 14), ("readiness", 14), ("activity", 14)]);
+        double.data.lock().unwrap().revise_activity(13, 12_345);
         double.data.lock().unwrap().add_day();
         double.ctl.clear_log();
         let run = s.wait_run(&start_run(&s, &id));
@@ -170,11 +200,40 @@ server_on_both_backends! {
         for c in COLLECTIONS {
             let asked = double.ctl.requests_to(&path(c));
             assert_eq!(asked.len(), 1, "{c}: {asked:?}");
-            assert_eq!(asked[0].param("start_date"), Some(day(13)), "{c} starts at the committed day");
+            assert_eq!(asked[0].param("start_date"), Some(day(12)), "{c} starts the day before the committed day");
         }
         for stream in ["sleep", "readiness", "activity"] {
             assert_eq!(records(&s, &id, stream).len(), 15, "{stream}");
         }
+        let revised = records(&s, &id, "activity").into_iter().find(|r| r["key"] == format!("activity-{}", day(13))).unwrap();
+        assert_eq!(revised["data"]["steps"], 12_345, "the committed day's revision arrived");
+    }
+}
+
+server_on_both_backends! {
+    /// A sleep period Oura no longer returns stays after an incremental run
+    /// and is deleted by a full refresh started through the owner API; the
+    /// other collections keep everything.
+    fn oura_full_refresh_deletes_a_sleep_period_oura_no_longer_returns(b: Backend) {
+        let double = start(Oura::seeded());
+        let e2e = E2e { connector: "oura", double: &double, token: TOKEN, backend: b };
+        let (s, id) = e2e.first_sync(USER_ID, &[("sleep", 14), ("readiness", 14), ("activity", 14)]);
+        double.data.lock().unwrap().remove("sleep", 3);
+        let gone = format!("sleep-{}", day(3));
+        assert_eq!(s.wait_run(&start_run(&s, &id))["status"], "succeeded");
+        assert!(keys(&s, &id, "sleep").contains(&gone));
+        double.ctl.clear_log();
+        let run = full_refresh(&s, &id);
+        assert_eq!(run["status"], "succeeded", "{run}");
+        assert_eq!(
+            double.ctl.requests_to(&path("sleep"))[0].param("start_date").as_deref(),
+            Some("2015-01-01"),
+            "a full refresh reads the whole history"
+        );
+        assert!(!keys(&s, &id, "sleep").contains(&gone));
+        assert_eq!(records(&s, &id, "sleep").len(), 13);
+        assert_eq!(records(&s, &id, "readiness").len(), 14);
+        assert_eq!(records(&s, &id, "activity").len(), 14);
     }
 }
 
@@ -210,7 +269,7 @@ async fn oura_looping_next_token_fails_only_activity_and_siblings_keep_their_che
 }
 
 #[tokio::test]
-async fn oura_run_resumes_from_prior_state_with_start_date_set_to_the_last_day() {
+async fn oura_run_resumes_from_prior_state_with_start_date_a_day_before_the_last_day() {
     let double = start(Oura::seeded());
     let state: BTreeMap<String, Value> = [("sleep".to_owned(), json!({ "last_day": day(10) }))]
         .into_iter()
@@ -218,7 +277,12 @@ async fn oura_run_resumes_from_prior_state_with_start_date_set_to_the_last_day()
     let (out, t) = run_against("oura", &double, TOKEN, state).await;
     assert_eq!(out.status, DoneStatus::Succeeded, "{:?}", out.message);
     let sleep = double.ctl.requests_to(&path("sleep"));
-    assert_eq!(sleep[0].param("start_date"), Some(day(10)));
+    assert_eq!(
+        sleep[0].param("start_date"),
+        Some(day(9)),
+        "the day before the committed day"
+    );
     let emitted = t.records().into_iter().filter(|r| r.stream == "sleep").count();
-    assert_eq!(emitted, 4, "days 10 to 13");
+    assert_eq!(emitted, 5, "days 9 to 13");
+    assert_eq!(out.commit.unwrap()["sleep"]["last_day"], day(13));
 }

@@ -397,6 +397,7 @@ impl WasiHttpHooks for HttpHooks {
                 Ok(addrs) => addrs[0],
                 Err(refusal) => return Err(fail(refusal.reason(), refusal_error(&refusal))),
             };
+            let rewritten = route.rewritten;
             let target = route.target;
             let tcp = match tokio::time::timeout(connect_timeout, tokio::net::TcpStream::connect(addr)).await {
                 Ok(Ok(s)) => s,
@@ -482,6 +483,10 @@ impl WasiHttpHooks for HttpHooks {
                 s.bytes_out = bytes_out;
                 l.requests.push(s);
             }
+            let mut parts = parts;
+            if rewritten {
+                declared_origin_links(&policy, &mut parts.headers);
+            }
             let body = http_body_util::Full::new(Bytes::from(bytes))
                 .map_err(|never| match never {})
                 .boxed_unsync();
@@ -491,6 +496,45 @@ impl WasiHttpHooks for HttpHooks {
                 Box::new(async { Ok(()) }) as Box<dyn Future<Output = Result<(), HttpError>> + Send>,
             ))
         })
+    }
+}
+
+/// A rewritten origin's redirects and pagination links name the rewrite
+/// target (a gateway, a GitHub Enterprise host, a test double); the guest
+/// asked for the declared origin and only that one is allowed, so
+/// `Location`, `Content-Location` and `Link` are mapped back to it before
+/// the guest sees them (the egress policy's reverse rewrite). Other headers
+/// and the body are left as the server sent them.
+fn declared_origin_links(policy: &EgressPolicy, headers: &mut http::HeaderMap) {
+    for name in [
+        http::header::LOCATION,
+        http::header::CONTENT_LOCATION,
+        http::header::LINK,
+    ] {
+        let values: Vec<http::HeaderValue> = headers.get_all(&name).iter().cloned().collect();
+        if values.is_empty() {
+            continue;
+        }
+        let rewrites = policy.rewrites();
+        let mapped: Vec<http::HeaderValue> = values
+            .iter()
+            .map(|v| {
+                let text = v.to_str().ok();
+                let back = text.and_then(|t| {
+                    if name == http::header::LINK {
+                        rewrites.reverse_link(t)
+                    } else {
+                        rewrites.reverse_url(t)
+                    }
+                });
+                back.and_then(|b| http::HeaderValue::from_str(&b).ok())
+                    .unwrap_or_else(|| v.clone())
+            })
+            .collect();
+        headers.remove(&name);
+        for v in mapped {
+            headers.append(&name, v);
+        }
     }
 }
 
@@ -625,6 +669,46 @@ mod tests {
         );
         assert_eq!((s.status, s.secret_used, s.refused.as_deref()), (Some(200), true, None));
         assert_eq!(usage.bytes_in, 2);
+    }
+
+    #[test]
+    fn a_rewritten_origins_redirects_and_links_name_the_declared_origin() {
+        let policy = EgressPolicy::new(
+            Allowlist::parse(["https://api.example.com"]),
+            Arc::new(EgressConfig {
+                rewrites: vec![(
+                    Origin::parse("https://api.example.com").unwrap(),
+                    Origin::parse("http://127.0.0.1:5555").unwrap(),
+                )],
+                ..EgressConfig::default()
+            }),
+        );
+        let mut headers = http::HeaderMap::new();
+        headers.insert(http::header::LOCATION, "http://127.0.0.1:5555/v1/me".parse().unwrap());
+        headers.append(
+            http::header::LINK,
+            r#"<http://127.0.0.1:5555/items?page=2>; rel="next""#.parse().unwrap(),
+        );
+        headers.append(http::header::LINK, r#"</items?page=1>; rel="first""#.parse().unwrap());
+        headers.insert("x-other", "http://127.0.0.1:5555/kept".parse().unwrap());
+        declared_origin_links(&policy, &mut headers);
+        assert_eq!(headers[http::header::LOCATION], "https://api.example.com/v1/me");
+        let links: Vec<&str> = headers
+            .get_all(http::header::LINK)
+            .iter()
+            .map(|v| v.to_str().unwrap())
+            .collect();
+        assert_eq!(
+            links,
+            [
+                r#"<https://api.example.com/items?page=2>; rel="next""#,
+                r#"</items?page=1>; rel="first""#
+            ]
+        );
+        assert_eq!(
+            headers["x-other"], "http://127.0.0.1:5555/kept",
+            "only URL headers are mapped"
+        );
     }
 
     #[tokio::test]
