@@ -5,7 +5,11 @@
 # (tombstones, upstream blocks), and starts the host with its embedded
 # defaults: SQLite and the vault key in .pdpp/data, the owner API on
 # 127.0.0.1:8787. On first start it prints the owner token once; then follow
-# docs/quickstart.md. Extra arguments go to `pdpp-host serve`.
+# docs/quickstart.md. The browser demo connector's reading-list site runs
+# alongside on a loopback port (its origin rewritten there through
+# .pdpp/demo.toml), so a browser-demo connection works when Chromium is
+# installed (scripts/browser-demo.sh installs it). Extra arguments go to
+# `pdpp-host serve`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,11 +21,11 @@ for dir in connectors/*/; do
 done
 target="${CARGO_TARGET_DIR:-target}"
 cargo build --locked --release --target wasm32-wasip2 $(printf -- '-p %s ' "${connectors[@]}") >&2
-cargo build --locked -q -p pdpp-host >&2
+cargo build --locked -q -p pdpp-host -p browser-demo-site >&2
 host="$target/debug/pdpp-host"
 mkdir -p .pdpp/plugins
 for name in "${connectors[@]}"; do
-  "$host" plugins pack --wasm "$target/wasm32-wasip2/release/$name.wasm" \
+  "$host" plugins pack --wasm "$target/wasm32-wasip2/release/${name//-/_}.wasm" \
     --manifest "manifests/$name.json" --out ".pdpp/plugins/$name.wasm" >&2
 done
 for manifest in manifests/*.json; do
@@ -30,4 +34,16 @@ for manifest in manifests/*.json; do
     cp "$manifest" ".pdpp/plugins/$name.json"
   fi
 done
-exec "$host" serve --data-dir .pdpp/data --plugin-dir .pdpp/plugins "$@"
+site_out=$(mktemp)
+"$target/debug/browser-demo-site" >"$site_out" &
+site=$!
+trap 'kill "$site" 2>/dev/null || true; rm -f "$site_out"' EXIT
+until [ -s "$site_out" ]; do sleep 0.1; done
+cat >.pdpp/demo.toml <<TOML
+# Written by scripts/demo.sh: the browser demo's site on loopback.
+[egress]
+allow_loopback_for_rewrites = true
+[egress.rewrites]
+"https://books.example" = "$(head -n 1 "$site_out")"
+TOML
+"$host" serve --config .pdpp/demo.toml --data-dir .pdpp/data --plugin-dir .pdpp/plugins "$@"

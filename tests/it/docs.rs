@@ -118,3 +118,41 @@ fn every_test_cited_in_the_docs_exists() {
         missing.join("\n")
     );
 }
+
+/// A manifest's recorded proof (`capabilities.proven.<what>.test`) unlocks
+/// setup (a proof-gated modality, the ephemeral browser mode): it must name
+/// an integration test that exists, or the claim is backed by nothing.
+#[test]
+fn every_recorded_proof_names_a_test_that_exists() {
+    let ws = workspace();
+    let it = ws.join("tests/it");
+    let mut manifests: Vec<PathBuf> = std::fs::read_dir(ws.join("manifests"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    for guest in std::fs::read_dir(ws.join("tests/guests")).unwrap() {
+        manifests.extend(std::fs::read_dir(guest.unwrap().path()).unwrap().map(|e| e.unwrap().path()));
+    }
+    let mut checked = 0;
+    for path in manifests.iter().filter(|p| p.extension().is_some_and(|e| e == "json")) {
+        let doc: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let Some(proven) = doc.pointer("/capabilities/proven").and_then(|p| p.as_object()) else {
+            continue;
+        };
+        for (what, proof) in proven {
+            if proof["proven"] != serde_json::Value::Bool(true) {
+                continue;
+            }
+            // Live proofs against the real provider cite a date, not a test.
+            let Some(test) = proof["test"].as_str() else {
+                assert!(what.ends_with("_live"), "{}: proof {what} names no test", path.display());
+                continue;
+            };
+            checked += 1;
+            let parts: Vec<&str> = test.split("::").collect();
+            let exists = integration_source(&it, &parts).is_some_and(|s| defines(&s, parts[parts.len() - 1]));
+            assert!(exists, "{}: proof {what} names {test}, which does not exist", path.display());
+        }
+    }
+    assert!(checked >= 4, "the browser proofs were found: {checked}");
+}

@@ -46,6 +46,8 @@ fn guest_dir() -> &'static PathBuf {
                 "notion",
                 "-p",
                 "oura",
+                "-p",
+                "browser-demo",
                 "--target-dir",
             ])
             .arg(&target)

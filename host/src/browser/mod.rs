@@ -33,7 +33,7 @@ pub mod session;
 
 pub use error::{BrowserError, Operation, ProfileError, ReadRefusal, Refusal};
 pub use policy::{BrowserEgressPolicy, Origin};
-pub use process::{ProcessMemory, Sweep, live_browser_processes, sweep_orphans};
+pub use process::{ProcessMemory, Sweep, live_browser_processes, live_browser_processes_of, sweep_orphans};
 pub use profile::{PROFILE_PURPOSE, ProfileArchive, SealedProfile};
 pub use proxy::BrowserRequest;
 pub use service::{BrowserConfig, BrowserLimits, BrowserService, SessionSpec};

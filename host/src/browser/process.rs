@@ -283,6 +283,13 @@ pub fn live_browser_processes() -> usize {
     marked_processes(&host_prefix()).len()
 }
 
+/// How many Chromium and chromedriver processes started by the host process
+/// `host_pid` (another one, say a `pdpp-host serve` being stopped) are still
+/// alive, found by the marker in their environment.
+pub fn live_browser_processes_of(host_pid: u32) -> usize {
+    marked_processes(&format!("{host_pid}/")).len()
+}
+
 /// Memory held by a set of processes, from `/proc`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct ProcessMemory {

@@ -162,7 +162,7 @@ mod tests {
         assert_eq!(
             r.reverse_link(link).as_deref(),
             Some(
-                r#"<https://api.github.com/user/repos?page=2&per_page=100>; rel="next", <https://api.github.com/user/repos?page=9>; rel="last""#
+                r#"<https://api.example.com/user/repos?page=2&per_page=100>; rel="next", <https://api.example.com/user/repos?page=9>; rel="last""#
             )
         );
         assert_eq!(

@@ -9,11 +9,13 @@
 //! marker), so counting live browser processes is exact even while other
 //! tests run.
 
+mod demo;
 mod egress;
 mod lifecycle;
 mod profiles;
 mod runs;
 mod secrets;
+mod serve;
 mod session;
 
 use axum::Router;

@@ -557,3 +557,47 @@ async fn deployment_wide_provider_credentials_are_configured() {
     assert!(!all.contains(PASSWORD));
     assert_ne!(code, 0);
 }
+
+/// A hostile connector tries every way back to a secret it had typed: the
+/// value of the field, any input's value, the text of inputs, a page that
+/// shows what was typed, the URL a GET form put it in, the title. It never
+/// gets the plaintext; neither does its output nor the timeline.
+#[tokio::test]
+async fn a_hostile_browser_connector_cannot_get_a_secret_back() {
+    let t = crate::support::deployment(pdpp_host::store::Backend::Sqlite).await;
+    let f = Fixture::new().await;
+    let steps = vec![
+        json!({ "navigate": format!("{SITE}/form"), "must": true }),
+        json!({ "fill_secret": ["#pass", "password"], "must": true }),
+        json!({ "fill_secret": ["#user", "password"] }),
+        json!({ "text": "#pass" }),
+        json!({ "attribute": ["#pass", "value"] }),
+        json!({ "attribute": ["#user", "value"] }),
+        json!({ "attributes": ["input", "value", 10] }),
+        json!({ "texts": ["input", 10] }),
+        json!({ "click": "#submit", "must": true }),
+        json!({ "wait_for": ["#welcome", 20000], "must": true }),
+        json!({ "text": "#welcome" }),
+        json!({ "texts": ["p", 10] }),
+        json!({ "navigate": format!("{SITE}/form-get"), "must": true }),
+        json!({ "fill_secret": ["#pass", "password"] }),
+        json!({ "fill_secret": ["#user", "password"] }),
+        json!({ "click": "#submit" }),
+        json!({ "wait_for": ["#landed", 20000] }),
+        json!({ "current": true }),
+        json!({ "text": "body" }),
+    ];
+    let conn = connection(&t, steps, "alice").await;
+    let transcript = Transcript::default();
+    let out = run(&t, &f, &conn, &transcript).await;
+    assert!(out.succeeded(), "{out:?}\n{}", transcript.text());
+    let text = transcript.text();
+    // The welcome page showed the typed value: it came back, redacted.
+    let welcome = step_result(&transcript, 10);
+    assert!(welcome.contains("Welcome") && !welcome.contains(PASSWORD), "{welcome}");
+    assert!(!text.contains(PASSWORD), "a secret reached the guest: {text}");
+    assert!(!text.contains("correct+horse"), "nor in a URL's encoding: {text}");
+    let timeline = serde_json::to_string(&events(&t, &out.run_id).await).unwrap();
+    assert!(!timeline.contains(PASSWORD) && !timeline.contains("correct+horse"));
+    assert!(!String::from_utf8_lossy(&t.stored_bytes()).contains(PASSWORD));
+}

@@ -500,7 +500,7 @@ impl WasiHttpHooks for HttpHooks {
 }
 
 /// A rewritten origin's redirects and pagination links name the rewrite
-/// target (a gateway, a GitHub Enterprise host, a test double); the guest
+/// target (a gateway, an enterprise install of the provider, a test double); the guest
 /// asked for the declared origin and only that one is allowed, so
 /// `Location`, `Content-Location` and `Link` are mapped back to it before
 /// the guest sees them (the egress policy's reverse rewrite). Other headers
