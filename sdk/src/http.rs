@@ -56,8 +56,13 @@ pub enum HttpError {
     /// The host refused the request (origin not allowed, address blocked,
     /// request budget spent, response too large…).
     Refused(String),
-    /// The request failed on the way (connection, timeout, TLS…).
+    /// The request failed on the way and may succeed later (a refused or
+    /// reset connection, a timeout…). Worth a retry.
     Transport(String),
+    /// The provider cannot be reached at all and retrying will not change
+    /// that soon: its name does not resolve, its address is unroutable, its
+    /// TLS certificate is not accepted. Never retried.
+    Unreachable(String),
     /// A response with a status the caller treats as an error.
     Status {
         /// The HTTP status.
@@ -73,7 +78,8 @@ impl std::fmt::Display for HttpError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             HttpError::Refused(why) => write!(f, "the host refused the request: {why}"),
-            HttpError::Transport(why) => write!(f, "the request failed: {why}"),
+            HttpError::Transport(why) => write!(f, "the request failed on the way: {why}"),
+            HttpError::Unreachable(why) => write!(f, "{why}"),
             HttpError::Status { status, .. } => write!(f, "the server answered HTTP {status}"),
             HttpError::Invalid(why) => write!(f, "{why}"),
         }
@@ -107,6 +113,10 @@ impl From<HttpError> for Failure {
                 .code("egress_refused")
                 .recovery(Recovery::NotRetriable)
                 .retryable(false),
+            HttpError::Unreachable(_) => Failure::new(e.to_string())
+                .code("provider_unreachable")
+                .recovery(Recovery::RetryByRuntime)
+                .retryable(true),
             _ => Failure::new(e.to_string())
                 .code("http_failed")
                 .recovery(Recovery::RetryByRuntime)
@@ -179,23 +189,32 @@ impl Request {
     /// `Retry-After`, as long as the wait fits the policy's budget. Returns the
     /// last response as an error when the status is still not a success.
     pub fn send_with(&self, retry: &Retry) -> Result<Response, HttpError> {
-        let started = Instant::now();
-        let mut attempt = 0u32;
-        loop {
-            attempt += 1;
-            let result = self.send().and_then(Response::error_for_status);
-            let wait = match &result {
-                Err(HttpError::Status { status, retry_after }) if *status == 429 || *status >= 500 => retry_after
-                    .map(Duration::from_secs)
-                    .unwrap_or_else(|| retry.backoff(attempt)),
-                Err(HttpError::Transport(_)) => retry.backoff(attempt),
-                _ => return result,
-            };
-            if attempt >= retry.max_attempts || started.elapsed() + wait > retry.budget {
-                return result;
-            }
-            std::thread::sleep(wait);
+        retrying(retry, || self.send().and_then(Response::error_for_status))
+    }
+}
+
+/// Call `attempt` until it succeeds, fails in a way no retry mends, or the
+/// policy's attempts or budget run out.
+fn retrying(
+    retry: &Retry,
+    mut attempt_once: impl FnMut() -> Result<Response, HttpError>,
+) -> Result<Response, HttpError> {
+    let started = Instant::now();
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        let result = attempt_once();
+        let wait = match &result {
+            Err(HttpError::Status { status, retry_after }) if *status == 429 || *status >= 500 => retry_after
+                .map(Duration::from_secs)
+                .unwrap_or_else(|| retry.backoff(attempt)),
+            Err(HttpError::Transport(_)) => retry.backoff(attempt),
+            _ => return result,
+        };
+        if attempt >= retry.max_attempts || started.elapsed() + wait > retry.budget {
+            return result;
         }
+        std::thread::sleep(wait);
     }
 }
 
@@ -294,13 +313,42 @@ fn parse(url: &str) -> Result<Url<'_>, HttpError> {
     })
 }
 
-fn refused_or_transport(e: ErrorCode) -> HttpError {
+/// A wasi-http error code in words an owner understands, classed by what a
+/// retry can do about it. `host` is the authority the request went to.
+fn failure_of(e: ErrorCode, host: &str) -> HttpError {
+    use ErrorCode as E;
     match e {
-        ErrorCode::HttpRequestDenied
-        | ErrorCode::DestinationIpProhibited
-        | ErrorCode::ConnectionLimitReached
-        | ErrorCode::HttpResponseBodySize(_) => HttpError::Refused(format!("{e:?}")),
-        other => HttpError::Transport(format!("{other:?}")),
+        E::HttpRequestDenied => HttpError::Refused(format!(
+            "{host} is not an origin this connector may reach (HttpRequestDenied)"
+        )),
+        E::DestinationIpProhibited => HttpError::Refused(format!(
+            "{host} resolves to an address the host blocks (DestinationIpProhibited)"
+        )),
+        E::ConnectionLimitReached => {
+            HttpError::Refused("the run's request budget is spent (ConnectionLimitReached)".into())
+        }
+        E::HttpResponseBodySize(_) => HttpError::Refused(format!(
+            "the answer from {host} is larger than the host allows (HttpResponseBodySize)"
+        )),
+        E::DnsError(_) | E::DestinationNotFound => HttpError::Unreachable(format!(
+            "could not reach {host}: the name does not resolve (check the address and this machine's DNS)"
+        )),
+        E::DestinationIpUnroutable => HttpError::Unreachable(format!(
+            "could not reach {host}: there is no route to its address (check this machine's network)"
+        )),
+        E::TlsCertificateError | E::TlsAlertReceived(_) | E::TlsProtocolError => HttpError::Unreachable(format!(
+            "could not reach {host}: the secure connection was refused (TLS certificate or protocol)"
+        )),
+        E::DnsTimeout => HttpError::Transport(format!("looking up {host} timed out")),
+        E::DestinationUnavailable | E::ConnectionRefused => {
+            HttpError::Transport(format!("{host} refused the connection or is down"))
+        }
+        E::ConnectionTimeout => HttpError::Transport(format!("connecting to {host} timed out")),
+        E::ConnectionReadTimeout | E::ConnectionWriteTimeout => {
+            HttpError::Transport(format!("{host} stopped answering (timed out)"))
+        }
+        E::ConnectionTerminated => HttpError::Transport(format!("{host} closed the connection")),
+        other => HttpError::Transport(format!("exchange with {host} failed ({other:?})")),
     }
 }
 
@@ -349,12 +397,13 @@ fn send(req: &Request) -> Result<Response, HttpError> {
         }
         drop(stream);
     }
-    let future = outgoing_handler::handle(out, None).map_err(refused_or_transport)?;
-    OutgoingBody::finish(body, None).map_err(refused_or_transport)?;
+    let host = url.authority;
+    let future = outgoing_handler::handle(out, None).map_err(|e| failure_of(e, host))?;
+    OutgoingBody::finish(body, None).map_err(|e| failure_of(e, host))?;
     future.subscribe().block();
     let incoming = match future.get() {
         Some(Ok(Ok(r))) => r,
-        Some(Ok(Err(e))) => return Err(refused_or_transport(e)),
+        Some(Ok(Err(e))) => return Err(failure_of(e, host)),
         Some(Err(())) | None => return Err(HttpError::Transport("no response".into())),
     };
     let status = incoming.status();
@@ -407,5 +456,57 @@ mod tests {
         assert_eq!(forbidden.recovery, Some(Recovery::ManualActionRequired));
         assert_eq!(status(429).code.as_deref(), Some("rate_limited"));
         assert_eq!(status(503).code.as_deref(), Some("http_failed"));
+    }
+
+    #[test]
+    fn transport_errors_are_told_in_plain_words_and_only_the_curable_are_retried() {
+        let dns = failure_of(ErrorCode::DestinationNotFound, "api.example.com");
+        assert_eq!(
+            dns,
+            HttpError::Unreachable(
+                "could not reach api.example.com: the name does not resolve (check the address and this machine's \
+                 DNS)"
+                    .into()
+            )
+        );
+        let failure = Failure::from(dns);
+        assert_eq!(failure.code.as_deref(), Some("provider_unreachable"));
+        assert!(!failure.message.contains("DestinationNotFound"), "{}", failure.message);
+        assert!(matches!(
+            failure_of(ErrorCode::TlsCertificateError, "h"),
+            HttpError::Unreachable(_)
+        ));
+        assert_eq!(
+            failure_of(ErrorCode::ConnectionTimeout, "api.example.com"),
+            HttpError::Transport("connecting to api.example.com timed out".into())
+        );
+        assert!(matches!(
+            failure_of(ErrorCode::HttpRequestDenied, "h"),
+            HttpError::Refused(_)
+        ));
+    }
+
+    #[test]
+    fn an_unreachable_provider_is_not_retried() {
+        // The retry loop sleeps between attempts: a retried error would call
+        // `send` again. Nothing here can reach a network, so count attempts.
+        let retry = Retry {
+            max_attempts: 5,
+            base_delay: Duration::from_millis(1),
+            budget: Duration::from_secs(1),
+        };
+        let mut attempts = 0;
+        let result = retrying(&retry, || {
+            attempts += 1;
+            Err::<Response, _>(HttpError::Unreachable("could not reach h".into()))
+        });
+        assert_eq!(attempts, 1);
+        assert!(matches!(result, Err(HttpError::Unreachable(_))));
+        let mut attempts = 0;
+        let _ = retrying(&retry, || {
+            attempts += 1;
+            Err::<Response, _>(HttpError::Transport("h closed the connection".into()))
+        });
+        assert_eq!(attempts, 5, "a transport failure that may heal is retried");
     }
 }

@@ -59,6 +59,7 @@ impl std::error::Error for Stop {}
 #[derive(Debug, Default)]
 pub struct Streams {
     failed: Vec<String>,
+    collected: Vec<String>,
 }
 
 impl Streams {
@@ -92,7 +93,10 @@ impl Streams {
     /// from its previous cursor.
     pub fn settle(&mut self, run: &mut Run, stream: &str, result: Result<(), Stop>) -> Result<(), Failure> {
         match result {
-            Ok(()) => Ok(()),
+            Ok(()) => {
+                self.collected.push(stream.to_owned());
+                Ok(())
+            }
             Err(Stop::Run(failure)) => Err(failure),
             Err(Stop::RateLimited { message, retry_after }) => {
                 let mut skip = Skip::stream(stream, "rate_limited")
@@ -131,13 +135,17 @@ impl Streams {
         if self.failed.is_empty() {
             return Ok(());
         }
-        Err(Failure::new(format!(
-            "could not collect {}; the other streams were collected and keep their checkpoints",
-            self.failed.join(", ")
-        ))
-        .code("stream_collection_failed")
-        .retryable(true)
-        .recovery(Recovery::RetryByRuntime))
+        let others = if self.collected.is_empty() {
+            "no other stream was collected".to_owned()
+        } else {
+            format!("{} collected and kept their checkpoints", self.collected.join(", "))
+        };
+        Err(
+            Failure::new(format!("could not collect {}; {others}", self.failed.join(", ")))
+                .code("stream_collection_failed")
+                .retryable(true)
+                .recovery(Recovery::RetryByRuntime),
+        )
     }
 }
 
@@ -190,6 +198,10 @@ mod tests {
         let error = done.error.unwrap();
         assert_eq!(error.code.as_deref(), Some("stream_collection_failed"));
         assert_eq!(
+            error.message,
+            "could not collect b; a collected and kept their checkpoints"
+        );
+        assert_eq!(
             (error.retryable, error.recovery),
             (Some(true), Some(Recovery::RetryByRuntime))
         );
@@ -226,5 +238,22 @@ mod tests {
         let stopped = streams.collect(&mut run, "b", |_, _| Err(Stop::Run(refused.clone())));
         assert_eq!(stopped, Err(refused));
         assert_eq!(streams.finish(), Ok(()), "a rate-limited stream alone is a success");
+    }
+
+    #[test]
+    fn a_failure_never_claims_streams_were_collected_when_none_were() {
+        let host = TestHost::new().stream("a").stream("b");
+        let mut run = host.run();
+        let mut streams = Streams::new();
+        for stream in ["a", "b"] {
+            streams
+                .collect(&mut run, stream, |_, _| {
+                    Err(Stop::Stream(format!("GET /{stream}: timed out")))
+                })
+                .unwrap();
+        }
+        let done = host.finish(run, streams.finish());
+        let message = done.error.unwrap().message;
+        assert_eq!(message, "could not collect a, b; no other stream was collected");
     }
 }

@@ -594,3 +594,49 @@ impl<D: Send + 'static> E2e<'_, D> {
         );
     }
 }
+
+/// Issue 15, "a provider that cannot be reached": when the provider's name
+/// does not resolve, each connector's run fails at once in plain words
+/// (`provider_unreachable`, retryable by the runtime), after one request,
+/// without retrying within the run and without claiming that other streams
+/// were collected.
+#[tokio::test]
+async fn an_unreachable_provider_fails_the_run_at_once_in_plain_words() {
+    for (connector, origin) in [
+        ("github", "https://api.github.com"),
+        ("notion", "https://api.notion.com"),
+        ("oura", "https://api.ouraring.com"),
+    ] {
+        let manifest = Arc::new(Manifest::from_file(&manifest_path(connector)).expect("manifest"));
+        let mut req = RunRequest::new(manifest);
+        // `.invalid` never resolves (RFC 6761).
+        req.egress = Arc::new(EgressConfig {
+            rewrites: vec![(
+                Origin::parse(origin).unwrap(),
+                Origin::parse("http://pdpp-provider.invalid").unwrap(),
+            )],
+            ..Default::default()
+        });
+        req.secrets = [("token".to_owned(), Zeroizing::new("a-token".to_owned()))]
+            .into_iter()
+            .collect();
+        let (out, _) = run_with(plugin(connector), req, None).await;
+        let done = serde_json::to_value(out.done.as_ref().expect("the connector ends with DONE")).unwrap();
+        assert_eq!(done["error"]["code"], "provider_unreachable", "{connector}: {done}");
+        assert_eq!(done["error"]["retryable"], true, "{connector}");
+        let message = done["error"]["message"].as_str().unwrap();
+        assert!(message.contains("does not resolve"), "{connector}: {message}");
+        for jargon in ["DestinationNotFound", "ErrorCode", "other streams were collected"] {
+            assert!(!message.contains(jargon), "{connector}: {message}");
+        }
+        assert_eq!(
+            out.usage.requests.len(),
+            1,
+            "{connector}: an unresolvable name is not retried"
+        );
+        assert!(
+            out.commit.is_none_or(|c| c.is_empty()),
+            "{connector}: nothing collected, nothing committed"
+        );
+    }
+}

@@ -46,6 +46,7 @@ impl Connector for Fetch {
                 Ok(resp) => json!({ "status": resp.status, "body": resp.text(), "bytes": resp.body.len() }),
                 Err(HttpError::Refused(why)) => json!({ "refused": why }),
                 Err(HttpError::Transport(why)) => json!({ "transport": why }),
+                Err(HttpError::Unreachable(why)) => json!({ "unreachable": why }),
                 Err(HttpError::Status { status, .. }) => json!({ "status": status, "error": true }),
                 Err(HttpError::Invalid(why)) => json!({ "invalid": why }),
             };
