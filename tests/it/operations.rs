@@ -47,7 +47,11 @@ server_on_both_backends! {
         assert_eq!(code, 200, "{revoked}");
         let revoked_at = revoked["revoked_at"].as_i64().unwrap();
         let run = s.wait_run(&run_id);
-        assert_ne!(run["status"], "succeeded", "{run}");
+        assert_eq!(
+            (run["status"].as_str(), run["failure_reason"].as_str()),
+            (Some("cancelled"), Some("connection_revoked")),
+            "the run says why it stopped: {run}"
+        );
         let last_write = block_on(scalar(
             &s.database_url,
             "SELECT MAX(written_at) FROM records WHERE connection_id = $1",
@@ -390,7 +394,12 @@ fn sigterm_stops_a_server_with_a_stream_following_a_parked_run() {
         &[],
         None,
     );
-    assert_ne!(shown[0]["status"], "running", "the run did not outlive its host: {err}");
+    assert_eq!(
+        (shown[0]["status"].as_str(), shown[0]["failure_reason"].as_str()),
+        (Some("cancelled"), Some("host_shutdown")),
+        "the run did not outlive its host, and says why it stopped: {} {err}",
+        shown[0]
+    );
 }
 
 /// Connection settings are checked against the manifest's `settings_schema`

@@ -215,10 +215,24 @@ pub struct Sweep {
     pub directories: usize,
 }
 
+/// The name of a service's directory in the work directory starts with
+/// this, then `<host pid>-<service number>-<random>`. Short on purpose:
+/// Chromium's socket paths live below it (see [`MAX_WORK_DIR_CHARS`]).
+pub(crate) const WORK_DIR_PREFIX: &str = "pdpp-b-";
+
+/// The longest work directory path Chromium can run below. Chromium puts a
+/// Unix socket (`.org.chromium.Chromium.XXXXXX/SingletonSocket`, 45
+/// characters) in the session's `TMPDIR`, and a socket path holds at most
+/// 107 bytes on Linux. Below the work directory come `/pdpp-b-` (8), a pid
+/// (at most 7 digits), `-`, a service number (3), `-`, 8 hex digits, the
+/// session directory `/s` and its number (5), and `/tmp/` (5): 38, with the
+/// socket 83, which leaves 24 for the work directory itself.
+pub const MAX_WORK_DIR_CHARS: usize = 107 - 83;
+
 /// Clean up after host processes that ended without tearing their browsers
 /// down (a crash, SIGKILL, power loss): kill the browser processes whose
 /// marker names a host pid that no longer exists, with their process groups,
-/// and remove the `pdpp-browser-<pid>-…` directories such hosts left in
+/// and remove the `pdpp-b-<pid>-…` directories such hosts left in
 /// `work_dir`. Browsers of live hosts — other host processes on the same
 /// machine — are not touched.
 pub fn sweep_orphans(work_dir: &Path) -> Sweep {
@@ -263,7 +277,7 @@ pub fn sweep_orphans(work_dir: &Path) -> Sweep {
             let name = entry.file_name();
             let Some(owner) = name
                 .to_str()
-                .and_then(|n| n.strip_prefix("pdpp-browser-"))
+                .and_then(|n| n.strip_prefix(WORK_DIR_PREFIX))
                 .and_then(owner_pid)
             else {
                 continue;

@@ -159,17 +159,31 @@ impl BrowserService {
     /// cleans up after earlier host processes that died with browsers
     /// running ([`process::sweep_orphans`]).
     pub fn new(config: BrowserConfig) -> Result<BrowserService, BrowserError> {
+        let chars = config.work_dir.as_os_str().len();
+        if chars > process::MAX_WORK_DIR_CHARS {
+            return Err(BrowserError::BrowserFailed {
+                operation: Operation::Start,
+                code: format!(
+                    "the browser work directory {} is {chars} characters long; Chromium's socket paths allow at most \
+                     {} (set [browser] work_dir to a shorter path)",
+                    config.work_dir.display(),
+                    process::MAX_WORK_DIR_CHARS
+                ),
+            });
+        }
         let n = NEXT_SERVICE.fetch_add(1, Ordering::Relaxed);
         if n == 1 {
             process::sweep_orphans(&config.work_dir);
         }
         let marker = format!("{}{n}/", process::host_prefix());
-        let mut random = [0u8; 8];
+        let mut random = [0u8; 4];
         getrandom::fill(&mut random).expect("system randomness");
         let suffix: String = random.iter().map(|b| format!("{b:02x}")).collect();
-        let root = config
-            .work_dir
-            .join(format!("pdpp-browser-{}-{n}-{suffix}", std::process::id()));
+        let root = config.work_dir.join(format!(
+            "{}{}-{n}-{suffix}",
+            process::WORK_DIR_PREFIX,
+            std::process::id()
+        ));
         profile::create_private_dir_all(&root).map_err(|e| BrowserError::BrowserFailed {
             operation: Operation::Start,
             code: format!("cannot create the browser work directory: {}", e.kind()),
@@ -240,7 +254,7 @@ impl BrowserService {
 
         let n = self.inner.next_session.fetch_add(1, Ordering::Relaxed);
         let marker = format!("{}{n}/", self.inner.marker);
-        let dir = self.inner.root.join(format!("session-{n}"));
+        let dir = self.inner.root.join(format!("s{n}"));
         let resources = Arc::new(SessionResources::new(
             dir.clone(),
             marker.clone(),

@@ -34,6 +34,13 @@ pub struct BenchArgs {
     /// RECORDs per run.
     #[arg(long, default_value_t = 1000)]
     pub records: u64,
+    /// Measure browser sessions instead (time to first page, browser and
+    /// driver memory) against a Node.js process driving its own Chromium.
+    #[arg(long)]
+    pub browser: bool,
+    /// The Node.js browser baseline.
+    #[arg(long, default_value = "bench/node-browser-baseline.mjs")]
+    pub node_browser_script: PathBuf,
 }
 
 struct Count(Arc<AtomicU64>);
@@ -55,6 +62,9 @@ fn ms(d: Duration) -> f64 {
 }
 
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if args.browser {
+        return super::bench_browser::run(args.runs, &args.node_browser_script).await;
+    }
     let sandbox = Sandbox::new()?;
     let t = Instant::now();
     // Compiled here, not taken from a cache: the row measures the compiler.

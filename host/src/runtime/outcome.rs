@@ -14,7 +14,7 @@ use super::redact::redact_done;
 use super::rules::validate_done;
 use crate::manifest::Manifest;
 use crate::protocol::{self as p, StateMap};
-use crate::sandbox::{Breach, GuestExit, Usage};
+use crate::sandbox::{Breach, GuestExit, StopCause, Usage};
 use crate::vault::Redactor;
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -41,6 +41,10 @@ pub enum FailureReason {
     RuntimeError,
     OwnerCancelled,
     OwnerCancelForced,
+    /// The run's connection was revoked or deleted while it ran.
+    ConnectionRevoked,
+    /// The host shut down while the run ran.
+    HostShutdown,
 }
 
 impl FailureReason {
@@ -60,6 +64,8 @@ impl FailureReason {
             FailureReason::RuntimeError => "runtime_error",
             FailureReason::OwnerCancelled => "owner_cancelled",
             FailureReason::OwnerCancelForced => "owner_cancel_forced",
+            FailureReason::ConnectionRevoked => "connection_revoked",
+            FailureReason::HostShutdown => "host_shutdown",
         }
     }
 }
@@ -214,6 +220,25 @@ pub(crate) fn evaluate(
     }
 }
 
+/// The reason and the message of a run stopped for `cause`.
+fn stop_verdict(cause: StopCause, forced: bool) -> (FailureReason, String) {
+    let (reason, said) = match (cause, forced) {
+        (StopCause::Owner, false) => (FailureReason::OwnerCancelled, "the owner cancelled the run"),
+        (StopCause::Owner, true) => (FailureReason::OwnerCancelForced, "the owner cancelled the run"),
+        (StopCause::ConnectionRevoked, _) => (
+            FailureReason::ConnectionRevoked,
+            "the connection was revoked or deleted while the run ran",
+        ),
+        (StopCause::HostShutdown, _) => (FailureReason::HostShutdown, "the host shut down while the run ran"),
+    };
+    let message = if forced {
+        format!("{said}; the connector was stopped by force")
+    } else {
+        said.to_owned()
+    };
+    (reason, message)
+}
+
 /// What the session saw of a run, handed over for the verdict.
 pub(super) struct Seen<'a> {
     pub manifest: &'a Manifest,
@@ -231,8 +256,8 @@ pub(super) struct Seen<'a> {
     pub interactions: Vec<InteractionSummary>,
     pub reveals: Vec<String>,
     pub redactor: &'a Redactor,
-    /// The owner asked to cancel the run (before its DONE was evaluated).
-    pub cancelled: bool,
+    /// The run was asked to stop before its DONE was evaluated, and by whom.
+    pub cancelled: Option<StopCause>,
 }
 
 /// The outcome of a run. Owner cancellation wins over any DONE; a succeeded
@@ -247,19 +272,12 @@ pub(super) fn conclude(
 ) -> RunOutcome {
     let forced = matches!(exit, GuestExit::Cancelled(c) if c.forced);
     let (mut status, mut reason, mut message, done) = evaluate(exit, seen.records);
-    // An owner cancellation recorded before DONE is evaluated wins over any DONE.
-    if seen.cancelled {
+    // A stop requested before DONE is evaluated wins over any DONE.
+    if let Some(cause) = seen.cancelled {
         status = p::DoneStatus::Cancelled;
-        reason = Some(if forced {
-            FailureReason::OwnerCancelForced
-        } else {
-            FailureReason::OwnerCancelled
-        });
-        message = Some(if forced {
-            "the owner cancelled the run; the connector was stopped by force".into()
-        } else {
-            "the owner cancelled the run".into()
-        });
+        let (why, stopped) = stop_verdict(cause, forced);
+        reason = Some(why);
+        message = Some(stopped);
     }
     let certified = status == p::DoneStatus::Failed
         && reason == Some(FailureReason::ConnectorReportedFailed)

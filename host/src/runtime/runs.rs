@@ -17,7 +17,7 @@ use crate::deploy::Deployment;
 use crate::manifest::Manifest;
 use crate::plugins::LoadedPlugin;
 use crate::protocol::{self as p, InteractionAnswer};
-use crate::sandbox::{RunControl, Sandbox};
+use crate::sandbox::{RunControl, Sandbox, StopCause};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
@@ -177,7 +177,7 @@ impl Runs {
                 .collect::<Vec<_>>()
         };
         for control in of_connection(&self.active.lock().expect("active runs")) {
-            control.cancel();
+            control.stop(StopCause::ConnectionRevoked);
         }
         let deadline = tokio::time::Instant::now() + wait;
         loop {
@@ -195,7 +195,7 @@ impl Runs {
     /// they ended or `wait` passed. Returns whether none is left.
     pub async fn shutdown(&self, wait: std::time::Duration) -> bool {
         for run in self.active.lock().expect("active runs").values() {
-            run.control.cancel();
+            run.control.stop(StopCause::HostShutdown);
         }
         let deadline = tokio::time::Instant::now() + wait;
         while !self.is_empty() {

@@ -196,7 +196,7 @@ impl Session {
             interactions: self.interactions,
             reveals: self.reveals,
             redactor: self.secrets.redactor(),
-            cancelled: self.control.is_cancelled(),
+            cancelled: self.control.cause(),
         };
         let outcome = outcome::conclude(seen, run_id, exit, usage, state);
         let mut observer = self.observer;

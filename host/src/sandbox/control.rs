@@ -15,8 +15,19 @@ pub struct RunControl {
 
 #[derive(Default)]
 struct ControlInner {
-    requested: std::sync::Mutex<Option<Instant>>,
+    requested: std::sync::Mutex<Option<(Instant, StopCause)>>,
     notify: tokio::sync::Notify,
+}
+
+/// Who asked a run to stop: the owner cancelled it, its connection was
+/// revoked or deleted, or the host is shutting down. The timeline and the
+/// run's reason say which.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StopCause {
+    #[default]
+    Owner,
+    ConnectionRevoked,
+    HostShutdown,
 }
 
 impl RunControl {
@@ -27,9 +38,15 @@ impl RunControl {
     /// Ask the run to stop. The guest's next host call stops it; a guest that
     /// keeps computing is stopped by force after [`CANCEL_GRACE`]. Idempotent.
     pub fn cancel(&self) {
+        self.stop(StopCause::Owner);
+    }
+
+    /// Ask the run to stop for `cause`, as [`cancel`](Self::cancel) does.
+    /// The first request's cause is the one kept.
+    pub fn stop(&self, cause: StopCause) {
         let mut at = self.inner.requested.lock().expect("control lock");
         if at.is_none() {
-            *at = Some(Instant::now());
+            *at = Some((Instant::now(), cause));
         }
         drop(at);
         self.inner.notify.notify_waiters();
@@ -39,13 +56,22 @@ impl RunControl {
         self.inner.requested.lock().expect("control lock").is_some()
     }
 
+    /// Why the run was asked to stop, once it was.
+    pub fn cause(&self) -> Option<StopCause> {
+        self.inner
+            .requested
+            .lock()
+            .expect("control lock")
+            .map(|(_, cause)| cause)
+    }
+
     /// When the grace period of a requested cancellation is over.
     pub(crate) fn forced_due(&self) -> bool {
         self.inner
             .requested
             .lock()
             .expect("control lock")
-            .is_some_and(|at| at.elapsed() >= CANCEL_GRACE)
+            .is_some_and(|(at, _)| at.elapsed() >= CANCEL_GRACE)
     }
 
     /// Resolves once cancellation is requested.

@@ -32,7 +32,7 @@ mod state;
 pub use caps::http::{HttpLimits, RequestSummary};
 pub use caps::secrets::SecretSet;
 pub use capture::{Capture, CapturedText};
-pub use control::{CANCEL_GRACE, Cancelled, RunControl};
+pub use control::{CANCEL_GRACE, Cancelled, RunControl, StopCause};
 pub use grants::{Capability, CapabilitySet, Grants};
 pub use hooks::{Asked, HookError, HostFault, LogLevel, RunHooks, Violation};
 pub use limits::{Breach, RunLimits};

@@ -411,7 +411,10 @@ impl RunEndEvent {
         match self.status {
             RunStatus::Succeeded => "run.completed",
             RunStatus::Cancelled
-                if matches!(self.reason.as_deref(), Some("owner_cancelled" | "owner_cancel_forced")) =>
+                if matches!(
+                    self.reason.as_deref(),
+                    Some("owner_cancelled" | "owner_cancel_forced" | "connection_revoked" | "host_shutdown")
+                ) =>
             {
                 "run.cancelled"
             }

@@ -194,11 +194,11 @@ fn browsers_and_profiles_left_by_a_dead_host_process_are_swept_away() {
         .spawn()
         .unwrap();
     let work = tempfile::tempdir().unwrap();
-    let stale = work.path().join(format!("pdpp-browser-{dead}-1-00"));
-    std::fs::create_dir_all(stale.join("session-1/profile/Default")).unwrap();
-    std::fs::write(stale.join("session-1/profile/Default/Cookies"), "cookie").unwrap();
+    let stale = work.path().join(format!("pdpp-b-{dead}-1-00"));
+    std::fs::create_dir_all(stale.join("s1/profile/Default")).unwrap();
+    std::fs::write(stale.join("s1/profile/Default/Cookies"), "cookie").unwrap();
     // A live host process's directory stays.
-    let live = work.path().join("pdpp-browser-1-1-00");
+    let live = work.path().join("pdpp-b-1-1-00");
     std::fs::create_dir_all(&live).unwrap();
 
     let sweep = pdpp_host::browser::sweep_orphans(work.path());
@@ -207,4 +207,25 @@ fn browsers_and_profiles_left_by_a_dead_host_process_are_swept_away() {
     assert_eq!(orphan.wait().unwrap().signal(), Some(9), "the orphan was killed");
     assert!(!stale.exists());
     assert!(live.exists(), "pid 1 is alive: its directory is not touched");
+}
+
+/// Chromium's Unix socket lives below the work directory and a socket path
+/// holds 107 bytes: a work directory too long for it is refused when the
+/// service is made, naming the limit, instead of every session failing
+/// with "session not created".
+#[test]
+fn a_work_directory_too_long_for_chromium_sockets_is_refused_with_the_limit() {
+    let long = std::path::PathBuf::from("/tmp/a-browser-work-directory-with-a-long-name");
+    let err = BrowserService::new(BrowserConfig {
+        work_dir: long.clone(),
+        ..BrowserConfig::default()
+    })
+    .err()
+    .expect("refused");
+    let said = err.to_string();
+    assert!(
+        said.contains(&long.display().to_string()) && said.contains("at most 24"),
+        "{said}"
+    );
+    assert!(!long.exists(), "nothing was created");
 }
