@@ -212,6 +212,9 @@ impl Drop for BrowserState {
     }
 }
 
+/// What one browser request summary is charged (method, origin, counters).
+const BROWSER_REQUEST_BYTES: u64 = 384;
+
 /// What the browser host implementation works on.
 pub struct BrowserView<'a> {
     pub(crate) state: &'a mut BrowserState,
@@ -290,6 +293,21 @@ impl BrowserView<'_> {
                 policy: self.state.policy.clone(),
                 profile: self.state.profile.take(),
             };
+            // The session's request summaries (kept for the timeline, at
+            // most `max_request_summaries`) are host memory the page the
+            // guest drives makes grow: their worst case is charged up front.
+            let summaries = service.limits().max_request_summaries as u64;
+            if self
+                .state
+                .budget
+                .keep(summaries.saturating_mul(BROWSER_REQUEST_BYTES))
+                .is_err()
+            {
+                return Err(BrowserError::BrowserFailed {
+                    operation: Operation::Start,
+                    code: "memory_limit".into(),
+                });
+            }
             let deadline = self.deadline(None);
             let session = match service.start(spec, deadline, &self.state.cancel).await {
                 Ok(s) => s,

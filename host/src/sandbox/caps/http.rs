@@ -387,7 +387,8 @@ impl WasiHttpHooks for HttpHooks {
         drop(fut);
         let method = request.method().to_string();
         let uri = request.uri().clone();
-        let path = uri.path().to_owned();
+        // Kept in the run's request summaries: bounded like any guest string.
+        let path = super::super::convert::truncate(uri.path().to_owned(), 512);
         let asked = crate::egress::origin_of_uri(&uri);
         let shown = asked.to_string();
 
