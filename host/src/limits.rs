@@ -21,7 +21,7 @@ pub struct LimitsOverride {
     #[arg(long, visible_alias = "wall-seconds", value_name = "SECONDS")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wall_clock_seconds: Option<u64>,
-    /// Guest memory in MiB.
+    /// The whole run's memory in MiB: guest memories and tables plus host-side state.
     #[arg(long, value_name = "MIB")]
     #[serde(default, skip_serializing_if = "Option::is_none", alias = "memory_mb")]
     pub memory_mib: Option<u64>,
@@ -37,6 +37,14 @@ pub struct LimitsOverride {
     #[arg(long, value_name = "BYTES")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub log_bytes: Option<u64>,
+    /// Timeline events (PROGRESS, log lines, skips, questions…) one run may cause.
+    #[arg(long, value_name = "N")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_events: Option<u64>,
+    /// INTERACTIONs one run may ask.
+    #[arg(long, value_name = "N")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_interactions: Option<u64>,
     /// Outgoing HTTP requests one run may make.
     #[arg(long, value_name = "N")]
     #[serde(default, skip_serializing_if = "Option::is_none", alias = "http_requests")]

@@ -12,6 +12,7 @@ mod credentials;
 mod demo;
 mod docs;
 mod egress;
+mod hostile;
 mod interaction;
 mod isolation;
 mod limits;

@@ -41,6 +41,8 @@ fn guest_dir() -> &'static PathBuf {
                 "-p",
                 "browse",
                 "-p",
+                "hostile",
+                "-p",
                 "github",
                 "-p",
                 "notion",

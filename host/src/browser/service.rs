@@ -201,6 +201,11 @@ impl BrowserService {
     }
 
     /// Why this host cannot start a browser (a binary is missing), if so.
+    /// What one session may hand back or hold.
+    pub fn limits(&self) -> &BrowserLimits {
+        &self.inner.config.limits
+    }
+
     pub fn unavailable(&self) -> Option<String> {
         let c = &self.inner.config;
         [("chromium", &c.chromium), ("chromedriver", &c.chromedriver)]

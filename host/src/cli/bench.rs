@@ -4,6 +4,12 @@
 //! Both sides do the same work per run: START in, the same 1,000 contact
 //! RECORDs (with STATE every 100 and PROGRESS), DONE out, and the host turns
 //! every message into a typed [`p::Message`].
+//!
+//! Then the cost of the sandbox hardening, against a baseline with it off in
+//! the same process (runs alternate, medians compared): the run budget's
+//! accounting on 1,000 and 10,000 records, and response scrubbing plus
+//! structural redaction on an egress-heavy run (the `fetch` test guest
+//! against a loopback double that echoes the secret it is sent).
 
 use anyhow::{Context, bail};
 use pdpp_host::plugins::LoadOptions;
@@ -41,6 +47,15 @@ pub struct BenchArgs {
     /// The Node.js browser baseline.
     #[arg(long, default_value = "bench/node-browser-baseline.mjs")]
     pub node_browser_script: PathBuf,
+    /// The egress-heavy connector (the `fetch` test guest).
+    #[arg(long, default_value = "target/test-guests/wasm32-wasip2/release/fetch.wasm")]
+    pub egress_plugin: PathBuf,
+    /// Its manifest.
+    #[arg(long, default_value = "tests/guests/fetch/fetch.json")]
+    pub egress_manifest: PathBuf,
+    /// Requests per egress-heavy run.
+    #[arg(long, default_value_t = 200)]
+    pub requests: usize,
 }
 
 struct Count(Arc<AtomicU64>);
@@ -142,7 +157,138 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         "ratio node / wasm                   {:>9.1}x",
         node.as_secs_f64() / wasm.as_secs_f64()
     );
+
+    println!("hardening (run budget, response scrubbing, structural redaction): off vs on, medians");
+    for records in [1_000u64, 10_000] {
+        let mut off = Vec::new();
+        let mut on = Vec::new();
+        for i in 0..args.runs.max(1) * 2 {
+            let hardening = i % 2 == 1;
+            pdpp_host::sandbox::budget::set_hardening_for_bench(hardening);
+            let t = demo_run(&sandbox, plugin, &manifest, records).await?;
+            if hardening { on.push(t) } else { off.push(t) }
+        }
+        pdpp_host::sandbox::budget::set_hardening_for_bench(true);
+        row(&format!("demo {records} records"), median(off), median(on));
+    }
+    match egress_rows(&sandbox, &args).await {
+        Ok(Some((off, on))) => row(&format!("egress {} requests (16 KiB echo)", args.requests), off, on),
+        Ok(None) => println!(
+            "egress row skipped: {} not found (build the test guests: cargo test -p pdpp-host --test it egress)",
+            args.egress_plugin.display()
+        ),
+        Err(e) => return Err(e),
+    }
     Ok(())
+}
+
+fn row(what: &str, off: Duration, on: Duration) {
+    println!(
+        "  {what:<36} off {:>9.3} ms   on {:>9.3} ms   {:+.1}%",
+        ms(off),
+        ms(on),
+        (on.as_secs_f64() / off.as_secs_f64() - 1.0) * 100.0
+    );
+}
+
+async fn demo_run(
+    sandbox: &Sandbox,
+    plugin: &pdpp_host::sandbox::Plugin,
+    manifest: &Arc<pdpp_host::manifest::Manifest>,
+    records: u64,
+) -> anyhow::Result<Duration> {
+    let seen = Arc::new(AtomicU64::new(0));
+    let mut req = RunRequest::new(manifest.clone());
+    req.streams = Some(vec![StreamScope::named("contacts")]);
+    req.settings = json!({"contacts": records, "events": 0});
+    let t = Instant::now();
+    let out = runtime::execute(sandbox, plugin, req, None, Box::new(Count(seen.clone())), None).await?;
+    let took = t.elapsed();
+    if !out.succeeded() || seen.load(Ordering::Relaxed) != records {
+        bail!("wasm run did not deliver {records} records: {:?}", out.reason);
+    }
+    Ok(took)
+}
+
+/// The egress-heavy rows: `--requests` GETs with a bearer secret to a
+/// loopback double answering 16 KiB that echoes the authorization header.
+async fn egress_rows(sandbox: &Sandbox, args: &BenchArgs) -> anyhow::Result<Option<(Duration, Duration)>> {
+    use pdpp_host::egress::{EgressConfig, Origin};
+    use tokio::io::AsyncReadExt;
+    if !args.egress_plugin.exists() {
+        return Ok(None);
+    }
+    let opts = LoadOptions {
+        manifest_file: Some(args.egress_manifest.clone()),
+        ..Default::default()
+    };
+    let loaded = pdpp_host::plugins::load_file(sandbox, &args.egress_plugin, &opts)
+        .with_context(|| format!("cannot load plugin {}", args.egress_plugin.display()))?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let port = listener.local_addr()?.port();
+    let double = tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match sock.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let head = String::from_utf8_lossy(&buf).to_string();
+                let auth = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("authorization: "))
+                    .unwrap_or("")
+                    .to_owned();
+                let filler = "x".repeat(16 << 10);
+                let body = format!(r#"{{"you_sent":"{auth}","filler":"{filler}"}}"#);
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = sock.write_all(resp.as_bytes()).await;
+            });
+        }
+    });
+    let to = Origin::parse(&format!("http://127.0.0.1:{port}")).expect("an origin");
+    let config = Arc::new(EgressConfig {
+        rewrites: vec![(Origin::parse("http://double.test").expect("an origin"), to)],
+        allow_private_addresses: false,
+        allow_loopback_for_rewrites: true,
+    });
+    let requests: Vec<serde_json::Value> = (0..args.requests)
+        .map(|_| json!({ "url": "http://double.test/echo", "bearer": true }))
+        .collect();
+    let mut off = Vec::new();
+    let mut on = Vec::new();
+    let runs = (args.runs / 3).max(3);
+    for i in 0..runs * 2 {
+        let hardening = i % 2 == 1;
+        pdpp_host::sandbox::budget::set_hardening_for_bench(hardening);
+        let mut req = RunRequest::new(loaded.manifest.clone());
+        req.settings = json!({ "requests": requests });
+        req.egress = config.clone();
+        req.secrets = [(
+            "token".to_string(),
+            zeroize::Zeroizing::new("bench-token-value-0042".to_string()),
+        )]
+        .into_iter()
+        .collect();
+        req.limits.http.max_requests = args.requests as u64 + 1;
+        let t = Instant::now();
+        let out = runtime::execute(sandbox, &loaded.plugin, req, None, Box::new(runtime::Quiet), None).await?;
+        let took = t.elapsed();
+        if !out.succeeded() || out.usage.requests.len() != args.requests {
+            bail!("egress run failed: {:?} {:?}", out.reason, out.message);
+        }
+        if hardening { on.push(took) } else { off.push(took) }
+    }
+    pdpp_host::sandbox::budget::set_hardening_for_bench(true);
+    double.abort();
+    Ok(Some((median(off), median(on))))
 }
 
 fn num_cpus() -> usize {

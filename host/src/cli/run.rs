@@ -131,15 +131,26 @@ pub fn terminal_safe(text: &str) -> String {
     escape_controls(text, false)
 }
 
-/// Like [`terminal_safe`], but line breaks stay (a captured stderr tail).
+/// Like [`terminal_safe`], but line breaks stay (a captured stderr tail),
+/// each line behind a `| ` gutter so none can pass for a host line.
 fn terminal_safe_lines(text: &str) -> String {
     escape_controls(text, true)
+        .split('\n')
+        .map(|l| format!("  | {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Characters that reorder or hide text on a terminal without being
+/// control characters (bidirectional overrides, zero-width marks).
+fn is_invisible_format(c: char) -> bool {
+    matches!(c, '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2069}' | '\u{feff}')
 }
 
 fn escape_controls(text: &str, keep_newlines: bool) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
-        if c.is_control() && !(keep_newlines && c == '\n') {
+        if (c.is_control() || is_invisible_format(c)) && !(keep_newlines && c == '\n') {
             out.extend(c.escape_default());
         } else {
             out.push(c);
@@ -372,6 +383,7 @@ mod tests {
             "{shown}"
         );
         assert!(shown.contains("\\n") && shown.contains("\\u{1b}"), "{shown}");
-        assert_eq!(terminal_safe_lines("a\nb\u{7}"), "a\nb\\u{7}");
+        assert_eq!(terminal_safe_lines("a\nb\u{7}"), "  | a\n  | b\\u{7}");
+        assert_eq!(terminal_safe("x\u{202e}y"), "x\\u{202e}y", "a bidi override is escaped");
     }
 }

@@ -53,14 +53,57 @@ pub fn is_blocked_range(ip: IpAddr) -> bool {
                 || v6.is_multicast()
                 || (s[0] & 0xfe00) == 0xfc00
                 || (s[0] & 0xffc0) == 0xfe80
+                // site-local (deprecated), documentation, discard-only
+                || (s[0] & 0xffc0) == 0xfec0
+                || (s[0] == 0x2001 && s[1] == 0x0db8)
+                || (s[0] == 0x0100 && s[1] == 0 && s[2] == 0 && s[3] == 0)
                 || v6.to_ipv4_mapped().is_some_and(|v4| is_blocked_range(IpAddr::V4(v4)))
+                || embedded_v4(v6).is_some_and(|v4| is_blocked_range(IpAddr::V4(v4)))
         }
     }
+}
+
+/// The IPv4 address an IPv6 address carries by a translation or tunnelling
+/// scheme, which a gateway on the path may turn back into IPv4: NAT64
+/// (`64:ff9b::/96`, `64:ff9b:1::/48`), 6to4 (`2002::/16`) and the deprecated
+/// IPv4-compatible form (`::a.b.c.d`).
+fn embedded_v4(v6: std::net::Ipv6Addr) -> Option<std::net::Ipv4Addr> {
+    let s = v6.segments();
+    let o = v6.octets();
+    let tail = std::net::Ipv4Addr::new(o[12], o[13], o[14], o[15]);
+    if s[0] == 0x0064 && s[1] == 0xff9b && (s[2..6] == [0, 0, 0, 0] || s[2] == 1) {
+        return Some(tail);
+    }
+    if s[0] == 0x2002 {
+        return Some(std::net::Ipv4Addr::new(o[2], o[3], o[4], o[5]));
+    }
+    if s[..6] == [0, 0, 0, 0, 0, 0] && !v6.is_loopback() && !v6.is_unspecified() {
+        return Some(tail);
+    }
+    None
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ipv6_addresses_carrying_a_blocked_ipv4_address_are_blocked() {
+        for a in [
+            "64:ff9b::7f00:1",
+            "64:ff9b::a9fe:a9fe",
+            "2002:7f00:1::1",
+            "2002:a00:1::",
+            "::127.0.0.1",
+            "2001:db8::1",
+            "fec0::1",
+        ] {
+            assert!(is_blocked_range(ip(a)), "{a}");
+        }
+        for a in ["64:ff9b::808:808", "2002:808:808::1", "2606:4700::1111"] {
+            assert!(!is_blocked_range(ip(a)), "{a}");
+        }
+    }
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()

@@ -255,6 +255,41 @@ mod tests {
         assert!(open.resolve(&direct, Duration::from_secs(5)).await.is_ok());
     }
 
+    /// IPv6 literal origins are supported: listed in one canonical spelling,
+    /// and their addresses pass the same checks as a resolved name's.
+    #[tokio::test]
+    async fn ipv6_literal_origins_are_canonical_and_address_checked() {
+        let p = EgressPolicy::new(
+            Allowlist::parse([
+                "https://[2001:db8::1]",
+                "http://[0:0:0:0:0:0:0:1]:9",
+                "http://[::ffff:127.0.0.1]:9",
+            ]),
+            Arc::default(),
+        );
+        let public = p.route_url("https://[2001:0db8:0:0::1]/v1").unwrap();
+        assert_eq!(
+            public.declared,
+            origin("https://[2001:db8::1]"),
+            "any spelling of the address"
+        );
+        assert_eq!(public.declared.authority(), "[2001:db8::1]");
+        // 2001:db8::/32 is documentation space: blocked like any reserved range.
+        assert_eq!(
+            p.resolve(&public, Duration::from_secs(5)).await.unwrap_err().reason(),
+            "address_blocked"
+        );
+        for url in ["http://[::1]:9/", "http://[::ffff:127.0.0.1]:9/"] {
+            let loopback = p.route_url(url).unwrap();
+            assert_eq!(
+                p.resolve(&loopback, Duration::from_secs(5)).await.unwrap_err().reason(),
+                "address_blocked",
+                "{url}"
+            );
+        }
+        assert!(Origin::parse("https://[::g]").is_none(), "not an IPv6 address");
+    }
+
     #[tokio::test]
     async fn a_name_that_does_not_resolve_is_dns_failed() {
         // `.invalid` never resolves (RFC 6761).

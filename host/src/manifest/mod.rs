@@ -289,6 +289,11 @@ pub struct CredentialField {
     /// is recorded.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub reveal: bool,
+    /// Where the host may substitute the field's placeholder in a request;
+    /// absent means the `authorization` header only. A placeholder anywhere
+    /// else refuses the request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inject: Option<Injection>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub r#type: Option<FieldType>,
     /// Absent means required.
@@ -306,7 +311,29 @@ pub struct CredentialField {
     pub extra: BTreeMap<String, Value>,
 }
 
+/// A credential field's `inject`: the request headers (case-insensitive)
+/// and whether the body may carry its placeholder.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Injection {
+    #[serde(default)]
+    pub headers: Vec<String>,
+    #[serde(default)]
+    pub body: bool,
+}
+
 impl CredentialField {
+    /// Where the host may substitute this field's placeholder.
+    pub fn injection(&self) -> crate::sandbox::caps::secrets::FieldPolicy {
+        match &self.inject {
+            None => Default::default(),
+            Some(i) => crate::sandbox::caps::secrets::FieldPolicy {
+                headers: i.headers.iter().map(|h| h.to_ascii_lowercase()).collect(),
+                body: i.body,
+            },
+        }
+    }
+
     /// Whether the owner must fill this field (the default).
     pub fn is_required(&self) -> bool {
         self.required != Some(false)

@@ -201,7 +201,12 @@ pub async fn execute_with_start(
         .credential_fields()
         .iter()
         .map(|f| (f.name.clone(), f.reveal));
-    let secrets = SecretSet::new(declared, req.secrets);
+    let policies = req
+        .manifest
+        .credential_fields()
+        .iter()
+        .map(|f| (f.name.clone(), f.injection()));
+    let secrets = SecretSet::new(declared, req.secrets).with_policies(policies);
     let mut session = Session::new(
         req.manifest.clone(),
         &start,

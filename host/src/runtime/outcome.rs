@@ -33,6 +33,12 @@ pub enum FailureReason {
     MemoryLimit,
     RecordLimit,
     LogLimit,
+    /// More timeline events than one run may cause.
+    EventLimit,
+    /// More INTERACTIONs than one run may ask.
+    InteractionLimit,
+    /// The run's resource table was full.
+    ResourceLimit,
     /// The browser session was not established in time.
     BrowserSessionTimeout,
     /// The browser was logged into another account than the connection's.
@@ -59,6 +65,9 @@ impl FailureReason {
             FailureReason::MemoryLimit => "memory_limit",
             FailureReason::RecordLimit => "record_limit",
             FailureReason::LogLimit => "log_limit",
+            FailureReason::EventLimit => "event_limit",
+            FailureReason::InteractionLimit => "interaction_limit",
+            FailureReason::ResourceLimit => "resource_limit",
             FailureReason::BrowserSessionTimeout => "browser_session_timeout",
             FailureReason::SessionAccountMismatch => "session_account_mismatch",
             FailureReason::RuntimeError => "runtime_error",
@@ -194,6 +203,9 @@ pub(crate) fn evaluate(
                 Breach::Memory => FailureReason::MemoryLimit,
                 Breach::Records => FailureReason::RecordLimit,
                 Breach::Logs => FailureReason::LogLimit,
+                Breach::Events => FailureReason::EventLimit,
+                Breach::Interactions => FailureReason::InteractionLimit,
+                Breach::Resources => FailureReason::ResourceLimit,
                 Breach::BrowserSessionTimeout => FailureReason::BrowserSessionTimeout,
                 Breach::SessionAccountMismatch => FailureReason::SessionAccountMismatch,
             };
@@ -202,7 +214,10 @@ pub(crate) fn evaluate(
         GuestExit::Trap(t) => (
             Failed,
             Some(FailureReason::ConnectorExitWithoutDone),
-            Some(format!("the connector stopped before returning DONE: {t}")),
+            Some(format!(
+                "the connector stopped before returning DONE: {}",
+                crate::sandbox::bounded_text(t, 1024)
+            )),
             None,
         ),
         // The host failed to keep what the guest did (not the guest's fault).
@@ -317,6 +332,10 @@ pub(super) fn conclude(
     };
     usage.stdout.tail = seen.redactor.redact(&usage.stdout.tail);
     usage.stderr.tail = seen.redactor.redact(&usage.stderr.tail);
+    // A request's path is the guest's text too (a revealed value could be in it).
+    for r in &mut usage.requests {
+        r.path = seen.redactor.redact(&r.path);
+    }
     RunOutcome {
         run_id,
         status,

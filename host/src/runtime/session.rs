@@ -10,7 +10,7 @@
 
 use super::checkpoint::KnownGap;
 use super::outcome::{self, InteractionSummary, RunOutcome, Seen};
-use super::redact::redact_message;
+use super::redact::{redact_message, redact_value, scrub};
 use super::rules::{self, Rules};
 use super::{InteractionHandler, Observer, RunSink, StateInput};
 use crate::manifest::Manifest;
@@ -128,7 +128,10 @@ impl Session {
         }
     }
 
-    fn event(&mut self, kind: &str, data: Value) {
+    /// Queue a timeline event: the one way an event is recorded, so every
+    /// string of it is scrubbed here.
+    fn event(&mut self, kind: &str, mut data: Value) {
+        redact_value(self.secrets.redactor(), &mut data);
         self.pending_events.push(RunEvent::new(kind, data));
     }
 
@@ -207,15 +210,16 @@ impl Session {
 
 #[async_trait::async_trait]
 impl RunHooks for Session {
-    fn message(&mut self, mut msg: p::Message) -> Result<(), Violation> {
-        // Scrub first: what is staged, shown or kept never holds a secret.
-        redact_message(self.secrets.redactor(), &mut msg);
+    fn message(&mut self, msg: p::Message) -> Result<(), Violation> {
+        // Scrub first, every string of it: what is staged, shown or kept
+        // never holds a secret.
+        let mut msg = redact_message(self.secrets.redactor(), msg)?;
         if let p::Message::SkipResult(sk) = &mut msg {
             sk.diagnostics = rules::bound_diagnostics(sk.diagnostics.take());
         }
         self.accept(&msg)?;
         if let Some(e) = event_for(&msg) {
-            self.pending_events.push(e);
+            self.event(&e.kind, e.data);
         }
         self.observer.message(&msg);
         if let p::Message::Record(r) = msg {
@@ -242,6 +246,12 @@ impl RunHooks for Session {
     }
 
     async fn interact(&mut self, req: p::Interaction, screenshot: Option<Vec<u8>>) -> Result<Asked, HookError> {
+        // Every string of the question, its id included, is scrubbed before
+        // it is checked, kept or shown.
+        let req = match redact_message(self.secrets.redactor(), p::Message::Interaction(req))? {
+            p::Message::Interaction(r) => r,
+            _ => unreachable!("an INTERACTION stays an INTERACTION"),
+        };
         self.rules().interaction(&req)?;
         let Some(handler) = self.interaction.clone() else {
             self.interactions.push(InteractionSummary {
@@ -254,12 +264,7 @@ impl RunHooks for Session {
                 req.kind.as_str()
             )));
         };
-        let mut req = req;
-        let mut shown = p::Message::Interaction(req.clone());
-        redact_message(self.secrets.redactor(), &mut shown);
-        if let p::Message::Interaction(clean) = &shown {
-            req.message = clean.message.clone();
-        }
+        let shown = p::Message::Interaction(req.clone());
         self.observer.message(&shown);
         self.event(
             "run.interaction_required",
@@ -317,9 +322,9 @@ impl RunHooks for Session {
     }
 
     fn log(&mut self, level: LogLevel, message: String, fields: Vec<(String, String)>) {
-        let r = self.secrets.redactor();
-        let message = r.redact(&message);
-        let fields: Vec<(String, String)> = fields.into_iter().map(|(k, v)| (k, r.redact(&v))).collect();
+        // Message, field names and values: every string of the line.
+        let (message, fields) =
+            scrub(self.secrets.redactor(), (message, fields)).unwrap_or_else(|_| (String::new(), Vec::new()));
         self.observer.log(level, &message, &fields);
         let data: serde_json::Map<String, Value> = fields
             .iter()

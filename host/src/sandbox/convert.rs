@@ -1,15 +1,189 @@
 //! WIT values ↔ [`crate::protocol`] messages, and nothing else.
 //!
 //! Pure functions: no store, no hooks, no limits beyond the message size a
-//! caller passes in. A JSON-carrying field that is too large or not JSON is a
-//! [`Violation`] naming the field, never quoting it. The capabilities call
-//! these; the protocol rules themselves live in the runtime.
+//! caller passes in and the field bounds below. A JSON-carrying field that is
+//! too large or not JSON is a [`Violation`] naming the field, never quoting
+//! it. Every other string a guest chooses is bounded here too
+//! (`message_field_size`): names and ids at [`NAME_BYTES`], record keys at
+//! [`KEY_BYTES`], timestamps at [`TIME_BYTES`], text for people at
+//! [`TEXT_BYTES`], lists of keys or resources at the message size in all. So
+//! nothing the runtime later stores, or echoes into an error, can be larger.
+//! The capabilities call these; the protocol rules themselves live in the
+//! runtime.
 
 use super::bindings::pdpp::connector::{emit, interaction, log, probe};
 use super::bindings::wit;
 use super::{LogLevel, ProbeAnswer, Violation};
 use crate::protocol as p;
 use serde_json::Value;
+
+/// The longest stream name, id, reason token or field name, in bytes.
+pub const NAME_BYTES: usize = 256;
+/// The longest record key (all parts together) or detail key, in bytes.
+pub const KEY_BYTES: usize = 2048;
+/// The longest timestamp (`emitted_at`, a time range's ends), in bytes.
+pub const TIME_BYTES: usize = 64;
+/// The longest text for people (PROGRESS, SKIP_RESULT and INTERACTION
+/// messages, DONE's error, a continuation boundary), in bytes.
+pub const TEXT_BYTES: usize = 4096;
+
+/// `s` cut to at most `max` bytes (at a character boundary), marked with `…`.
+pub(crate) fn truncate(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+        s.push('…');
+    }
+    s
+}
+
+/// Refuse a guest string over `max` bytes, naming the field, never quoting it.
+fn bound(what: &str, s: &str, max: usize) -> Result<(), Violation> {
+    if s.len() > max {
+        return Err(Violation::new(
+            "message_field_size",
+            format!("{what} is {} bytes, over the {max} byte limit", s.len()),
+        ));
+    }
+    Ok(())
+}
+
+fn bound_opt(what: &str, s: &Option<String>, max: usize) -> Result<(), Violation> {
+    s.as_deref().map_or(Ok(()), |s| bound(what, s, max))
+}
+
+/// Refuse a list whose entries pass `each` or whose total passes `total`.
+fn bound_list(what: &str, items: &[String], each: usize, total: usize) -> Result<(), Violation> {
+    let mut sum = 0usize;
+    for i in items {
+        bound(what, i, each)?;
+        sum += i.len() + 8;
+    }
+    if sum > total {
+        return Err(Violation::new(
+            "message_field_size",
+            format!("{what} is {sum} bytes in all, over the {total} byte limit"),
+        ));
+    }
+    Ok(())
+}
+
+fn bound_range(what: &str, r: &Option<wit::TimeRange>) -> Result<(), Violation> {
+    if let Some(r) = r {
+        bound_opt(what, &r.since, TIME_BYTES)?;
+        bound_opt(what, &r.until, TIME_BYTES)?;
+    }
+    Ok(())
+}
+
+/// Every guest-chosen string of a message against its bound.
+fn bound_message(msg: &emit::Message, max_bytes: usize) -> Result<(), Violation> {
+    match msg {
+        emit::Message::Record(r) => {
+            bound("RECORD stream", &r.stream, NAME_BYTES)?;
+            match &r.key {
+                wit::RecordKey::Single(k) => bound("RECORD key", k, KEY_BYTES)?,
+                wit::RecordKey::Composite(parts) => bound_list("RECORD key", parts, KEY_BYTES, KEY_BYTES)?,
+            }
+            bound("RECORD emitted_at", &r.emitted_at, TIME_BYTES)?;
+        }
+        emit::Message::State(s) => bound("STATE stream", &s.stream, NAME_BYTES)?,
+        emit::Message::Progress(g) => {
+            bound_opt("PROGRESS stream", &g.stream, NAME_BYTES)?;
+            bound("PROGRESS message", &g.message, TEXT_BYTES)?;
+        }
+        emit::Message::SkipResult(s) => {
+            bound_opt("SKIP_RESULT stream", &s.stream, NAME_BYTES)?;
+            bound_opt("SKIP_RESULT reason", &s.reason, NAME_BYTES)?;
+            bound_opt("SKIP_RESULT message", &s.message, TEXT_BYTES)?;
+            if let Some(r) = &s.resources {
+                bound_list("SKIP_RESULT resources", r, KEY_BYTES, max_bytes)?;
+            }
+            bound_range("SKIP_RESULT time_range", &s.time_range)?;
+            if let Some(c) = &s.continuation {
+                bound("SKIP_RESULT continuation.boundary", &c.boundary, TEXT_BYTES)?;
+            }
+        }
+        emit::Message::DetailCoverage(c) => {
+            bound("DETAIL_COVERAGE state_stream", &c.state_stream, NAME_BYTES)?;
+            bound("DETAIL_COVERAGE stream", &c.stream, NAME_BYTES)?;
+            let all: usize = [&c.required_keys, &c.hydrated_keys, &c.gap_keys, &c.optional_skip_keys]
+                .iter()
+                .map(|l| l.iter().map(|k| k.len() + 8).sum::<usize>())
+                .sum();
+            for (what, l) in [
+                ("DETAIL_COVERAGE required_keys", &c.required_keys),
+                ("DETAIL_COVERAGE hydrated_keys", &c.hydrated_keys),
+                ("DETAIL_COVERAGE gap_keys", &c.gap_keys),
+                ("DETAIL_COVERAGE optional_skip_keys", &c.optional_skip_keys),
+            ] {
+                bound_list(what, l, KEY_BYTES, max_bytes)?;
+            }
+            if all > max_bytes {
+                return Err(Violation::new(
+                    "message_field_size",
+                    format!("DETAIL_COVERAGE keys are {all} bytes in all, over the {max_bytes} byte limit"),
+                ));
+            }
+        }
+        emit::Message::DetailGap(g) => {
+            bound("DETAIL_GAP stream", &g.stream, NAME_BYTES)?;
+            bound_opt("DETAIL_GAP parent_stream", &g.parent_stream, NAME_BYTES)?;
+            bound("DETAIL_GAP record_key", &g.record_key, KEY_BYTES)?;
+            bound_opt("DETAIL_GAP reason", &g.reason, TEXT_BYTES)?;
+        }
+    }
+    Ok(())
+}
+
+/// The bytes a message occupies on the host once lowered (its strings plus
+/// a fixed overhead), charged while a batch is held.
+pub(crate) fn message_size(msg: &emit::Message) -> usize {
+    let o = |s: &Option<String>| s.as_ref().map_or(0, String::len);
+    let list = |l: &[String]| l.iter().map(|s| s.len() + 24).sum::<usize>();
+    64 + match msg {
+        emit::Message::Record(r) => {
+            r.stream.len()
+                + r.emitted_at.len()
+                + o(&r.data)
+                + match &r.key {
+                    wit::RecordKey::Single(k) => k.len(),
+                    wit::RecordKey::Composite(p) => list(p),
+                }
+        }
+        emit::Message::State(s) => s.stream.len() + o(&s.cursor),
+        emit::Message::Progress(g) => o(&g.stream) + g.message.len(),
+        emit::Message::SkipResult(s) => {
+            o(&s.stream)
+                + o(&s.reason)
+                + o(&s.message)
+                + o(&s.diagnostics)
+                + s.resources.as_deref().map_or(0, list)
+                + s.continuation.as_ref().map_or(0, |c| c.boundary.len())
+                + s.time_range.as_ref().map_or(0, |t| o(&t.since) + o(&t.until))
+        }
+        emit::Message::DetailCoverage(c) => {
+            c.state_stream.len()
+                + c.stream.len()
+                + list(&c.required_keys)
+                + list(&c.hydrated_keys)
+                + list(&c.gap_keys)
+                + list(&c.optional_skip_keys)
+        }
+        emit::Message::DetailGap(g) => {
+            g.stream.len()
+                + o(&g.parent_stream)
+                + g.record_key.len()
+                + o(&g.reason)
+                + o(&g.detail_locator)
+                + o(&g.list_cursor)
+                + o(&g.last_error)
+        }
+    }
+}
 
 /// Parse a guest's JSON text, refusing text over `max_bytes`.
 fn json(rule: &'static str, what: &str, text: String, max_bytes: usize) -> Result<Value, Violation> {
@@ -33,6 +207,7 @@ fn opt_json(
 
 /// One emitted message in protocol form; `max_bytes` caps each JSON field.
 pub(crate) fn message(msg: emit::Message, max_bytes: usize) -> Result<p::Message, Violation> {
+    bound_message(&msg, max_bytes)?;
     Ok(match msg {
         emit::Message::Record(r) => {
             let key = match r.key {
@@ -118,6 +293,9 @@ pub(crate) fn message(msg: emit::Message, max_bytes: usize) -> Result<p::Message
 
 /// An INTERACTION request in protocol form; `max_bytes` caps its schema.
 pub(crate) fn interaction(req: interaction::Request, max_bytes: usize) -> Result<p::Interaction, Violation> {
+    bound("INTERACTION request_id", &req.request_id, NAME_BYTES)?;
+    bound_opt("INTERACTION stream", &req.stream, NAME_BYTES)?;
+    bound("INTERACTION message", &req.message, TEXT_BYTES)?;
     let schema = opt_json("interaction_schema_json", "INTERACTION schema", req.schema, max_bytes)?;
     Ok(p::Interaction {
         request_id: req.request_id,
@@ -186,9 +364,11 @@ pub(crate) fn done(d: wit::Done) -> p::Done {
             wit::DoneStatus::Cancelled => p::DoneStatus::Cancelled,
         },
         records_emitted: d.records_emitted,
+        // DONE is a return value, not a message that can be refused: its
+        // text is cut to its bound (a code too long fails its pattern).
         error: d.error.map(|e| p::DoneError {
-            message: e.message,
-            code: e.code,
+            message: truncate(e.message, TEXT_BYTES),
+            code: e.code.map(|c| truncate(c, 65)),
             retryable: e.retryable,
             recovery_hint: e.recovery_hint.map(hint),
         }),

@@ -9,7 +9,6 @@ const MIB: u64 = 1 << 20;
 fn usize_of(v: u64) -> usize {
     usize::try_from(v).unwrap_or(usize::MAX)
 }
-use wasmtime::ResourceLimiter;
 
 /// What one run may consume.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -18,7 +17,8 @@ pub struct RunLimits {
     pub cpu: Duration,
     /// Wall-clock time from instantiation to DONE, waits included.
     pub wall_clock: Duration,
-    /// Linear memory of the guest, in bytes.
+    /// The whole-run memory budget in bytes: every linear memory and table
+    /// of the guest plus the host-side state it causes (see `budget`).
     pub memory_bytes: usize,
     /// Bytes kept of each of stdout and stderr (the tail).
     pub output_capture_bytes: usize,
@@ -28,9 +28,22 @@ pub struct RunLimits {
     pub http: super::caps::http::HttpLimits,
     /// RECORDs one run may emit.
     pub max_records: u64,
-    /// Bytes of structured log one run may write.
+    /// Bytes of structured log one run may write; each line is charged at
+    /// least [`LOG_LINE_MIN_BYTES`].
     pub log_bytes: u64,
+    /// Timeline events (PROGRESS, log lines, skips, gaps, questions, batches)
+    /// one run may cause.
+    pub max_events: u64,
+    /// INTERACTIONs one run may ask (answered or not).
+    pub max_interactions: u64,
+    /// Entries the run's resource table may hold at once (WASI streams,
+    /// HTTP fields and bodies, secret handles…).
+    pub resource_entries: usize,
 }
+
+/// The least a log line is charged against the log budget, however short:
+/// each one costs a timeline event and a database row.
+pub const LOG_LINE_MIN_BYTES: u64 = 256;
 
 impl RunLimits {
     /// These limits with every knob `o` gives set to its value (the
@@ -54,6 +67,12 @@ impl RunLimits {
         }
         if let Some(n) = o.log_bytes {
             l.log_bytes = n;
+        }
+        if let Some(n) = o.max_events {
+            l.max_events = n;
+        }
+        if let Some(n) = o.max_interactions {
+            l.max_interactions = n;
         }
         if let Some(n) = o.http_max_requests {
             l.http.max_requests = n;
@@ -81,6 +100,8 @@ impl RunLimits {
         let lower = |v: Option<u64>, cur: u64| v.map_or(cur, |v| cur.min(v));
         l.max_records = lower(o.max_records, l.max_records);
         l.log_bytes = lower(o.log_bytes, l.log_bytes);
+        l.max_events = lower(o.max_events, l.max_events);
+        l.max_interactions = lower(o.max_interactions, l.max_interactions);
         l.http.max_requests = lower(o.http_max_requests, l.http.max_requests);
         l.http.max_response_bytes = lower(o.http_max_response_bytes, l.http.max_response_bytes);
         l
@@ -98,6 +119,9 @@ impl Default for RunLimits {
             http: super::caps::http::HttpLimits::default(),
             max_records: 10_000_000,
             log_bytes: 4 << 20,
+            max_events: 50_000,
+            max_interactions: 32,
+            resource_entries: 1024,
         }
     }
 }
@@ -111,6 +135,12 @@ pub enum Breach {
     Memory,
     Records,
     Logs,
+    /// More timeline events (PROGRESS, log lines, skips…) than one run may cause.
+    Events,
+    /// More INTERACTIONs than one run may ask.
+    Interactions,
+    /// The run's resource table is full (handles, streams, HTTP fields kept alive).
+    Resources,
     /// A browser session was not established (its account not reported) in time.
     BrowserSessionTimeout,
     /// The browser is logged into another account than the connection's.
@@ -126,6 +156,9 @@ impl Breach {
             Breach::Memory => "memory_limit",
             Breach::Records => "record_limit",
             Breach::Logs => "log_limit",
+            Breach::Events => "event_limit",
+            Breach::Interactions => "interaction_limit",
+            Breach::Resources => "resource_limit",
             Breach::BrowserSessionTimeout => "browser_session_timeout",
             Breach::SessionAccountMismatch => "session_account_mismatch",
         }
@@ -137,9 +170,15 @@ impl fmt::Display for Breach {
         match self {
             Breach::Cpu => write!(f, "the connector used up its CPU time"),
             Breach::WallClock => write!(f, "the run exceeded its wall-clock deadline"),
-            Breach::Memory => write!(f, "the connector tried to grow its memory past the limit"),
+            Breach::Memory => write!(
+                f,
+                "the run's memory (guest memories, tables and host-side state) would pass its budget"
+            ),
             Breach::Records => write!(f, "the connector emitted more records than one run may"),
             Breach::Logs => write!(f, "the connector wrote more log than one run may"),
+            Breach::Events => write!(f, "the connector caused more timeline events than one run may"),
+            Breach::Interactions => write!(f, "the connector asked more questions than one run may"),
+            Breach::Resources => write!(f, "the connector held more resource handles at once than one run may"),
             Breach::BrowserSessionTimeout => write!(
                 f,
                 "the browser session was not established in time: the connector did not report the logged-in account"
@@ -154,48 +193,6 @@ impl fmt::Display for Breach {
 }
 
 impl std::error::Error for Breach {}
-
-/// Enforces the memory cap and remembers the peak.
-pub struct Limiter {
-    max_memory: usize,
-    pub peak_memory: usize,
-    pub breached: bool,
-}
-
-impl Limiter {
-    pub fn new(max_memory: usize) -> Self {
-        Limiter {
-            max_memory,
-            peak_memory: 0,
-            breached: false,
-        }
-    }
-}
-
-impl ResourceLimiter for Limiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        if desired > self.max_memory {
-            self.breached = true;
-            return Err(wasmtime::Error::new(Breach::Memory));
-        }
-        self.peak_memory = self.peak_memory.max(desired);
-        Ok(true)
-    }
-
-    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        Ok(desired <= 1_000_000)
-    }
-
-    fn instances(&self) -> usize {
-        64
-    }
-    fn tables(&self) -> usize {
-        64
-    }
-    fn memories(&self) -> usize {
-        16
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -18,6 +18,7 @@
 //! `http` capability asks [`crate::egress`].
 
 mod bindings;
+pub mod budget;
 pub mod caps;
 mod capture;
 mod control;
@@ -29,13 +30,14 @@ mod linker;
 mod run;
 mod state;
 
+pub use budget::{Held, RunBudget};
 pub use caps::http::{HttpLimits, RequestSummary};
 pub use caps::secrets::SecretSet;
 pub use capture::{Capture, CapturedText};
 pub use control::{CANCEL_GRACE, Cancelled, RunControl, StopCause};
 pub use grants::{Capability, CapabilitySet, Grants};
 pub use hooks::{Asked, HookError, HostFault, LogLevel, RunHooks, Violation};
-pub use limits::{Breach, RunLimits};
+pub use limits::{Breach, LOG_LINE_MIN_BYTES, RunLimits};
 pub use run::{GuestExit, GuestProbe, GuestRun, ProbeAnswer, Usage};
 
 use bindings::ConnectorPre;
@@ -174,6 +176,11 @@ impl Sandbox {
             grants: grants.clone(),
         })
     }
+}
+
+/// Guest-influenced text cut to `max` bytes before it is echoed into an error.
+pub fn bounded_text(s: String, max: usize) -> String {
+    convert::truncate(s, max)
 }
 
 /// The innermost message of an error, without a host backtrace.

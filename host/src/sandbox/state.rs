@@ -9,6 +9,7 @@
 //! the core pieces it needs; this file hands out those views and nothing in
 //! it knows what a capability does with them.
 
+use super::budget::{RunBudget, StoreLimiter};
 use super::caps::browser::{BrowserSetup, BrowserState, BrowserView};
 use super::caps::emit::{EmitState, EmitView};
 use super::caps::http::HttpState;
@@ -19,7 +20,7 @@ use super::capture::Capture;
 use super::control::{Cancelled, RunControl};
 use super::grants::Grants;
 use super::hooks::{HostFault, SharedHooks, Violation};
-use super::limits::{Breach, Limiter, RunLimits};
+use super::limits::{Breach, RunLimits};
 use super::{GuestExit, Usage};
 use crate::egress::EgressConfig;
 use std::sync::Arc;
@@ -91,6 +92,10 @@ impl ViolationSlot {
     }
 }
 
+/// What each resource-table entry may hold at most, charged up front for
+/// every entry the table may have (HTTP fields are capped at this size).
+pub(crate) const RESOURCE_ENTRY_BYTES: u64 = super::caps::http::HTTP_FIELDS_BYTES as u64;
+
 /// What one run's store is built from.
 pub(crate) struct StoreInputs<'a> {
     pub hooks: SharedHooks,
@@ -106,7 +111,9 @@ pub(crate) struct StoreInputs<'a> {
 pub struct RunState {
     wasi: WasiCtx,
     pub(super) table: ResourceTable,
-    pub(super) limiter: Limiter,
+    pub(super) limiter: StoreLimiter,
+    /// The run's whole memory and event budget (the limiter charges it too).
+    pub(super) budget: RunBudget,
     pub(super) clock: RunClock,
     pub(super) control: RunControl,
     pub(super) violation: ViolationSlot,
@@ -147,27 +154,38 @@ impl RunState {
             .stdout(stdout.clone())
             .stderr(stderr.clone());
         let clock = RunClock::new(Instant::now(), limits.wall_clock, limits.cpu);
-        let browser = BrowserState::new(browser, grants.browser_policy(egress.clone()), &control);
+        let budget = RunBudget::new(limits.memory_bytes as u64, limits.max_events);
+        let browser = BrowserState::new(browser, grants.browser_policy(egress.clone()), &control, budget.clone());
         let http = HttpState::new(
             grants.egress_policy(egress),
             limits.http.clone(),
             secrets.clone(),
             clock.wall_deadline,
+            budget.clone(),
         );
+        // Every entry of the resource table is host memory the guest chose to
+        // keep alive: the number is capped, and what each may hold is bounded
+        // (HTTP fields by `HTTP_FIELDS_BYTES`), so the worst case is a fixed
+        // reserve charged to the run up front.
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(limits.resource_entries);
+        let reserve = (limits.resource_entries as u64).saturating_mul(RESOURCE_ENTRY_BYTES);
+        let _ = budget.keep(reserve.min(budget.limit() / 4));
         RunState {
             wasi: wasi.build(),
-            table: ResourceTable::new(),
-            limiter: Limiter::new(limits.memory_bytes),
+            table,
+            limiter: StoreLimiter::new(budget.clone()),
             clock,
             control,
             violation: ViolationSlot::default(),
             hooks,
             stdout,
             stderr,
-            emit: EmitState::new(limits.message_bytes, limits.max_records),
-            interaction: InteractionState::new(limits.message_bytes),
+            emit: EmitState::new(limits.message_bytes, limits.max_records, budget.clone()),
+            interaction: InteractionState::new(limits.message_bytes, limits.max_interactions, budget.clone()),
             secrets,
-            log: LogState::new(limits.log_bytes),
+            log: LogState::new(limits.log_bytes, budget.clone()),
+            budget,
             http,
             browser,
         }
@@ -184,7 +202,7 @@ impl RunState {
 
     pub(super) fn interaction_view(&mut self) -> InteractionView<'_> {
         InteractionView {
-            state: &self.interaction,
+            state: &mut self.interaction,
             hooks: &self.hooks,
             violation: &mut self.violation,
             control: &self.control,
@@ -235,7 +253,7 @@ impl RunState {
         Usage {
             cpu: self.clock.guest_time().min(started.elapsed()),
             wall: started.elapsed(),
-            peak_memory_bytes: self.limiter.peak_memory as u64,
+            peak_memory_bytes: self.budget.peak(),
             stdout: self.stdout.snapshot(),
             stderr: self.stderr.snapshot(),
             requests: http.requests,
@@ -257,8 +275,14 @@ impl RunState {
         if let Some(b) = e.downcast_ref::<Breach>() {
             return GuestExit::Limit(*b);
         }
-        if self.limiter.breached {
+        if self.budget.breached() {
             return GuestExit::Limit(Breach::Memory);
+        }
+        if matches!(
+            e.downcast_ref::<wasmtime::component::ResourceTableError>(),
+            Some(wasmtime::component::ResourceTableError::Full)
+        ) {
+            return GuestExit::Limit(Breach::Resources);
         }
         if let Some(v) = e.downcast_ref::<Violation>() {
             return GuestExit::Violation(v.clone());

@@ -174,6 +174,13 @@ impl Origin {
         if !ipv6 && !valid_name(name) {
             return None;
         }
+        // One spelling per IPv6 address (`[0:0::1]` is `[::1]`), so an
+        // allowlist entry and a request compare equal whatever the spelling.
+        let host = if ipv6 {
+            host.parse::<std::net::Ipv6Addr>().ok()?.to_string()
+        } else {
+            host
+        };
         Some(Origin { scheme, host, port })
     }
 }

@@ -19,6 +19,7 @@
 //! when the guest returned DONE, destroyed otherwise.
 
 use super::super::bindings::pdpp::connector::browser as wit;
+use super::super::budget::{Held, RunBudget};
 use super::super::control::{Cancelled, RunControl};
 use super::super::hooks::SharedHooks;
 use super::super::limits::Breach;
@@ -97,8 +98,11 @@ pub struct BrowserState {
     /// owner since (the watchdog does not count it).
     started: Option<(Instant, Duration)>,
     account: Option<String>,
-    /// A screenshot kept for the owner's next question.
-    screenshot: Option<Vec<u8>>,
+    /// A screenshot kept for the owner's next question, charged to the run
+    /// while it is kept.
+    screenshot: Option<(Vec<u8>, Held)>,
+    /// The run's memory budget: what the host keeps or copies for the guest.
+    budget: RunBudget,
     /// Requests of sessions already torn down (a cancelled start).
     requests: Vec<BrowserRequest>,
     /// Why the last start did not finish, when it did not.
@@ -108,7 +112,12 @@ pub struct BrowserState {
 impl BrowserState {
     /// `setup` is `None` for a run without the browser grant (or a host
     /// without a browser): every call then fails as `failed(no_browser)`.
-    pub(crate) fn new(setup: Option<BrowserSetup>, policy: EgressPolicy, control: &RunControl) -> Self {
+    pub(crate) fn new(
+        setup: Option<BrowserSetup>,
+        policy: EgressPolicy,
+        control: &RunControl,
+        budget: RunBudget,
+    ) -> Self {
         let cancel = CancellationToken::new();
         if setup.is_some() {
             // The owner's cancel reaches the browser at once, whatever the
@@ -122,6 +131,7 @@ impl BrowserState {
             });
         }
         let mut state = BrowserState::none();
+        state.budget = budget;
         if let Some(s) = setup {
             state.service = Some(s.service);
             state.profile = s.profile;
@@ -144,6 +154,7 @@ impl BrowserState {
             started: None,
             account: None,
             screenshot: None,
+            budget: RunBudget::new(u64::MAX, u64::MAX),
             requests: Vec::new(),
             start_interrupted: None,
         }
@@ -158,7 +169,7 @@ impl BrowserState {
     /// the one the guest kept, else (for a `manual_action` question, when a
     /// session is open) a fresh one.
     pub(crate) async fn screenshot_for_question(&mut self, manual_action: bool, deadline: Instant) -> Option<Vec<u8>> {
-        if let Some(kept) = self.screenshot.take() {
+        if let Some((kept, _held)) = self.screenshot.take() {
             return Some(kept);
         }
         if !manual_action {
@@ -200,6 +211,9 @@ impl Drop for BrowserState {
         self.cancel.cancel();
     }
 }
+
+/// What one browser request summary is charged (method, origin, counters).
+const BROWSER_REQUEST_BYTES: u64 = 384;
 
 /// What the browser host implementation works on.
 pub struct BrowserView<'a> {
@@ -279,6 +293,21 @@ impl BrowserView<'_> {
                 policy: self.state.policy.clone(),
                 profile: self.state.profile.take(),
             };
+            // The session's request summaries (kept for the timeline, at
+            // most `max_request_summaries`) are host memory the page the
+            // guest drives makes grow: their worst case is charged up front.
+            let summaries = service.limits().max_request_summaries as u64;
+            if self
+                .state
+                .budget
+                .keep(summaries.saturating_mul(BROWSER_REQUEST_BYTES))
+                .is_err()
+            {
+                return Err(BrowserError::BrowserFailed {
+                    operation: Operation::Start,
+                    code: "memory_limit".into(),
+                });
+            }
             let deadline = self.deadline(None);
             let session = match service.start(spec, deadline, &self.state.cancel).await {
                 Ok(s) => s,
@@ -326,6 +355,12 @@ impl BrowserView<'_> {
 
     fn clean(&self, s: String) -> String {
         self.secrets.redactor().redact(&s)
+    }
+
+    /// Charge text the host read from the page for the guest while it is
+    /// copied across (the guest's copy is charged as guest memory).
+    fn charge_read(&self, bytes: usize) -> wasmtime::Result<Held> {
+        self.state.budget.hold(bytes as u64).map_err(wasmtime::Error::new)
     }
 }
 
@@ -392,6 +427,7 @@ impl wit::Host for BrowserView<'_> {
 
     async fn text(&mut self, selector: String) -> wasmtime::Result<Result<String, wit::BrowserError>> {
         let text = self.call(async |s, d| s.read_text(&selector, d).await, None).await?;
+        let _held = self.charge_read(text.as_ref().map_or(0, String::len))?;
         Ok(text.map(|t| self.clean(t)))
     }
 
@@ -403,6 +439,10 @@ impl wit::Host for BrowserView<'_> {
         let found = self
             .call(async |s, d| s.read_all_text(&selector, max as usize, d).await, None)
             .await?;
+        let size = found
+            .as_ref()
+            .map_or(0, |m| m.values.iter().map(|v| v.len() + 24).sum::<usize>());
+        let _held = self.charge_read(size)?;
         Ok(found.map(|m| wit::TextMatches {
             values: m.values.into_iter().map(|v| self.clean(v)).collect(),
             total: u32::try_from(m.total).unwrap_or(u32::MAX),
@@ -417,6 +457,7 @@ impl wit::Host for BrowserView<'_> {
         let value = self
             .call(async |s, d| s.read_attribute(&selector, &name, d).await, None)
             .await?;
+        let _held = self.charge_read(value.as_ref().ok().and_then(Option::as_ref).map_or(0, String::len))?;
         Ok(value.map(|v| v.map(|v| self.clean(v))))
     }
 
@@ -432,6 +473,13 @@ impl wit::Host for BrowserView<'_> {
                 None,
             )
             .await?;
+        let size = found.as_ref().map_or(0, |m| {
+            m.values
+                .iter()
+                .map(|v| v.as_ref().map_or(0, String::len) + 24)
+                .sum::<usize>()
+        });
+        let _held = self.charge_read(size)?;
         Ok(found.map(|m| wit::AttributeMatches {
             values: m.values.into_iter().map(|v| v.map(|v| self.clean(v))).collect(),
             total: u32::try_from(m.total).unwrap_or(u32::MAX),
@@ -440,13 +488,26 @@ impl wit::Host for BrowserView<'_> {
 
     async fn screenshot(&mut self) -> wasmtime::Result<Result<(), wit::BrowserError>> {
         let shot = self.call(async |s, d| s.screenshot(d).await, None).await?;
-        Ok(shot.map(|png| self.state.screenshot = Some(png)))
+        match shot {
+            Ok(png) => {
+                // Kept for the owner's next question: charged while kept
+                // (the one it replaces is released first).
+                self.state.screenshot = None;
+                let held = self.charge_read(png.len())?;
+                self.state.screenshot = Some((png, held));
+                Ok(Ok(()))
+            }
+            Err(e) => Ok(Err(e)),
+        }
     }
 
     async fn session_account(&mut self, identity: String) -> wasmtime::Result<Result<(), wit::BrowserError>> {
         self.control.check()?;
         // Compared as reported, but never a secret: a value of the run's
         // secrets (say, a password typed as a name) is redacted first.
+        if identity.len() > super::super::convert::NAME_BYTES {
+            return Ok(Err(wit::BrowserError::TooLarge("identity".into())));
+        }
         let identity = self.clean(identity.trim().to_owned());
         if identity.is_empty() {
             return Ok(Err(wit::BrowserError::Refused("empty_identity".into())));

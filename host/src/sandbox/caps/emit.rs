@@ -7,8 +7,15 @@
 //! batch asks the hooks to make it durable. The first violation stops the
 //! guest and is kept: a guest that calls again after one gets the same
 //! violation without the hooks seeing anything more.
+//!
+//! What the host holds for a batch is charged to the run's budget: the
+//! lowered batch while it is converted and handed over, and for good the
+//! messages the runtime keeps until the run ends (SKIP_RESULT,
+//! DETAIL_COVERAGE, DETAIL_GAP). Every message but a RECORD, and every batch
+//! of records, is one timeline event of the run's event budget.
 
 use super::super::bindings::pdpp::connector::emit;
+use super::super::budget::RunBudget;
 use super::super::control::RunControl;
 use super::super::convert;
 use super::super::hooks::SharedHooks;
@@ -24,15 +31,18 @@ pub struct EmitState {
     message_bytes: usize,
     max_records: u64,
     records: u64,
+    budget: RunBudget,
 }
 
 impl EmitState {
-    /// `message_bytes` caps each JSON field of a message; `max_records` the RECORDs of the run.
-    pub(crate) fn new(message_bytes: usize, max_records: u64) -> Self {
+    /// `message_bytes` caps each JSON field of a message; `max_records` the
+    /// RECORDs of the run; `budget` is charged what the host holds.
+    pub(crate) fn new(message_bytes: usize, max_records: u64, budget: RunBudget) -> Self {
         EmitState {
             message_bytes,
             max_records,
             records: 0,
+            budget,
         }
     }
 }
@@ -69,8 +79,25 @@ impl emit::Host for EmitView<'_> {
         if self.state.records > self.state.max_records {
             return Err(wasmtime::Error::new(Breach::Records));
         }
+        let budget = &self.state.budget;
+        let held: u64 = if super::super::budget::hardening() {
+            batch.iter().map(|m| convert::message_size(m) as u64).sum()
+        } else {
+            0
+        };
+        let _held = budget.hold(held).map_err(wasmtime::Error::new)?;
+        let events = batch.len() as u64 - records + u64::from(records > 0);
+        budget.events(events).map_err(wasmtime::Error::new)?;
         let mut hooks = self.hooks.lock().await;
         for msg in batch {
+            if matches!(
+                msg,
+                emit::Message::SkipResult(_) | emit::Message::DetailCoverage(_) | emit::Message::DetailGap(_)
+            ) {
+                budget
+                    .keep(convert::message_size(&msg) as u64)
+                    .map_err(wasmtime::Error::new)?;
+            }
             let msg = convert::message(msg, self.state.message_bytes).map_err(|v| self.violation.stop(v))?;
             if let Err(v) = hooks.message(msg) {
                 return Err(self.violation.stop(v));
@@ -115,7 +142,7 @@ mod tests {
     impl Fixture {
         fn new(max_records: u64) -> Self {
             Fixture {
-                state: EmitState::new(1024, max_records),
+                state: EmitState::new(1024, max_records, RunBudget::new(1 << 20, 100)),
                 violation: ViolationSlot::default(),
                 control: RunControl::new(),
             }
@@ -198,6 +225,101 @@ mod tests {
         assert_eq!(err.downcast_ref::<Breach>(), Some(&Breach::Records));
         drop(hooks);
         assert_eq!(lent.take_back().messages.len(), 1);
+    }
+
+    fn progress(message: &str) -> emit::Message {
+        emit::Message::Progress(wit::Progress {
+            stream: None,
+            message: message.into(),
+            count: None,
+            total: None,
+        })
+    }
+
+    #[tokio::test]
+    async fn progress_and_timeline_events_are_bounded_by_the_event_budget() {
+        let (lent, hooks) = lend(Recorder::default());
+        let mut f = Fixture::new(10);
+        f.state.budget = RunBudget::new(1 << 20, 3);
+        f.view(&hooks).send(vec![progress("a"), progress("b")]).await.unwrap();
+        // Records count once per batch, whatever their number.
+        f.view(&hooks)
+            .send(vec![record("items", "a"), record("items", "b")])
+            .await
+            .unwrap();
+        let err = f.view(&hooks).send(vec![progress("c")]).await.unwrap_err();
+        assert_eq!(err.downcast_ref::<Breach>(), Some(&Breach::Events));
+        drop(hooks);
+        assert_eq!(lent.take_back().messages.len(), 4);
+    }
+
+    #[tokio::test]
+    async fn a_batch_is_charged_to_the_run_budget_while_the_host_holds_it() {
+        let (lent, hooks) = lend(Recorder::default());
+        let mut f = Fixture::new(10);
+        f.state.budget = RunBudget::new(2048, 100);
+        let big = emit::Message::Record(wit::DataRecord {
+            stream: "items".into(),
+            key: wit::RecordKey::Single("a".into()),
+            op: wit::RecordOp::Upsert,
+            data: Some(format!(r#"{{"id":"{}"}}"#, "x".repeat(900))),
+            emitted_at: "2026-01-01T00:00:00Z".into(),
+        });
+        f.view(&hooks).send(vec![big.clone()]).await.unwrap();
+        assert_eq!(f.state.budget.used(), 0, "released when the batch is done");
+        let err = f
+            .view(&hooks)
+            .send(vec![big.clone(), big.clone(), big])
+            .await
+            .unwrap_err();
+        assert_eq!(err.downcast_ref::<Breach>(), Some(&Breach::Memory));
+        drop(hooks);
+        assert_eq!(lent.take_back().messages.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn every_guest_chosen_field_is_bounded() {
+        let huge = "k".repeat(1 << 20);
+        let cases = [
+            (
+                "RECORD key",
+                emit::Message::Record(wit::DataRecord {
+                    stream: "items".into(),
+                    key: wit::RecordKey::Single(huge.clone()),
+                    op: wit::RecordOp::Upsert,
+                    data: None,
+                    emitted_at: "2026-01-01T00:00:00Z".into(),
+                }),
+            ),
+            (
+                "RECORD emitted_at",
+                emit::Message::Record(wit::DataRecord {
+                    stream: "items".into(),
+                    key: wit::RecordKey::Single("a".into()),
+                    op: wit::RecordOp::Upsert,
+                    data: None,
+                    emitted_at: huge.clone(),
+                }),
+            ),
+            ("RECORD stream", record(&huge, "a")),
+            ("PROGRESS message", progress(&huge)),
+        ];
+        for (what, msg) in cases {
+            let (lent, hooks) = lend(Recorder::default());
+            let mut f = Fixture::new(10);
+            f.state.message_bytes = 4 << 20;
+            f.state.budget = RunBudget::new(64 << 20, 100);
+            let err = f.view(&hooks).send(vec![msg]).await.unwrap_err();
+            let v = err.downcast_ref::<Violation>().unwrap();
+            assert_eq!(v.rule, "message_field_size", "{what}");
+            assert!(
+                v.message.starts_with(what) && v.message.len() < 200,
+                "{what}: {}",
+                v.message
+            );
+            drop(hooks);
+            assert!(lent.take_back().messages.is_empty(), "{what}");
+        }
     }
 
     #[tokio::test]

@@ -7,11 +7,20 @@
 //! policy is repeated here. What this module owns: the request and response
 //! budgets (count, bytes, timeouts cut to the run's remaining time), the
 //! header rules (forbidden headers, `Host` set from the checked origin),
-//! secret placeholder substitution into headers and the body (only after the
-//! policy admitted the origin), TLS, and a summary of every request for the
-//! run timeline without header values or bodies.
+//! secret placeholder substitution (only after the policy admitted the
+//! origin, and only where each field's [`super::secrets::FieldPolicy`] allows: a placeholder
+//! anywhere else refuses the request as `secret_not_allowed_here`), scrubbing
+//! every form of the run's secrets from response headers and bodies
+//! (replaced by the placeholder) before the guest reads them, TLS, and a
+//! summary of every request for the run timeline without header values or
+//! bodies.
+//!
+//! Host memory: a guest-built header map holds at most [`HTTP_FIELDS_BYTES`];
+//! request and response bodies are buffered (to substitute and to scrub) and
+//! charged to the run's [`RunBudget`] while the host holds them.
 
-use super::secrets::SecretSet;
+use super::super::budget::{Held, RunBudget};
+use super::secrets::{Placement, SecretSet};
 use crate::egress::{EgressPolicy, Refusal};
 use bytes::Bytes;
 use http_body_util::BodyExt;
@@ -91,8 +100,17 @@ pub(crate) struct HttpUsage {
 /// The largest request body the host forwards (it is buffered to substitute placeholders).
 const MAX_REQUEST_BODY: usize = 8 << 20;
 
+/// The most a guest-built set of HTTP fields (headers, trailers) may hold
+/// in host memory (wasmtime's estimate of the map, not the wire size).
+pub const HTTP_FIELDS_BYTES: usize = 8 << 10;
+
 /// Headers the guest may not set: hop-by-hop headers, `Host` (the host sets
-/// it from the checked origin) and proxy/forwarding headers.
+/// it from the checked origin), and headers that proxies, load balancers and
+/// frameworks read as routing or identity facts from a trusted hop (client
+/// address, original URL or host, method override). A connector speaks to an
+/// API as itself; none of these is needed for that, and each can make a
+/// front end route the request somewhere the allowlist never saw or trust
+/// an identity it did not check. See also [`FORBIDDEN_PREFIXES`].
 const FORBIDDEN: &[&str] = &[
     "connection",
     "keep-alive",
@@ -106,11 +124,56 @@ const FORBIDDEN: &[&str] = &[
     "host",
     "http2-settings",
     "forwarded",
-    "x-forwarded-for",
-    "x-forwarded-host",
-    "x-forwarded-proto",
     "x-real-ip",
+    "via",
+    "x-original-url",
+    "x-rewrite-url",
+    "x-override-url",
+    "x-host",
+    "x-http-host-override",
+    "x-client-ip",
+    "client-ip",
+    "true-client-ip",
+    "cf-connecting-ip",
+    "fastly-client-ip",
+    "x-cluster-client-ip",
+    "x-originating-ip",
+    "x-remote-ip",
+    "x-remote-addr",
+    "x-proxyuser-ip",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "x-accel-redirect",
+    "x-sendfile",
+    "early-data",
 ];
+
+/// Prefixes of header families the guest may not set (same rationale as
+/// [`FORBIDDEN`]): forwarding facts, original-request facts, CDN and
+/// cloud front-end headers, and a proxy's own headers.
+const FORBIDDEN_PREFIXES: &[&str] = &[
+    "proxy-",
+    "x-forwarded-",
+    "x-original-",
+    "x-envoy-",
+    "x-amzn-",
+    "x-azure-",
+    "x-ms-forwarded-",
+    "x-arr-",
+    "x-appengine-",
+    "x-vercel-",
+    "x-middleware-",
+    "cf-",
+    "x-real-",
+    "x-client-",
+    "x-remote-",
+];
+
+/// Whether the guest may not set header `name` (lowercase).
+pub fn is_forbidden(name: &str) -> bool {
+    FORBIDDEN.contains(&name) || FORBIDDEN_PREFIXES.iter().any(|p| name.starts_with(p))
+}
 
 /// The capability's per-run state: the `wasi:http` context and this run's hooks.
 pub struct HttpState {
@@ -121,14 +184,23 @@ pub struct HttpState {
 impl HttpState {
     /// `secrets` are the run's (placeholders become their values); `deadline`
     /// is the run's wall-clock deadline, which cuts every timeout.
-    pub(crate) fn new(policy: EgressPolicy, limits: HttpLimits, secrets: SecretSet, deadline: Instant) -> Self {
+    pub(crate) fn new(
+        policy: EgressPolicy,
+        limits: HttpLimits,
+        secrets: SecretSet,
+        deadline: Instant,
+        budget: RunBudget,
+    ) -> Self {
+        let mut ctx = WasiHttpCtx::new();
+        ctx.set_field_size_limit(HTTP_FIELDS_BYTES);
         HttpState {
-            ctx: WasiHttpCtx::new(),
+            ctx,
             hooks: HttpHooks {
                 policy,
                 limits,
                 secrets,
                 deadline,
+                budget,
                 log: Arc::default(),
             },
         }
@@ -171,6 +243,7 @@ struct HttpHooks {
     limits: HttpLimits,
     secrets: SecretSet,
     deadline: Instant,
+    budget: RunBudget,
     log: Arc<Mutex<RequestLog>>,
 }
 
@@ -207,9 +280,16 @@ fn refusal_error(r: &Refusal) -> HttpError {
     }
 }
 
-/// Replace this run's secret placeholders in text; `used` is set when one was
-/// replaced. Tokens of other runs, or of fields without a value, stay as written.
-fn substitute(secrets: &SecretSet, value: &str, used: &AtomicBool) -> String {
+/// A placeholder of this run in a place its field's [`super::secrets::FieldPolicy`] does not
+/// allow: the request is refused (`secret_not_allowed_here`).
+#[derive(Debug, PartialEq, Eq)]
+struct Misplaced;
+
+/// Replace this run's secret placeholders in text at `place`; `used` is set
+/// when one was replaced. Tokens of other runs, or of fields without a
+/// value, stay as written; a placeholder of this run where its field may not
+/// go is [`Misplaced`].
+fn substitute(secrets: &SecretSet, value: &str, place: Placement<'_>, used: &AtomicBool) -> Result<String, Misplaced> {
     let mut out = String::with_capacity(value.len());
     let mut rest = value;
     while let Some(i) = rest.find("{{pdpp-secret:") {
@@ -218,8 +298,11 @@ fn substitute(secrets: &SecretSet, value: &str, used: &AtomicBool) -> String {
         match tail.find("}}") {
             Some(end) => {
                 let token = &tail[..end + 2];
-                match secrets.resolve_placeholder(token) {
-                    Some(v) => {
+                match secrets.resolve_field(token) {
+                    Some((field, v)) => {
+                        if !secrets.allowed_at(&field, place) {
+                            return Err(Misplaced);
+                        }
                         used.store(true, Ordering::Relaxed);
                         out.push_str(&v)
                     }
@@ -234,7 +317,48 @@ fn substitute(secrets: &SecretSet, value: &str, used: &AtomicBool) -> String {
         }
     }
     out.push_str(rest);
-    out
+    Ok(out)
+}
+
+/// A response body the host holds for the guest, charged to the run until
+/// the guest has read or dropped it.
+struct ChargedBody {
+    inner: http_body_util::Full<Bytes>,
+    _held: Held,
+}
+
+impl hyper::body::Body for ChargedBody {
+    type Data = Bytes;
+    type Error = HttpError;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, HttpError>>> {
+        std::pin::Pin::new(&mut self.get_mut().inner)
+            .poll_frame(cx)
+            .map_err(|never| match never {})
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Response headers with every form of the run's secrets replaced by the
+/// placeholder (values that are not text are scrubbed as bytes).
+fn scrub_headers(secrets: &SecretSet, headers: &mut http::HeaderMap) {
+    for value in headers.values_mut() {
+        if let Some(clean) = secrets.scrub_response(value.as_bytes())
+            && let Ok(v) = http::HeaderValue::from_bytes(&clean)
+        {
+            *value = v;
+        }
+    }
 }
 
 type SendResult = Result<
@@ -247,11 +371,11 @@ type SendResult = Result<
 
 impl WasiHttpHooks for HttpHooks {
     fn is_forbidden_header(&mut self, name: &http::HeaderName) -> bool {
-        FORBIDDEN.contains(&name.as_str())
+        is_forbidden(name.as_str())
     }
 
     fn forbidden_header_filter(&mut self) -> wasmtime_wasi_http::ForbiddenHeaderFilter {
-        Arc::new(|name| FORBIDDEN.contains(&name.as_str()))
+        Arc::new(|name| is_forbidden(name.as_str()))
     }
 
     fn send_request(
@@ -263,7 +387,8 @@ impl WasiHttpHooks for HttpHooks {
         drop(fut);
         let method = request.method().to_string();
         let uri = request.uri().clone();
-        let path = uri.path().to_owned();
+        // Kept in the run's request summaries: bounded like any guest string.
+        let path = super::super::convert::truncate(uri.path().to_owned(), 512);
         let asked = crate::egress::origin_of_uri(&uri);
         let shown = asked.to_string();
 
@@ -300,13 +425,25 @@ impl WasiHttpHooks for HttpHooks {
         let secret_used = Arc::new(AtomicBool::new(false));
         let mut substituted = http::HeaderMap::new();
         for (name, value) in request.headers() {
-            if FORBIDDEN.contains(&name.as_str()) {
+            if is_forbidden(name.as_str()) {
                 continue;
             }
-            let v = value
-                .to_str()
-                .map(|s| substitute(&self.secrets, s, &secret_used))
-                .unwrap_or_default();
+            let v = match value.to_str() {
+                Ok(s) => match substitute(&self.secrets, s, Placement::Header(name.as_str()), &secret_used) {
+                    Ok(v) => v,
+                    Err(Misplaced) => {
+                        let e = self.refuse(
+                            &method,
+                            &shown,
+                            &path,
+                            "secret_not_allowed_here",
+                            HttpError::HttpRequestDenied,
+                        );
+                        return Box::new(async move { Err(e) });
+                    }
+                },
+                Err(_) => String::new(),
+            };
             if let Ok(v) = http::HeaderValue::from_str(&v) {
                 substituted.append(name.clone(), v);
             }
@@ -346,6 +483,7 @@ impl WasiHttpHooks for HttpHooks {
         let started = Instant::now();
         let secrets = self.secrets.clone();
         let policy = self.policy.clone();
+        let budget = self.budget.clone();
 
         Box::new(async move {
             let summary = |status: Option<u16>, refused: Option<&str>| RequestSummary {
@@ -363,21 +501,47 @@ impl WasiHttpHooks for HttpHooks {
                 log.lock().expect("request log").requests.push(summary(None, Some(why)));
                 e
             };
-            // The body, bounded: placeholders in it become values for this allowed origin.
+            // The body, bounded and charged as it arrives: placeholders in
+            // it become values for this allowed origin where declared.
             let (mut head, body) = request.into_parts();
-            let sent = match tokio::time::timeout(total, body.collect()).await {
-                Ok(Ok(c)) => c.to_bytes(),
-                Ok(Err(e)) => return Err(fail("request_body_failed", e)),
+            let Ok(mut held) = budget.hold(0) else {
+                return Err(fail(
+                    "memory_limit",
+                    HttpError::InternalError(Some("memory_limit".into())),
+                ));
+            };
+            let collected = tokio::time::timeout(total, async {
+                let mut body = body;
+                let mut buf = Vec::new();
+                while let Some(frame) = body.frame().await {
+                    let frame = frame.map_err(|e| ("request_body_failed", e))?;
+                    if let Some(data) = frame.data_ref() {
+                        if buf.len() + data.len() > MAX_REQUEST_BODY {
+                            let size = (buf.len() + data.len()) as u64;
+                            return Err(("request_too_large", HttpError::HttpRequestBodySize(Some(size))));
+                        }
+                        held.grow(data.len() as u64)
+                            .map_err(|_| ("memory_limit", HttpError::InternalError(Some("memory_limit".into()))))?;
+                        buf.extend_from_slice(data);
+                    }
+                }
+                Ok(Bytes::from(buf))
+            })
+            .await;
+            let sent = match collected {
+                Ok(Ok(b)) => b,
+                Ok(Err((why, e))) => return Err(fail(why, e)),
                 Err(_) => return Err(fail("total_timeout", HttpError::ConnectionWriteTimeout)),
             };
-            if sent.len() > MAX_REQUEST_BODY {
-                return Err(fail(
-                    "request_too_large",
-                    HttpError::HttpRequestBodySize(Some(sent.len() as u64)),
-                ));
-            }
             let sent = match std::str::from_utf8(&sent) {
-                Ok(text) if text.contains("{{pdpp-secret:") => Bytes::from(substitute(&secrets, text, &secret_used)),
+                Ok(text) if text.contains("{{pdpp-secret:") => {
+                    match substitute(&secrets, text, Placement::Body, &secret_used) {
+                        Ok(t) => Bytes::from(t),
+                        Err(Misplaced) => {
+                            return Err(fail("secret_not_allowed_here", HttpError::HttpRequestDenied));
+                        }
+                    }
+                }
                 _ => sent,
             };
             if head.headers.contains_key(http::header::CONTENT_LENGTH) || !sent.is_empty() {
@@ -445,7 +609,10 @@ impl WasiHttpHooks for HttpHooks {
                 }
             };
             let status = response.status().as_u16();
-            // The whole body, bounded in size and by the total deadline.
+            // The request is sent: its body is no longer held.
+            held.shrink_to(0);
+            // The whole body, bounded in size and by the total deadline,
+            // charged to the run as it arrives.
             let (parts, body) = response.into_parts();
             let collected = tokio::time::timeout(total, async {
                 let mut body = body;
@@ -456,6 +623,8 @@ impl WasiHttpHooks for HttpHooks {
                         if buf.len() as u64 + data.len() as u64 > max_bytes {
                             return Err(HttpError::HttpResponseBodySize(Some(max_bytes)));
                         }
+                        held.grow(data.len() as u64)
+                            .map_err(|_| HttpError::InternalError(Some("memory_limit".into())))?;
                         buf.extend_from_slice(data);
                     }
                 }
@@ -466,10 +635,10 @@ impl WasiHttpHooks for HttpHooks {
             let bytes = match collected {
                 Ok(Ok(b)) => b,
                 Ok(Err(e)) => {
-                    let why = if matches!(e, HttpError::HttpResponseBodySize(_)) {
-                        "response_too_large"
-                    } else {
-                        "body_failed"
+                    let why = match &e {
+                        HttpError::HttpResponseBodySize(_) => "response_too_large",
+                        HttpError::InternalError(Some(m)) if m == "memory_limit" => "memory_limit",
+                        _ => "body_failed",
                     };
                     return Err(fail(why, e));
                 }
@@ -487,9 +656,26 @@ impl WasiHttpHooks for HttpHooks {
             if rewritten {
                 declared_origin_links(&policy, &mut parts.headers);
             }
-            let body = http_body_util::Full::new(Bytes::from(bytes))
-                .map_err(|never| match never {})
-                .boxed_unsync();
+            // What comes back never holds the run's secrets: an endpoint
+            // that echoes its input returns the placeholder.
+            scrub_headers(&secrets, &mut parts.headers);
+            let bytes = match secrets.scrub_response(&bytes) {
+                Some(clean) => {
+                    if parts.headers.contains_key(http::header::CONTENT_LENGTH) {
+                        parts
+                            .headers
+                            .insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(clean.len()));
+                    }
+                    clean
+                }
+                None => bytes,
+            };
+            held.shrink_to(bytes.len() as u64);
+            let body = ChargedBody {
+                inner: http_body_util::Full::new(Bytes::from(bytes)),
+                _held: held,
+            }
+            .boxed_unsync();
             let response = http::Response::from_parts(parts, body);
             Ok((
                 response,
@@ -563,16 +749,24 @@ mod tests {
             "Bearer {} and {{{{pdpp-secret:other:token}}}} and {{{{pdpp-secret:",
             s.placeholder("token")
         );
-        let out = substitute(&s, &text, &used);
+        let out = substitute(&s, &text, Placement::Header("authorization"), &used).unwrap();
         assert_eq!(out, "Bearer tok-123 and {{pdpp-secret:other:token}} and {{pdpp-secret:");
         assert!(used.load(Ordering::Relaxed));
         let unused = AtomicBool::new(false);
-        assert_eq!(substitute(&s, "no token here", &unused), "no token here");
+        assert_eq!(
+            substitute(&s, "no token here", Placement::Body, &unused).unwrap(),
+            "no token here"
+        );
         assert!(!unused.load(Ordering::Relaxed));
     }
 
     /// One HTTP/1.1 exchange on loopback: answers `ok` and hands back what it read.
     async fn serve_once() -> (u16, tokio::task::JoinHandle<String>) {
+        serve_with(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok".to_vec()).await
+    }
+
+    /// One HTTP/1.1 exchange on loopback answered with `response`.
+    async fn serve_with(response: Vec<u8>) -> (u16, tokio::task::JoinHandle<String>) {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let task = tokio::spawn(async move {
@@ -598,9 +792,7 @@ mod tests {
                     }
                 }
             }
-            sock.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
-                .await
-                .unwrap();
+            sock.write_all(&response).await.unwrap();
             String::from_utf8_lossy(&seen).to_string()
         });
         (port, task)
@@ -612,6 +804,7 @@ mod tests {
             HttpLimits::default(),
             secrets(),
             Instant::now() + Duration::from_secs(60),
+            RunBudget::new(256 << 20, 1000),
         );
         state.hooks
     }
@@ -645,6 +838,13 @@ mod tests {
             allow_loopback_for_rewrites: true,
             ..EgressConfig::default()
         });
+        h.secrets = secrets().with_policies([(
+            "token".to_string(),
+            super::super::secrets::FieldPolicy {
+                headers: vec!["authorization".into()],
+                body: true,
+            },
+        )]);
         let token = h.secrets.placeholder("token");
         let req = request(
             "https://api.example.com/v1/me?x=1",
@@ -669,6 +869,127 @@ mod tests {
         );
         assert_eq!((s.status, s.secret_used, s.refused.as_deref()), (Some(200), true, None));
         assert_eq!(usage.bytes_in, 2);
+    }
+
+    fn rewritten_to(port: u16) -> EgressConfig {
+        EgressConfig {
+            rewrites: vec![(
+                Origin::parse("https://api.example.com").unwrap(),
+                Origin::parse(&format!("http://127.0.0.1:{port}")).unwrap(),
+            )],
+            allow_loopback_for_rewrites: true,
+            ..EgressConfig::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn secret_substitution_only_where_declared() {
+        // The default policy: the authorization header only, so a
+        // placeholder in the body or another header refuses the request.
+        let mut h = hooks(EgressConfig::default());
+        let token = h.secrets.placeholder("token");
+        let err = send(
+            &mut h,
+            request("https://api.example.com/echo", "none", &format!("q={token}")),
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(err, HttpError::HttpRequestDenied), "{err}");
+        let mut req = request("https://api.example.com/echo", "none", "");
+        req.headers_mut().insert("x-debug", token.parse().unwrap());
+        let err = send(&mut h, req).await.unwrap_err();
+        assert!(matches!(err, HttpError::HttpRequestDenied), "{err}");
+        let usage = HttpState {
+            ctx: WasiHttpCtx::new(),
+            hooks: h,
+        }
+        .take_usage();
+        let reasons: Vec<_> = usage.requests.iter().map(|r| r.refused.as_deref()).collect();
+        assert_eq!(
+            reasons,
+            [Some("secret_not_allowed_here"), Some("secret_not_allowed_here")]
+        );
+    }
+
+    #[tokio::test]
+    async fn response_scrubbing_replaces_secrets_in_headers_and_body_before_the_guest_reads_them() {
+        let body = format!(
+            r#"{{"error":"bad token tok-123","b64":"{}"}}"#,
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "tok-123")
+        );
+        let response = format!(
+            "HTTP/1.1 401 Unauthorized\r\nx-echo: Bearer tok-123\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let (port, server) = serve_with(response.into_bytes()).await;
+        let mut h = hooks(rewritten_to(port));
+        let token = h.secrets.placeholder("token");
+        let req = request("https://api.example.com/v1/me", &format!("Bearer {token}"), "");
+        let fut = Box::into_pin(h.send_request(req, None, Box::new(async { Ok(()) })));
+        let (resp, _) = fut.await.unwrap();
+        server.await.unwrap();
+        let echoed = resp.headers()["x-echo"].to_str().unwrap().to_owned();
+        assert_eq!(echoed, format!("Bearer {token}"));
+        let length: usize = resp.headers()[http::header::CONTENT_LENGTH]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let read = resp.into_body().collect().await.unwrap().to_bytes();
+        let text = String::from_utf8(read.to_vec()).unwrap();
+        assert_eq!(length, text.len(), "content-length follows the scrubbed body");
+        assert!(!text.contains("tok-123"), "{text}");
+        assert_eq!(text.matches(&token).count(), 2, "{text}");
+    }
+
+    #[test]
+    fn proxy_and_routing_headers_are_forbidden() {
+        for name in [
+            "x-original-url",
+            "x-rewrite-url",
+            "x-forwarded-server",
+            "x-forwarded-port",
+            "x-forwarded-prefix",
+            "x-forwarded-for",
+            "x-client-ip",
+            "true-client-ip",
+            "cf-connecting-ip",
+            "x-host",
+            "x-original-host",
+            "x-http-method-override",
+            "x-envoy-internal",
+            "forwarded",
+            "via",
+            "host",
+        ] {
+            assert!(is_forbidden(name), "{name}");
+        }
+        for name in [
+            "authorization",
+            "accept",
+            "content-type",
+            "x-github-api-version",
+            "notion-version",
+        ] {
+            assert!(!is_forbidden(name), "{name}");
+        }
+    }
+
+    #[tokio::test]
+    async fn buffered_bodies_are_charged_to_the_run_budget() {
+        let big = "x".repeat(64 << 10);
+        let response = format!("HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{big}", big.len());
+        let (port, server) = serve_with(response.into_bytes()).await;
+        let mut h = hooks(rewritten_to(port));
+        let budget = RunBudget::new(32 << 10, 100);
+        h.budget = budget.clone();
+        let err = send(&mut h, request("https://api.example.com/big", "none", ""))
+            .await
+            .unwrap_err();
+        assert!(matches!(err, HttpError::InternalError(_)), "{err}");
+        assert!(budget.breached());
+        assert_eq!(budget.used(), 0, "nothing stays charged after the request failed");
+        let _ = server.await;
     }
 
     #[test]

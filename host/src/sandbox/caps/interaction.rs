@@ -6,8 +6,14 @@
 //! is the runtime's business: without the `interactive` binding its hooks
 //! answer "not interactive" at once and the guest gets
 //! `interaction-error::not-interactive`.
+//!
+//! Each question, answered or not, is kept by the runtime (its id, kind and
+//! status) and costs timeline events, so a run may ask at most
+//! `max_interactions` ([`Breach::Interactions`]) and each is charged to the
+//! run's event budget; its id is bounded by the conversion.
 
 use super::super::bindings::pdpp::connector::interaction;
+use super::super::budget::RunBudget;
 use super::super::control::{Cancelled, RunControl};
 use super::super::convert;
 use super::super::hooks::{Asked, HookError, SharedHooks};
@@ -20,21 +26,28 @@ use wasmtime::component::{HasData, Linker};
 /// The WIT interface this capability links (package/interface, no version).
 pub(crate) const INTERFACES: &[&str] = &["pdpp:connector/interaction"];
 
-/// The capability's per-run state: the size cap on a request's schema.
+/// The capability's per-run state: the size cap on a request's schema and
+/// the questions left.
 pub struct InteractionState {
     schema_bytes: usize,
+    left: u64,
+    budget: RunBudget,
 }
 
 impl InteractionState {
-    pub(crate) fn new(schema_bytes: usize) -> Self {
-        InteractionState { schema_bytes }
+    pub(crate) fn new(schema_bytes: usize, max_interactions: u64, budget: RunBudget) -> Self {
+        InteractionState {
+            schema_bytes,
+            left: max_interactions,
+            budget,
+        }
     }
 }
 
 /// What the interaction host implementation works on; the clock records the
 /// time parked so it is not charged as guest time.
 pub struct InteractionView<'a> {
-    pub(crate) state: &'a InteractionState,
+    pub(crate) state: &'a mut InteractionState,
     pub(crate) hooks: &'a SharedHooks,
     pub(crate) violation: &'a mut ViolationSlot,
     pub(crate) control: &'a RunControl,
@@ -61,8 +74,14 @@ impl interaction::Host for InteractionView<'_> {
         &mut self,
         req: interaction::Request,
     ) -> wasmtime::Result<Result<interaction::Response, interaction::InteractionError>> {
-        let request = convert::interaction(req, self.state.schema_bytes).map_err(|v| self.violation.stop(v))?;
         self.control.check()?;
+        if self.state.left == 0 {
+            return Err(wasmtime::Error::new(Breach::Interactions));
+        }
+        self.state.left -= 1;
+        // Asked and answered (or refused): two timeline events.
+        self.state.budget.events(2).map_err(wasmtime::Error::new)?;
+        let request = convert::interaction(req, self.state.schema_bytes).map_err(|v| self.violation.stop(v))?;
         let parked = Instant::now();
         let manual = request.kind == crate::protocol::InteractionKind::ManualAction;
         let screenshot = self
@@ -122,7 +141,7 @@ mod tests {
     impl Fixture {
         fn new(wall: Duration) -> Self {
             Fixture {
-                state: InteractionState::new(1024),
+                state: InteractionState::new(1024, 4, RunBudget::new(1 << 20, 100)),
                 violation: ViolationSlot::default(),
                 control: RunControl::new(),
                 clock: RunClock::new(Instant::now(), wall, Duration::from_secs(60)),
@@ -132,7 +151,7 @@ mod tests {
 
         fn view<'a>(&'a mut self, hooks: &'a SharedHooks) -> InteractionView<'a> {
             InteractionView {
-                state: &self.state,
+                state: &mut self.state,
                 hooks,
                 violation: &mut self.violation,
                 control: &self.control,
@@ -175,6 +194,43 @@ mod tests {
             f.clock.owner_wait
         );
         assert_eq!(f.clock.owner_wait, f.clock.blocked);
+    }
+
+    #[tokio::test]
+    async fn interactions_are_bounded_per_run_even_when_nobody_can_answer() {
+        let (lent, hooks) = lend(Recorder {
+            answer: Some(Asked::NotInteractive("no interactive binding".into())),
+            ..Recorder::default()
+        });
+        let mut f = Fixture::new(Duration::from_secs(60));
+        for _ in 0..4 {
+            assert!(f.view(&hooks).ask(request()).await.unwrap().is_err());
+        }
+        let err = f.view(&hooks).ask(request()).await.unwrap_err();
+        assert_eq!(err.downcast_ref::<Breach>(), Some(&Breach::Interactions));
+        drop(hooks);
+        assert_eq!(
+            lent.take_back().asked.len(),
+            4,
+            "the question past the limit reaches nobody"
+        );
+    }
+
+    #[tokio::test]
+    async fn interaction_request_id_is_bounded() {
+        let (lent, hooks) = lend(Recorder {
+            answer: Some(Asked::NotInteractive("no".into())),
+            ..Recorder::default()
+        });
+        let mut f = Fixture::new(Duration::from_secs(60));
+        let mut req = request();
+        req.request_id = "i".repeat(1 << 20);
+        let err = f.view(&hooks).ask(req).await.unwrap_err();
+        let v = err.downcast_ref::<super::super::super::Violation>().unwrap();
+        assert_eq!(v.rule, "message_field_size");
+        assert!(v.message.len() < 200, "the id is not quoted: {}", v.message);
+        drop(hooks);
+        assert!(lent.take_back().asked.is_empty());
     }
 
     #[tokio::test]

@@ -7,6 +7,14 @@
 //! revealable can be read in plaintext, and each such read is reported to the
 //! runtime (a `run.secret_revealed` event). Fields the manifest does not
 //! declare do not exist for the guest, even when the connection holds them.
+//!
+//! Where a placeholder may become its value is the field's [`FieldPolicy`]
+//! (the manifest's `inject`): by default only the `authorization` header,
+//! never the body. A placeholder anywhere else makes the `http` capability
+//! refuse the request, so a field cannot be sent to an allowed endpoint in a
+//! place that endpoint echoes back. Every form of the run's values is also
+//! scrubbed from responses before the guest reads them
+//! ([`SecretSet::scrub_response`]).
 
 use super::super::bindings::pdpp::connector::secrets::{self, SecretError};
 use super::super::hooks::SharedHooks;
@@ -18,6 +26,32 @@ use zeroize::Zeroizing;
 /// The WIT interface this capability links (package/interface, no version).
 pub(crate) const INTERFACES: &[&str] = &["pdpp:connector/secrets"];
 
+/// Where a field's placeholder may be substituted in an outgoing request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldPolicy {
+    /// Header names (lowercase) whose value may carry the placeholder.
+    pub headers: Vec<String>,
+    /// Whether the request body may carry it.
+    pub body: bool,
+}
+
+impl Default for FieldPolicy {
+    /// The `authorization` header only.
+    fn default() -> Self {
+        FieldPolicy {
+            headers: vec!["authorization".into()],
+            body: false,
+        }
+    }
+}
+
+/// Where in a request a placeholder was found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Placement<'a> {
+    Header(&'a str),
+    Body,
+}
+
 /// The credential fields one run may see: the fields its manifest declares
 /// and the values its own connection has for them. This is the capability's
 /// per-run state; the `http` capability reads it to substitute placeholders.
@@ -26,6 +60,8 @@ pub struct SecretSet {
     /// Declared field → may it be revealed to the guest.
     declared: BTreeMap<String, bool>,
     values: BTreeMap<String, Zeroizing<String>>,
+    /// Where each field may be substituted (absent: [`FieldPolicy::default`]).
+    policies: BTreeMap<String, FieldPolicy>,
     nonce: String,
     redactor: crate::vault::Redactor,
 }
@@ -56,9 +92,37 @@ impl SecretSet {
         SecretSet {
             declared,
             values,
+            policies: BTreeMap::new(),
             nonce,
             redactor,
         }
+    }
+
+    /// This set with where each field may be substituted (the manifest's
+    /// `inject`); fields not named keep [`FieldPolicy::default`].
+    pub fn with_policies(mut self, policies: impl IntoIterator<Item = (String, FieldPolicy)>) -> Self {
+        self.policies = policies.into_iter().collect();
+        self
+    }
+
+    /// Whether `field` may be substituted at `place`.
+    pub fn allowed_at(&self, field: &str, place: Placement<'_>) -> bool {
+        let default = FieldPolicy::default();
+        let policy = self.policies.get(field).unwrap_or(&default);
+        match place {
+            Placement::Body => policy.body,
+            Placement::Header(name) => policy.headers.iter().any(|h| h.eq_ignore_ascii_case(name)),
+        }
+    }
+
+    /// Every form of this run's values in a response, replaced by the
+    /// field's placeholder before the guest reads it. `None` when there was
+    /// nothing to replace.
+    pub fn scrub_response(&self, bytes: &[u8]) -> Option<Vec<u8>> {
+        if !super::super::budget::hardening() {
+            return None;
+        }
+        self.redactor.replace_bytes(bytes, |field| self.placeholder(field))
     }
 
     /// The declared fields that have a value.
@@ -104,12 +168,17 @@ impl SecretSet {
     /// The value behind a placeholder, for host-side substitution into a
     /// request to an allowed origin. `None` for anything else.
     pub fn resolve_placeholder(&self, token: &str) -> Option<Zeroizing<String>> {
+        self.resolve_field(token).map(|(_, v)| v)
+    }
+
+    /// The field and value behind a placeholder of this run.
+    pub fn resolve_field(&self, token: &str) -> Option<(String, Zeroizing<String>)> {
         let inner = token.strip_prefix("{{pdpp-secret:")?.strip_suffix("}}")?;
         let (nonce, field) = inner.split_once(':')?;
         if nonce != self.nonce {
             return None;
         }
-        self.values.get(field).cloned()
+        self.values.get(field).map(|v| (field.to_owned(), v.clone()))
     }
 }
 
@@ -226,6 +295,36 @@ mod tests {
             "another run's placeholder does not resolve"
         );
         assert!(s.resolve_placeholder("tok-value-123").is_none());
+    }
+
+    #[test]
+    fn secrets_are_substituted_only_where_the_manifest_declares() {
+        let s = set().with_policies([(
+            "key".to_string(),
+            FieldPolicy {
+                headers: vec!["x-api-key".into()],
+                body: true,
+            },
+        )]);
+        assert!(s.allowed_at("token", Placement::Header("Authorization")));
+        assert!(!s.allowed_at("token", Placement::Header("x-debug")));
+        assert!(!s.allowed_at("token", Placement::Body), "the body only when declared");
+        assert!(s.allowed_at("key", Placement::Body));
+        assert!(s.allowed_at("key", Placement::Header("x-api-key")));
+        assert!(!s.allowed_at("key", Placement::Header("authorization")));
+    }
+
+    #[test]
+    fn response_scrubbing_replaces_every_form_with_the_placeholder() {
+        let s = set();
+        let body = format!(
+            "echo tok-value-123 and {}",
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "tok-value-123")
+        );
+        let out = String::from_utf8(s.scrub_response(body.as_bytes()).unwrap()).unwrap();
+        assert!(!out.contains("tok-value-123"), "{out}");
+        assert_eq!(out.matches(&s.placeholder("token")).count(), 2, "{out}");
+        assert!(s.scrub_response(b"nothing here").is_none());
     }
 
     #[test]
