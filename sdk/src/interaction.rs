@@ -74,7 +74,12 @@ impl Interaction {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Answer {
     /// The owner answered; the data goes to the connector only (never kept
-    /// or shown by the host).
+    /// or shown by the host). In a `credentials` answer, each field the
+    /// manifest declares as a non-revealable credential field holds its
+    /// placeholder instead of the value: take a handle with
+    /// [`Run::secret`](crate::Run::secret) and type it with
+    /// [`Browser::fill_secret`](crate::browser::Browser::fill_secret) or
+    /// send it with [`Request::bearer`](crate::http::Request::bearer).
     Success(Value),
     /// The owner declined.
     Cancelled,

@@ -131,7 +131,7 @@ impl Session {
     /// Queue a timeline event: the one way an event is recorded, so every
     /// string of it is scrubbed here.
     fn event(&mut self, kind: &str, mut data: Value) {
-        redact_value(self.secrets.redactor(), &mut data);
+        redact_value(&self.secrets.redactor(), &mut data);
         self.pending_events.push(RunEvent::new(kind, data));
     }
 
@@ -185,6 +185,7 @@ impl Session {
     /// The run's outcome, given how the guest exited; the observer sees the
     /// DONE reported for it.
     pub(super) fn finish(self, run_id: String, exit: GuestExit, usage: Usage, state: &StateInput) -> RunOutcome {
+        let redactor = self.secrets.redactor();
         let seen = Seen {
             manifest: &self.manifest,
             in_scope: self.scope.keys().cloned().collect(),
@@ -198,7 +199,7 @@ impl Session {
             known_gaps: self.known_gaps,
             interactions: self.interactions,
             reveals: self.reveals,
-            redactor: self.secrets.redactor(),
+            redactor: &redactor,
             cancelled: self.control.cause(),
         };
         let outcome = outcome::conclude(seen, run_id, exit, usage, state);
@@ -213,7 +214,7 @@ impl RunHooks for Session {
     fn message(&mut self, msg: p::Message) -> Result<(), Violation> {
         // Scrub first, every string of it: what is staged, shown or kept
         // never holds a secret.
-        let mut msg = redact_message(self.secrets.redactor(), msg)?;
+        let mut msg = redact_message(&self.secrets.redactor(), msg)?;
         if let p::Message::SkipResult(sk) = &mut msg {
             sk.diagnostics = rules::bound_diagnostics(sk.diagnostics.take());
         }
@@ -248,7 +249,7 @@ impl RunHooks for Session {
     async fn interact(&mut self, req: p::Interaction, screenshot: Option<Vec<u8>>) -> Result<Asked, HookError> {
         // Every string of the question, its id included, is scrubbed before
         // it is checked, kept or shown.
-        let req = match redact_message(self.secrets.redactor(), p::Message::Interaction(req))? {
+        let req = match redact_message(&self.secrets.redactor(), p::Message::Interaction(req))? {
             p::Message::Interaction(r) => r,
             _ => unreachable!("an INTERACTION stays an INTERACTION"),
         };
@@ -324,7 +325,7 @@ impl RunHooks for Session {
     fn log(&mut self, level: LogLevel, message: String, fields: Vec<(String, String)>) {
         // Message, field names and values: every string of the line.
         let (message, fields) =
-            scrub(self.secrets.redactor(), (message, fields)).unwrap_or_else(|_| (String::new(), Vec::new()));
+            scrub(&self.secrets.redactor(), (message, fields)).unwrap_or_else(|_| (String::new(), Vec::new()));
         self.observer.log(level, &message, &fields);
         let data: serde_json::Map<String, Value> = fields
             .iter()

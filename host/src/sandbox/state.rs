@@ -208,6 +208,7 @@ impl RunState {
             control: &self.control,
             clock: &mut self.clock,
             browser: &mut self.browser,
+            secrets: &self.secrets,
         }
     }
 

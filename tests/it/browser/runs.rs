@@ -385,6 +385,7 @@ on_both_backends! {
             json!({ "click": "#submit", "must": true }),
             json!({ "wait_for": ["#welcome", 20000], "must": true }),
             json!({ "text": "#welcome" }),
+            json!({ "ask": { "kind": "credentials", "message": "show me the answer" } }),
         ];
         let conn = t.connection(&m, json!({ "steps": steps }), None).await;
         let owner = Owner::new(&t, Duration::ZERO, json!({ "password": PASSWORD }));
@@ -393,8 +394,14 @@ on_both_backends! {
         opts.interaction = Some(owner.clone());
         let out = run_opts(&t, &conn, opts).await;
         assert!(out.succeeded(), "{out:?}");
-        assert_eq!(*owner.asked.lock().unwrap(), [InteractionKind::Credentials]);
+        assert_eq!(*owner.asked.lock().unwrap(), [InteractionKind::Credentials; 2]);
         assert!(step_result(&transcript, 5).contains("Welcome alice"));
+        // The answer reached the guest as a handle: it typed the password
+        // without holding it, and the answer it sees carries a placeholder
+        // (had it held the value, its log would show the redaction marker).
+        let seen = step_result(&transcript, 6);
+        assert!(seen.contains("pdpp-secret") && !seen.contains("REDACTED"), "{seen}");
+        assert!(!transcript.text().contains(PASSWORD));
         let timeline = serde_json::to_string(&events(&t, &out.run_id).await).unwrap();
         assert!(timeline.contains("run.interaction_required"));
         assert!(!timeline.contains(PASSWORD), "the answer is not on the timeline");

@@ -20,6 +20,7 @@ use super::super::hooks::{Asked, HookError, SharedHooks};
 use super::super::limits::Breach;
 use super::super::state::{RunClock, ViolationSlot};
 use super::browser::BrowserState;
+use super::secrets::SecretSet;
 use std::time::Instant;
 use wasmtime::component::{HasData, Linker};
 
@@ -54,6 +55,9 @@ pub struct InteractionView<'a> {
     pub(crate) clock: &'a mut RunClock,
     /// The run's browser: a question asked while it is open carries what it shows.
     pub(crate) browser: &'a mut BrowserState,
+    /// The run's secrets: a `credentials` answer's secret fields go there,
+    /// and the guest gets their placeholders.
+    pub(crate) secrets: &'a SecretSet,
 }
 
 struct Interaction;
@@ -84,6 +88,7 @@ impl interaction::Host for InteractionView<'_> {
         let request = convert::interaction(req, self.state.schema_bytes).map_err(|v| self.violation.stop(v))?;
         let parked = Instant::now();
         let manual = request.kind == crate::protocol::InteractionKind::ManualAction;
+        let credentials = request.kind == crate::protocol::InteractionKind::Credentials;
         let screenshot = self
             .browser
             .screenshot_for_question(manual, self.clock.wall_deadline)
@@ -106,7 +111,12 @@ impl interaction::Host for InteractionView<'_> {
             Ok(Err(HookError::Violation(v))) => Err(self.violation.stop(v)),
             Ok(Err(HookError::HostFault(f))) => Err(wasmtime::Error::new(f)),
             Ok(Ok(Asked::NotInteractive(what))) => Ok(Err(interaction::InteractionError::NotInteractive(what))),
-            Ok(Ok(Asked::Answer(a))) => Ok(Ok(convert::response(a))),
+            Ok(Ok(Asked::Answer(mut a))) => {
+                if let Some(data) = a.data.as_mut().filter(|_| credentials) {
+                    self.secrets.adopt_answer(data);
+                }
+                Ok(Ok(convert::response(a)))
+            }
         }
     }
 }
@@ -136,6 +146,7 @@ mod tests {
         control: RunControl,
         clock: RunClock,
         browser: BrowserState,
+        secrets: SecretSet,
     }
 
     impl Fixture {
@@ -146,6 +157,7 @@ mod tests {
                 control: RunControl::new(),
                 clock: RunClock::new(Instant::now(), wall, Duration::from_secs(60)),
                 browser: BrowserState::none(),
+                secrets: SecretSet::new([("password".to_owned(), false)], []),
             }
         }
 
@@ -157,6 +169,7 @@ mod tests {
                 control: &self.control,
                 clock: &mut self.clock,
                 browser: &mut self.browser,
+                secrets: &self.secrets,
             }
         }
     }
@@ -247,6 +260,26 @@ mod tests {
             f.view(&hooks).ask(request()).await.unwrap(),
             Ok(interaction::Response::Cancelled)
         ));
+    }
+
+    #[tokio::test]
+    async fn a_credentials_answer_reaches_the_guest_as_handles_not_values() {
+        let (_lent, hooks) = lend(Recorder {
+            answer: Some(Asked::Answer(p::InteractionAnswer {
+                status: p::InteractionStatus::Success,
+                data: Some(serde_json::json!({ "password": "hunter2-answered", "remember": true })),
+            })),
+            ..Recorder::default()
+        });
+        let mut f = Fixture::new(Duration::from_secs(60));
+        let mut req = request();
+        req.kind = interaction::InteractionKind::Credentials;
+        let Ok(interaction::Response::Success(json)) = f.view(&hooks).ask(req).await.unwrap() else {
+            panic!("answered");
+        };
+        assert!(!json.contains("hunter2-answered"), "{json}");
+        assert!(json.contains(&f.secrets.placeholder("password")), "{json}");
+        assert_eq!(f.secrets.value("password").unwrap().as_str(), "hunter2-answered");
     }
 
     #[tokio::test]

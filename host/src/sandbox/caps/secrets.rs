@@ -20,6 +20,7 @@ use super::super::bindings::pdpp::connector::secrets::{self, SecretError};
 use super::super::hooks::SharedHooks;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::{Arc, RwLock};
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 use zeroize::Zeroizing;
 
@@ -55,22 +56,40 @@ pub enum Placement<'a> {
 /// The credential fields one run may see: the fields its manifest declares
 /// and the values its own connection has for them. This is the capability's
 /// per-run state; the `http` capability reads it to substitute placeholders.
+///
+/// Clones share the values: a value the owner gives during the run (a
+/// `credentials` answer, [`SecretSet::adopt_answer`]) is known at once to
+/// every part of the run that holds the set (handles, substitution,
+/// scrubbing, redaction of messages and events).
 #[derive(Clone, Default)]
 pub struct SecretSet {
     /// Declared field → may it be revealed to the guest.
     declared: BTreeMap<String, bool>,
-    values: BTreeMap<String, Zeroizing<String>>,
+    known: Arc<RwLock<Known>>,
     /// Where each field may be substituted (absent: [`FieldPolicy::default`]).
     policies: BTreeMap<String, FieldPolicy>,
     nonce: String,
+}
+
+/// The values a run holds and the redactor of every form of them.
+#[derive(Default)]
+struct Known {
+    values: BTreeMap<String, Zeroizing<String>>,
     redactor: crate::vault::Redactor,
+}
+
+impl Known {
+    fn new(values: BTreeMap<String, Zeroizing<String>>) -> Self {
+        let redactor = crate::vault::Redactor::new(values.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        Known { values, redactor }
+    }
 }
 
 impl fmt::Debug for SecretSet {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SecretSet")
             .field("declared", &self.declared)
-            .field("values", &self.values.keys().collect::<Vec<_>>())
+            .field("values", &self.known().values.keys().collect::<Vec<_>>())
             .finish()
     }
 }
@@ -88,14 +107,47 @@ impl SecretSet {
         let mut nonce = [0u8; 8];
         getrandom::fill(&mut nonce).expect("system randomness");
         let nonce = nonce.iter().map(|b| format!("{b:02x}")).collect();
-        let redactor = crate::vault::Redactor::new(values.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         SecretSet {
             declared,
-            values,
+            known: Arc::new(RwLock::new(Known::new(values))),
             policies: BTreeMap::new(),
             nonce,
-            redactor,
         }
+    }
+
+    fn known(&self) -> std::sync::RwLockReadGuard<'_, Known> {
+        self.known.read().expect("secret set lock")
+    }
+
+    /// Take the declared, non-revealable fields of a `credentials` answer
+    /// into the run's values and hand the guest their placeholders instead:
+    /// the guest then gets a handle with `secrets.get(field)` and types it
+    /// with `browser.fill-secret`, never holding the value. Fields the
+    /// manifest marks revealable, and anything it does not declare, pass
+    /// through unchanged. Returns the fields taken.
+    pub fn adopt_answer(&self, answer: &mut serde_json::Value) -> Vec<String> {
+        let Some(fields) = answer.as_object_mut() else {
+            return Vec::new();
+        };
+        let mut taken = Vec::new();
+        for (field, value) in fields.iter_mut() {
+            let secret = self.declared.get(field) == Some(&false);
+            let Some(text) = value.as_str().filter(|t| secret && !t.is_empty()) else {
+                continue;
+            };
+            let text = Zeroizing::new(text.to_owned());
+            *value = serde_json::Value::String(self.placeholder(field));
+            taken.push((field.clone(), text));
+        }
+        if taken.is_empty() {
+            return Vec::new();
+        }
+        let mut known = self.known.write().expect("secret set lock");
+        let mut values = std::mem::take(&mut known.values);
+        let names = taken.iter().map(|(f, _)| f.clone()).collect();
+        values.extend(taken);
+        *known = Known::new(values);
+        names
     }
 
     /// This set with where each field may be substituted (the manifest's
@@ -122,19 +174,21 @@ impl SecretSet {
         if !super::super::budget::hardening() {
             return None;
         }
-        self.redactor.replace_bytes(bytes, |field| self.placeholder(field))
+        self.known()
+            .redactor
+            .replace_bytes(bytes, |field| self.placeholder(field))
     }
 
     /// The declared fields that have a value.
     pub fn available(&self) -> Vec<String> {
-        self.values.keys().cloned().collect()
+        self.known().values.keys().cloned().collect()
     }
 
     fn check(&self, field: &str) -> Result<(), SecretError> {
         if !self.declared.contains_key(field) {
             return Err(SecretError::NotDeclared(field.to_owned()));
         }
-        if !self.values.contains_key(field) {
+        if !self.known().values.contains_key(field) {
             return Err(SecretError::Missing(field.to_owned()));
         }
         Ok(())
@@ -144,7 +198,7 @@ impl SecretSet {
     /// behalf (typing it into a browser field). Never handed to the guest.
     pub(crate) fn value(&self, field: &str) -> Result<Zeroizing<String>, SecretError> {
         self.check(field)?;
-        Ok(self.values[field].clone())
+        Ok(self.known().values[field].clone())
     }
 
     fn reveal(&self, field: &str) -> Result<String, SecretError> {
@@ -152,7 +206,7 @@ impl SecretSet {
         if self.declared.get(field) != Some(&true) {
             return Err(SecretError::RevealNotPermitted(field.to_owned()));
         }
-        Ok(self.values[field].to_string())
+        Ok(self.known().values[field].to_string())
     }
 
     /// The token that stands for a field in outgoing requests.
@@ -160,9 +214,10 @@ impl SecretSet {
         format!("{{{{pdpp-secret:{}:{field}}}}}", self.nonce)
     }
 
-    /// Scrubs every form of this run's secret values from text.
-    pub fn redactor(&self) -> &crate::vault::Redactor {
-        &self.redactor
+    /// Scrubs every form of this run's secret values from text (those the
+    /// owner gave during the run included, from the moment they were given).
+    pub fn redactor(&self) -> crate::vault::Redactor {
+        self.known().redactor.clone()
     }
 
     /// The value behind a placeholder, for host-side substitution into a
@@ -178,7 +233,7 @@ impl SecretSet {
         if nonce != self.nonce {
             return None;
         }
-        self.values.get(field).map(|v| (field.to_owned(), v.clone()))
+        self.known().values.get(field).map(|v| (field.to_owned(), v.clone()))
     }
 }
 
@@ -274,6 +329,37 @@ mod tests {
                 ("undeclared".to_string(), Zeroizing::new("undeclared-value".to_string())),
             ],
         )
+    }
+
+    #[test]
+    fn a_credentials_answer_reaches_the_guest_as_placeholders_and_the_run_knows_the_values() {
+        let s = set();
+        let shared = s.clone();
+        let mut answer = serde_json::json!({
+            "token": "answered-token-789",
+            "key": "revealable-so-plain",
+            "username": "not-declared",
+            "otp_seed": 5,
+        });
+        assert_eq!(s.adopt_answer(&mut answer), ["token"]);
+        assert_eq!(
+            answer["token"],
+            s.placeholder("token"),
+            "the guest sees the placeholder"
+        );
+        assert_eq!(answer["key"], "revealable-so-plain");
+        assert_eq!(answer["username"], "not-declared");
+        assert_eq!(
+            shared.value("token").unwrap().as_str(),
+            "answered-token-789",
+            "every clone of the run's set knows the answered value"
+        );
+        assert_eq!(
+            shared.redactor().redact("x answered-token-789 y"),
+            "x [REDACTED:token] y"
+        );
+        let mut not_an_object = serde_json::json!("answered-token-789");
+        assert!(s.adopt_answer(&mut not_an_object).is_empty());
     }
 
     #[test]

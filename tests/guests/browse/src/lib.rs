@@ -9,7 +9,7 @@
 //! `attribute` [SELECTOR, NAME], `attributes` [SELECTOR, NAME, MAX],
 //! `screenshot`, `account` IDENTITY, `account_from` SELECTOR (its text),
 //! `ask` {kind, message, fill?: SELECTOR, field?: NAME} (types the answer's
-//! field into the selector), `records` SELECTOR (one record per match, id
+//! field into the selector; a `credentials` answer's field by handle), `records` SELECTOR (one record per match, id
 //! from `data-id`), `record` ID, `spin` (compute until stopped), `poll`
 //! (call the browser until stopped), `env` NAME (how many environment
 //! variables the guest sees, and whether NAME is one), `panic` (trap),
@@ -70,14 +70,21 @@ fn step(run: &mut Run, b: &Browser, op: &str, v: &Value) -> Result<Result<String
                 Some("manual_action") => InteractionKind::ManualAction,
                 _ => InteractionKind::Otp,
             };
+            let credentials = matches!(kind, InteractionKind::Credentials);
             let message = v["message"].as_str().unwrap_or("answer, please").to_owned();
             match run.interact(Interaction::new(kind, message)) {
                 Ok(Answer::Success(data)) => match (v["fill"].as_str(), v["field"].as_str()) {
+                    // A credentials answer's secret fields arrive as
+                    // placeholders: type the field by handle.
+                    (Some(selector), Some(field)) if credentials => match run.secret(field) {
+                        Ok(secret) => shown(&b.fill_secret(selector, &secret)),
+                        Err(e) => format!("err: {e}"),
+                    },
                     (Some(selector), Some(field)) => {
                         let value = data.get(field).and_then(Value::as_str).unwrap_or_default().to_owned();
                         shown(&b.fill(selector, &value))
                     }
-                    _ => "ok: answered".to_owned(),
+                    _ => format!("ok: answered {data}"),
                 },
                 Ok(other) => format!("ok: {other:?}"),
                 Err(e) => {
