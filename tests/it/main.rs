@@ -19,6 +19,7 @@ mod operations;
 mod plugins;
 mod providers;
 mod quickstart;
+mod reddit;
 mod secrets;
 mod setup;
 mod store;

@@ -48,6 +48,8 @@ fn guest_dir() -> &'static PathBuf {
                 "oura",
                 "-p",
                 "browser-demo",
+                "-p",
+                "reddit",
                 "--target-dir",
             ])
             .arg(&target)

@@ -201,7 +201,13 @@ pub async fn execute_with_start(
         .credential_fields()
         .iter()
         .map(|f| (f.name.clone(), f.reveal));
-    let secrets = SecretSet::new(declared, req.secrets);
+    let public = req
+        .manifest
+        .credential_fields()
+        .iter()
+        .filter(|f| !f.is_secret())
+        .map(|f| f.name.clone());
+    let secrets = SecretSet::new(declared, req.secrets).with_public_fields(public);
     let mut session = Session::new(
         req.manifest.clone(),
         &start,

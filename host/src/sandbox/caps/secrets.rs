@@ -26,6 +26,11 @@ pub struct SecretSet {
     /// Declared field → may it be revealed to the guest.
     declared: BTreeMap<String, bool>,
     values: BTreeMap<String, Zeroizing<String>>,
+    /// Fields the manifest declares `secret: false` (a login name, say):
+    /// handed over by handle like the others, but not scrubbed from text
+    /// and typed into a browser as plain text, so a page that shows them
+    /// (the account's name) can still be read.
+    public: std::collections::BTreeSet<String>,
     nonce: String,
     redactor: crate::vault::Redactor,
 }
@@ -56,9 +61,28 @@ impl SecretSet {
         SecretSet {
             declared,
             values,
+            public: Default::default(),
             nonce,
             redactor,
         }
+    }
+
+    /// The same set, with `fields` marked not secret (the manifest's
+    /// `secret: false`): their values are left out of the redactor.
+    pub fn with_public_fields(mut self, fields: impl IntoIterator<Item = String>) -> Self {
+        self.public = fields.into_iter().collect();
+        self.redactor = crate::vault::Redactor::new(
+            self.values
+                .iter()
+                .filter(|(k, _)| !self.public.contains(*k))
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        );
+        self
+    }
+
+    /// Whether the manifest declares `field` not secret.
+    pub(crate) fn is_public(&self, field: &str) -> bool {
+        self.public.contains(field)
     }
 
     /// The declared fields that have a value.
@@ -309,6 +333,21 @@ mod tests {
             lent.take_back().reveals,
             ["key"],
             "only the permitted reveal is reported"
+        );
+    }
+
+    /// A login name the manifest declares `secret: false` stays readable:
+    /// it is not scrubbed from text, while the secret fields still are.
+    #[test]
+    fn a_field_declared_not_secret_is_not_redacted() {
+        let s = set().with_public_fields(["token".to_string()]);
+        assert!(s.is_public("token") && !s.is_public("key"));
+        let text = s.redactor().redact("tok-value-123 key-value-456");
+        assert_eq!(text, "tok-value-123 [REDACTED:key]");
+        assert_eq!(
+            s.value("token").unwrap().as_str(),
+            "tok-value-123",
+            "still handed over by handle"
         );
     }
 }
