@@ -109,7 +109,7 @@ fn comment_item(author: &str, i: usize, created: i64) -> (String, Value) {
             "link_id": link,
             "link_title": format!("Thread {}", i % 3),
             "link_url": format!("https://www.reddit.com/r/learnrust/comments/{}/thread/", &link[3..]),
-            "parent_id": if i % 2 == 0 { link.clone() } else { format!("t1_{author}c{}", i + 1) },
+            "parent_id": if i.is_multiple_of(2) { link.clone() } else { format!("t1_{author}c{}", i + 1) },
             "permalink": format!("/r/learnrust/comments/{}/thread/{id}/", &link[3..]),
             "score": 2 + i,
             "gilded": 0,
