@@ -20,6 +20,7 @@ mod operations;
 mod plugins;
 mod providers;
 mod quickstart;
+mod reddit;
 mod secrets;
 mod setup;
 mod store;

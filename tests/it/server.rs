@@ -38,6 +38,8 @@ pub struct ServeOptions {
     /// The TOML configuration file's text (`--config`).
     config: Option<String>,
     backend: Option<Backend>,
+    /// Variables set in the server's environment.
+    env: Vec<(String, String)>,
 }
 
 impl ServeOptions {
@@ -55,6 +57,10 @@ impl ServeOptions {
     }
     pub fn backend(mut self, backend: Backend) -> Self {
         self.backend = Some(backend);
+        self
+    }
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.to_owned(), value.to_owned()));
         self
     }
 }
@@ -81,7 +87,7 @@ pub fn serve_with(opts: ServeOptions) -> Server {
         path
     });
     let data = dir.path().join("data");
-    start(dir, &data, &plugins, database_url, config.as_deref(), None)
+    start(dir, &data, &plugins, database_url, config.as_deref(), None, &opts.env)
 }
 
 /// Start `pdpp-host serve` on a data directory and database; `token` is the
@@ -94,6 +100,7 @@ fn start(
     database_url: String,
     config: Option<&Path>,
     token: Option<String>,
+    env: &[(String, String)],
 ) -> Server {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_pdpp-host"));
     cmd.args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
@@ -107,6 +114,7 @@ fn start(
     }
     let mut child = cmd
         .env_remove("PDPP_DATABASE_URL")
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -173,6 +181,7 @@ impl Server {
             self.database_url.clone(),
             None,
             Some(self.token.clone()),
+            &[],
         )
     }
 }

@@ -50,6 +50,8 @@ fn guest_dir() -> &'static PathBuf {
                 "oura",
                 "-p",
                 "browser-demo",
+                "-p",
+                "reddit",
                 "--target-dir",
             ])
             .arg(&target)

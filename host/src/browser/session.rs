@@ -573,6 +573,22 @@ impl BrowserSession {
         .await
     }
 
+    /// Whether an element matches the selector now: one look, no polling.
+    /// (A wait whose deadline has already passed never looks: this is what
+    /// a zero wait, "is it there?", needs.)
+    pub async fn is_present(&mut self, selector: &str, deadline: Instant) -> Result<bool, BrowserError> {
+        let op = Operation::WaitFor;
+        self.bounded(op, deadline, async {
+            let found = self
+                .driver()?
+                .find_all(By::Css(selector.to_owned()))
+                .await
+                .map_err(|e| element_error(op, selector, e))?;
+            Ok(!found.is_empty())
+        })
+        .await
+    }
+
     /// Click the first element matching the selector.
     pub async fn click(&mut self, selector: &str, deadline: Instant) -> Result<(), BrowserError> {
         let op = Operation::Click;

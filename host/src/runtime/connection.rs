@@ -453,8 +453,11 @@ async fn finish(
         .and_then(|e| e.code.as_deref())
         == Some("credential_rejected");
     // The stored credential is marked rejected only when this run actually
-    // used it: sent it in a request, or read its plaintext.
-    let secret_used = outcome.usage.requests.iter().any(|r| r.secret_used) || !outcome.secret_reveals.is_empty();
+    // used it: sent it in a request, typed it into its browser, or read its
+    // plaintext.
+    let secret_used = outcome.usage.requests.iter().any(|r| r.secret_used)
+        || !outcome.secrets_typed.is_empty()
+        || !outcome.secret_reveals.is_empty();
     if rejected && secret_used && store.mark_credential_rejected(connection_id, run_id).await? {
         events.push(RunEvent::new("run.credential_rejected", json!({})));
     }

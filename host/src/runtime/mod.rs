@@ -206,7 +206,15 @@ pub async fn execute_with_start(
         .credential_fields()
         .iter()
         .map(|f| (f.name.clone(), f.injection()));
-    let secrets = SecretSet::new(declared, req.secrets).with_policies(policies);
+    let public = req
+        .manifest
+        .credential_fields()
+        .iter()
+        .filter(|f| !f.is_secret())
+        .map(|f| f.name.clone());
+    let secrets = SecretSet::new(declared, req.secrets)
+        .with_policies(policies)
+        .with_public_fields(public);
     let mut session = Session::new(
         req.manifest.clone(),
         &start,

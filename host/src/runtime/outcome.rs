@@ -130,6 +130,8 @@ pub struct RunOutcome {
     pub interactions: Vec<InteractionSummary>,
     /// Fields whose plaintext the guest read.
     pub secret_reveals: Vec<String>,
+    /// Credential fields the host typed into the run's browser.
+    pub secrets_typed: Vec<String>,
     pub usage: Usage,
 }
 
@@ -270,6 +272,7 @@ pub(super) struct Seen<'a> {
     pub known_gaps: Vec<KnownGap>,
     pub interactions: Vec<InteractionSummary>,
     pub reveals: Vec<String>,
+    pub typed: Vec<String>,
     pub redactor: &'a Redactor,
     /// The run was asked to stop before its DONE was evaluated, and by whom.
     pub cancelled: Option<StopCause>,
@@ -353,6 +356,7 @@ pub(super) fn conclude(
         commit,
         interactions: seen.interactions,
         secret_reveals: seen.reveals,
+        secrets_typed: seen.typed,
         usage,
     }
 }

@@ -69,7 +69,15 @@ pub async fn probe_credential(sandbox: &Sandbox, plugin: &Plugin, req: ProbeRequ
         .credential_fields()
         .iter()
         .map(|f| (f.name.clone(), f.injection()));
-    let secrets = SecretSet::new(declared, req.secrets).with_policies(policies);
+    let public = req
+        .manifest
+        .credential_fields()
+        .iter()
+        .filter(|f| !f.is_secret())
+        .map(|f| f.name.clone());
+    let secrets = SecretSet::new(declared, req.secrets)
+        .with_policies(policies)
+        .with_public_fields(public);
     let redact = |s: String| secrets.redactor().redact(&s);
     let mut limits = req.limits.lowered_by(req.manifest.runtime_requirements.limits.as_ref());
     limits.wall_clock = limits.wall_clock.min(PROBE_WALL_CLOCK);

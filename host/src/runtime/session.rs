@@ -35,6 +35,8 @@ pub struct Session {
     records: u64,
     interactions: Vec<InteractionSummary>,
     reveals: Vec<String>,
+    /// Credential fields the host typed into the run's browser.
+    typed: Vec<String>,
     sink: Option<Arc<dyn RunSink>>,
     pending_records: Vec<p::Record>,
     pending_events: Vec<RunEvent>,
@@ -97,6 +99,7 @@ impl Session {
             records: 0,
             interactions: Vec::new(),
             reveals: Vec::new(),
+            typed: Vec::new(),
             sink,
             pending_records: Vec::new(),
             pending_events: Vec::new(),
@@ -199,6 +202,7 @@ impl Session {
             known_gaps: self.known_gaps,
             interactions: self.interactions,
             reveals: self.reveals,
+            typed: self.typed,
             redactor: &redactor,
             cancelled: self.control.cause(),
         };
@@ -340,6 +344,12 @@ impl RunHooks for Session {
     fn secret_revealed(&mut self, field: &str) {
         self.reveals.push(field.to_owned());
         self.event("run.secret_revealed", json!({ "field": field }));
+    }
+
+    fn secret_typed(&mut self, field: &str) {
+        if !self.typed.iter().any(|f| f == field) {
+            self.typed.push(field.to_owned());
+        }
     }
 
     fn session_account(&mut self, identity: &str) -> Result<(), Breach> {

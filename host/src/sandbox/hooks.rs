@@ -97,6 +97,11 @@ pub trait RunHooks: Send {
     fn log(&mut self, level: LogLevel, message: String, fields: Vec<(String, String)>);
     /// The guest read the plaintext of a field the manifest lets it reveal.
     fn secret_revealed(&mut self, field: &str);
+    /// The host typed a credential field into the run's browser for the
+    /// guest (so a refusal the connector then reports is the credential's).
+    fn secret_typed(&mut self, field: &str) {
+        let _ = field;
+    }
 }
 
 /// The hooks of one run as the capabilities hold them. Host calls of one

@@ -5,6 +5,23 @@
 use super::*;
 use pdpp_host::browser::{BrowserError, Matches};
 
+/// "Is it there now?" looks once, even with no time to wait: a deadline
+/// already passed must not answer "absent" without looking.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zero_wait_looks_once() {
+    let f = Fixture::new().await;
+    let mut s = f.session(&[]).await;
+    s.navigate(&format!("{SITE}/form"), soon()).await.unwrap();
+    assert!(s.is_present("#user", soon()).await.unwrap());
+    assert!(!s.is_present("#nowhere", soon()).await.unwrap());
+    let passed = std::time::Instant::now();
+    assert!(
+        matches!(s.wait_for("#user", passed).await, Err(BrowserError::Timeout { .. })),
+        "a wait with no time left does not look"
+    );
+    s.discard().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connector_fills_a_form_submits_it_and_reads_the_result() {
     let f = Fixture::new().await;

@@ -391,6 +391,22 @@ impl wit::Host for BrowserView<'_> {
     }
 
     async fn wait_for(&mut self, selector: String, timeout_ms: u32) -> wasmtime::Result<Result<(), wit::BrowserError>> {
+        if timeout_ms == 0 {
+            // A zero wait asks whether the element is there now: one look,
+            // bounded by the run's deadline (a wait whose own deadline has
+            // passed would not look at all).
+            return self
+                .call(
+                    async |s, d| match s.is_present(&selector, d).await? {
+                        true => Ok(()),
+                        false => Err(BrowserError::SelectorNotFound {
+                            selector: selector.clone(),
+                        }),
+                    },
+                    None,
+                )
+                .await;
+        }
         let within = Duration::from_millis(timeout_ms.into());
         self.call(async |s, d| s.wait_for(&selector, d).await, Some(within))
             .await
@@ -416,8 +432,20 @@ impl wit::Host for BrowserView<'_> {
             // value; anything else is refused without typing anything.
             Err(_) => return Ok(Err(wit::BrowserError::Refused("secret_unavailable".into()))),
         };
-        self.call(async |s, d| s.fill_secret(&selector, secret.as_str(), d).await, None)
-            .await
+        // A field the manifest declares not secret (a login name) is typed
+        // as plain text: the engine would otherwise refuse every later read
+        // of a page that shows it, such as the account's own name.
+        let typed = if self.secrets.is_public(&field) {
+            self.call(async |s, d| s.fill(&selector, secret.as_str(), d).await, None)
+                .await?
+        } else {
+            self.call(async |s, d| s.fill_secret(&selector, secret.as_str(), d).await, None)
+                .await?
+        };
+        if typed.is_ok() {
+            self.hooks.lock().await.secret_typed(&field);
+        }
+        Ok(typed)
     }
 
     async fn select(&mut self, selector: String, value: String) -> wasmtime::Result<Result<(), wit::BrowserError>> {

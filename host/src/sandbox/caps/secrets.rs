@@ -68,6 +68,11 @@ pub struct SecretSet {
     known: Arc<RwLock<Known>>,
     /// Where each field may be substituted (absent: [`FieldPolicy::default`]).
     policies: BTreeMap<String, FieldPolicy>,
+    /// Fields the manifest declares `secret: false` (a login name, say):
+    /// handed over by handle like the others, but not scrubbed from text
+    /// and typed into a browser as plain text, so a page that shows them
+    /// (the account's name) can still be read.
+    public: std::collections::BTreeSet<String>,
     nonce: String,
 }
 
@@ -79,8 +84,14 @@ struct Known {
 }
 
 impl Known {
-    fn new(values: BTreeMap<String, Zeroizing<String>>) -> Self {
-        let redactor = crate::vault::Redactor::new(values.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    /// The values, and a redactor of all but the `public` ones.
+    fn new(values: BTreeMap<String, Zeroizing<String>>, public: &std::collections::BTreeSet<String>) -> Self {
+        let redactor = crate::vault::Redactor::new(
+            values
+                .iter()
+                .filter(|(k, _)| !public.contains(*k))
+                .map(|(k, v)| (k.as_str(), v.as_str())),
+        );
         Known { values, redactor }
     }
 }
@@ -109,8 +120,9 @@ impl SecretSet {
         let nonce = nonce.iter().map(|b| format!("{b:02x}")).collect();
         SecretSet {
             declared,
-            known: Arc::new(RwLock::new(Known::new(values))),
+            known: Arc::new(RwLock::new(Known::new(values, &Default::default()))),
             policies: BTreeMap::new(),
+            public: Default::default(),
             nonce,
         }
     }
@@ -131,7 +143,7 @@ impl SecretSet {
         };
         let mut taken = Vec::new();
         for (field, value) in fields.iter_mut() {
-            let secret = self.declared.get(field) == Some(&false);
+            let secret = self.declared.get(field) == Some(&false) && !self.public.contains(field);
             let Some(text) = value.as_str().filter(|t| secret && !t.is_empty()) else {
                 continue;
             };
@@ -146,7 +158,7 @@ impl SecretSet {
         let mut values = std::mem::take(&mut known.values);
         let names = taken.iter().map(|(f, _)| f.clone()).collect();
         values.extend(taken);
-        *known = Known::new(values);
+        *known = Known::new(values, &self.public);
         names
     }
 
@@ -177,6 +189,20 @@ impl SecretSet {
         self.known()
             .redactor
             .replace_bytes(bytes, |field| self.placeholder(field))
+    }
+
+    /// The same set, with `fields` marked not secret (the manifest's
+    /// `secret: false`): their values are left out of the redactor.
+    pub fn with_public_fields(mut self, fields: impl IntoIterator<Item = String>) -> Self {
+        self.public = fields.into_iter().collect();
+        let values = self.known().values.clone();
+        self.known = Arc::new(RwLock::new(Known::new(values, &self.public)));
+        self
+    }
+
+    /// Whether the manifest declares `field` not secret.
+    pub(crate) fn is_public(&self, field: &str) -> bool {
+        self.public.contains(field)
     }
 
     /// The declared fields that have a value.
@@ -494,6 +520,21 @@ mod tests {
             lent.take_back().reveals,
             ["key"],
             "only the permitted reveal is reported"
+        );
+    }
+
+    /// A login name the manifest declares `secret: false` stays readable:
+    /// it is not scrubbed from text, while the secret fields still are.
+    #[test]
+    fn a_field_declared_not_secret_is_not_redacted() {
+        let s = set().with_public_fields(["token".to_string()]);
+        assert!(s.is_public("token") && !s.is_public("key"));
+        let text = s.redactor().redact("tok-value-123 key-value-456");
+        assert_eq!(text, "tok-value-123 [REDACTED:key]");
+        assert_eq!(
+            s.value("token").unwrap().as_str(),
+            "tok-value-123",
+            "still handed over by handle"
         );
     }
 }
