@@ -75,8 +75,10 @@ impl Interaction {
 pub enum Answer {
     /// The owner answered; the data goes to the connector only (never kept
     /// or shown by the host). In a `credentials` answer, each field the
-    /// manifest declares as a non-revealable credential field holds its
-    /// placeholder instead of the value: take a handle with
+    /// manifest declares as a non-revealable credential field, and each
+    /// field the question's schema marks `"format": "password"` or
+    /// `"writeOnly": true`, holds its placeholder instead of the value: take
+    /// a handle with
     /// [`Run::secret`](crate::Run::secret) and type it with
     /// [`Browser::fill_secret`](crate::browser::Browser::fill_secret) or
     /// send it with [`Request::bearer`](crate::http::Request::bearer).

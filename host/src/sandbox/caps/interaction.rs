@@ -89,6 +89,7 @@ impl interaction::Host for InteractionView<'_> {
         let parked = Instant::now();
         let manual = request.kind == crate::protocol::InteractionKind::ManualAction;
         let credentials = request.kind == crate::protocol::InteractionKind::Credentials;
+        let schema = request.schema.clone().filter(|_| credentials);
         let screenshot = self
             .browser
             .screenshot_for_question(manual, self.clock.wall_deadline)
@@ -113,7 +114,7 @@ impl interaction::Host for InteractionView<'_> {
             Ok(Ok(Asked::NotInteractive(what))) => Ok(Err(interaction::InteractionError::NotInteractive(what))),
             Ok(Ok(Asked::Answer(mut a))) => {
                 if let Some(data) = a.data.as_mut().filter(|_| credentials) {
-                    self.secrets.adopt_answer(data);
+                    self.secrets.adopt_answer(data, schema.as_ref());
                 }
                 Ok(Ok(convert::response(a)))
             }

@@ -81,6 +81,9 @@ pub struct SecretSet {
 struct Known {
     values: BTreeMap<String, Zeroizing<String>>,
     redactor: crate::vault::Redactor,
+    /// Fields the manifest does not declare that an answer's schema marked
+    /// secret: declared (non-revealable) for the rest of the run.
+    answered: std::collections::BTreeSet<String>,
 }
 
 impl Known {
@@ -92,7 +95,11 @@ impl Known {
                 .filter(|(k, _)| !public.contains(*k))
                 .map(|(k, v)| (k.as_str(), v.as_str())),
         );
-        Known { values, redactor }
+        Known {
+            values,
+            redactor,
+            answered: Default::default(),
+        }
     }
 }
 
@@ -131,19 +138,33 @@ impl SecretSet {
         self.known.read().expect("secret set lock")
     }
 
-    /// Take the declared, non-revealable fields of a `credentials` answer
-    /// into the run's values and hand the guest their placeholders instead:
-    /// the guest then gets a handle with `secrets.get(field)` and types it
-    /// with `browser.fill-secret`, never holding the value. Fields the
-    /// manifest marks revealable, and anything it does not declare, pass
-    /// through unchanged. Returns the fields taken.
-    pub fn adopt_answer(&self, answer: &mut serde_json::Value) -> Vec<String> {
+    /// Take the secret fields of a `credentials` answer into the run's
+    /// values and hand the guest their placeholders instead: the guest then
+    /// gets a handle with `secrets.get(field)` and types it with
+    /// `browser.fill-secret`, never holding the value. A field is secret
+    /// when the manifest declares it a non-revealable credential field, or
+    /// when the question's `schema` marks it `"format": "password"` or
+    /// `"writeOnly": true` (a login password a bootstrap asks for, say; such
+    /// a field is declared for the rest of this run only). Revealable and
+    /// `secret: false` fields, and anything else, pass through unchanged.
+    /// Returns the fields taken.
+    pub fn adopt_answer(&self, answer: &mut serde_json::Value, schema: Option<&serde_json::Value>) -> Vec<String> {
         let Some(fields) = answer.as_object_mut() else {
             return Vec::new();
         };
+        let marked = |field: &str| {
+            let p = schema.and_then(|s| s.get("properties")).and_then(|p| p.get(field));
+            p.is_some_and(|p| {
+                p.get("format").and_then(|f| f.as_str()) == Some("password")
+                    || p.get("writeOnly") == Some(&serde_json::Value::Bool(true))
+            })
+        };
         let mut taken = Vec::new();
         for (field, value) in fields.iter_mut() {
-            let secret = self.declared.get(field) == Some(&false) && !self.public.contains(field);
+            let secret = match self.declared.get(field) {
+                Some(revealable) => !revealable && !self.public.contains(field),
+                None => marked(field),
+            };
             let Some(text) = value.as_str().filter(|t| secret && !t.is_empty()) else {
                 continue;
             };
@@ -156,9 +177,12 @@ impl SecretSet {
         }
         let mut known = self.known.write().expect("secret set lock");
         let mut values = std::mem::take(&mut known.values);
-        let names = taken.iter().map(|(f, _)| f.clone()).collect();
+        let mut answered = std::mem::take(&mut known.answered);
+        let names: Vec<String> = taken.iter().map(|(f, _)| f.clone()).collect();
+        answered.extend(names.iter().filter(|f| !self.declared.contains_key(*f)).cloned());
         values.extend(taken);
         *known = Known::new(values, &self.public);
+        known.answered = answered;
         names
     }
 
@@ -211,7 +235,7 @@ impl SecretSet {
     }
 
     fn check(&self, field: &str) -> Result<(), SecretError> {
-        if !self.declared.contains_key(field) {
+        if !self.declared.contains_key(field) && !self.known().answered.contains(field) {
             return Err(SecretError::NotDeclared(field.to_owned()));
         }
         if !self.known().values.contains_key(field) {
@@ -367,7 +391,7 @@ mod tests {
             "username": "not-declared",
             "otp_seed": 5,
         });
-        assert_eq!(s.adopt_answer(&mut answer), ["token"]);
+        assert_eq!(s.adopt_answer(&mut answer, None), ["token"]);
         assert_eq!(
             answer["token"],
             s.placeholder("token"),
@@ -385,7 +409,27 @@ mod tests {
             "x [REDACTED:token] y"
         );
         let mut not_an_object = serde_json::json!("answered-token-789");
-        assert!(s.adopt_answer(&mut not_an_object).is_empty());
+        assert!(s.adopt_answer(&mut not_an_object, None).is_empty());
+    }
+
+    #[test]
+    fn an_answer_field_the_question_marks_as_a_password_is_held_like_a_declared_secret() {
+        let s = set();
+        let schema = serde_json::json!({ "properties": {
+            "login_password": { "type": "string", "format": "password" },
+            "pin": { "type": "string", "writeOnly": true },
+            "username": { "type": "string" },
+        } });
+        let mut answer =
+            serde_json::json!({ "login_password": "pw-of-the-login", "pin": "4321-pin", "username": "ada" });
+        let mut taken = s.adopt_answer(&mut answer, Some(&schema));
+        taken.sort();
+        assert_eq!(taken, ["login_password", "pin"]);
+        assert_eq!(answer["username"], "ada");
+        assert_eq!(answer["login_password"], s.placeholder("login_password"));
+        assert_eq!(s.value("login_password").unwrap().as_str(), "pw-of-the-login");
+        assert!(s.reveal("login_password").is_err(), "never revealable");
+        assert!(!s.redactor().redact("pw-of-the-login").contains("pw-of"));
     }
 
     #[test]
