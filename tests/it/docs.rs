@@ -131,7 +131,11 @@ fn every_recorded_proof_names_a_test_that_exists() {
         .map(|e| e.unwrap().path())
         .collect();
     for guest in std::fs::read_dir(ws.join("tests/guests")).unwrap() {
-        manifests.extend(std::fs::read_dir(guest.unwrap().path()).unwrap().map(|e| e.unwrap().path()));
+        manifests.extend(
+            std::fs::read_dir(guest.unwrap().path())
+                .unwrap()
+                .map(|e| e.unwrap().path()),
+        );
     }
     let mut checked = 0;
     for path in manifests.iter().filter(|p| p.extension().is_some_and(|e| e == "json")) {
@@ -145,13 +149,21 @@ fn every_recorded_proof_names_a_test_that_exists() {
             }
             // Live proofs against the real provider cite a date, not a test.
             let Some(test) = proof["test"].as_str() else {
-                assert!(what.ends_with("_live"), "{}: proof {what} names no test", path.display());
+                assert!(
+                    what.ends_with("_live"),
+                    "{}: proof {what} names no test",
+                    path.display()
+                );
                 continue;
             };
             checked += 1;
             let parts: Vec<&str> = test.split("::").collect();
             let exists = integration_source(&it, &parts).is_some_and(|s| defines(&s, parts[parts.len() - 1]));
-            assert!(exists, "{}: proof {what} names {test}, which does not exist", path.display());
+            assert!(
+                exists,
+                "{}: proof {what} names {test}, which does not exist",
+                path.display()
+            );
         }
     }
     assert!(checked >= 4, "the browser proofs were found: {checked}");

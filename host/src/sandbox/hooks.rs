@@ -97,6 +97,11 @@ pub trait RunHooks: Send {
     fn log(&mut self, level: LogLevel, message: String, fields: Vec<(String, String)>);
     /// The guest read the plaintext of a field the manifest lets it reveal.
     fn secret_revealed(&mut self, field: &str);
+    /// A bootstrap handed the credential field `field` to the host (by
+    /// selector; the value stays with the host).
+    fn credential_captured(&mut self, field: &str) {
+        let _ = field;
+    }
 }
 
 /// The hooks of one run as the capabilities hold them. Host calls of one

@@ -36,7 +36,7 @@ pub use control::{CANCEL_GRACE, Cancelled, RunControl};
 pub use grants::{Capability, CapabilitySet, Grants};
 pub use hooks::{Asked, HookError, HostFault, LogLevel, RunHooks, Violation};
 pub use limits::{Breach, RunLimits};
-pub use run::{GuestExit, GuestProbe, GuestRun, ProbeAnswer, Usage};
+pub use run::{Entry, GuestExit, GuestProbe, GuestRun, ProbeAnswer, Usage};
 
 use bindings::ConnectorPre;
 use linker::Linkers;

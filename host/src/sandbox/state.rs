@@ -147,7 +147,11 @@ impl RunState {
             .stdout(stdout.clone())
             .stderr(stderr.clone());
         let clock = RunClock::new(Instant::now(), limits.wall_clock, limits.cpu);
-        let browser = BrowserState::new(browser, grants.browser_policy(egress.clone()), &control);
+        let policy = match browser.as_ref().and_then(|b| b.bootstrap_field.as_ref()) {
+            Some(_) => grants.bootstrap_policy(egress.clone()),
+            None => grants.browser_policy(egress.clone()),
+        };
+        let browser = BrowserState::new(browser, policy, &control);
         let http = HttpState::new(
             grants.egress_policy(egress),
             limits.http.clone(),

@@ -49,7 +49,9 @@ impl Demo {
             allow_loopback_for_rewrites: true,
         });
         opts.observer = Box::new(Transcript::default());
-        let out = run_connection(&t.dep, sandbox(), plugin(), manifest(), conn, opts).await.unwrap();
+        let out = run_connection(&t.dep, sandbox(), plugin(), manifest(), conn, opts)
+            .await
+            .unwrap();
         let requests = t
             .dep
             .store

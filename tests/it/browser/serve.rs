@@ -121,14 +121,34 @@ fn stopping_the_host_tears_a_running_browser_down() {
     // The guest is past its first page once the session's processes run.
     std::thread::sleep(Duration::from_secs(2));
     assert!(s.terminate().success(), "the server exits cleanly");
-    assert_eq!(pdpp_host::browser::live_browser_processes_of(pid), 0, "no browser process outlives its host");
-    let leftovers: Vec<_> = std::fs::read_dir(work.path()).unwrap().flatten().flat_map(|d| {
-        std::fs::read_dir(d.path()).into_iter().flatten().flatten().map(|e| e.path())
-    }).collect();
+    assert_eq!(
+        pdpp_host::browser::live_browser_processes_of(pid),
+        0,
+        "no browser process outlives its host"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(work.path())
+        .unwrap()
+        .flatten()
+        .flat_map(|d| {
+            std::fs::read_dir(d.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path())
+        })
+        .collect();
     assert!(leftovers.is_empty(), "no session directory is left: {leftovers:?}");
     let data = s.dir.path().join("data");
     let (_, events, err) = cli(
-        &["runs", "show", "--data-dir", data.to_str().unwrap(), "--database-url", &s.database_url, &run_id],
+        &[
+            "runs",
+            "show",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--database-url",
+            &s.database_url,
+            &run_id,
+        ],
         &[],
         None,
     );

@@ -76,7 +76,11 @@ async fn list(Query(q): Query<HashMap<String, String>>, headers: HeaderMap) -> H
     let Some(reader) = signed_in(&headers) else {
         return page("Books", r#"<p>Please <a href="/">sign in</a>.</p>"#);
     };
-    let n: usize = q.get("page").and_then(|p| p.parse().ok()).filter(|n| *n >= 1).unwrap_or(1);
+    let n: usize = q
+        .get("page")
+        .and_then(|p| p.parse().ok())
+        .filter(|n| *n >= 1)
+        .unwrap_or(1);
     let mut body = format!(r#"<p id="signed-in" data-reader="{reader}">Signed in as {reader}</p><ol>"#);
     for i in (n - 1) * PAGE_SIZE..(n * PAGE_SIZE).min(BOOKS) {
         // Newest first: book 12 was added on day 12.
