@@ -543,6 +543,20 @@ impl BrowserSession {
     }
 
     /// Wait until at least one element matches the selector.
+    /// Whether an element matches the selector now: one look, no waiting.
+    pub async fn is_present(&mut self, selector: &str, deadline: Instant) -> Result<bool, BrowserError> {
+        let op = Operation::WaitFor;
+        self.bounded(op, deadline, async {
+            let found = self
+                .driver()?
+                .find_all(By::Css(selector.to_owned()))
+                .await
+                .map_err(|e| element_error(op, selector, e))?;
+            Ok(!found.is_empty())
+        })
+        .await
+    }
+
     pub async fn wait_for(&mut self, selector: &str, deadline: Instant) -> Result<(), BrowserError> {
         let op = Operation::WaitFor;
         let poll = self.limits.poll_interval;

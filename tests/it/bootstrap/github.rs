@@ -86,7 +86,12 @@ server_on_both_backends! {
 
         let run_id = start_bootstrap(&s, &id);
         let asked = answer_until_done(&s, &run_id, owner(PASSWORD, TOTP));
-        assert_eq!(asked, ["credentials", "otp", "otp", "credentials"], "login, app code, emailed code, sudo");
+        assert_eq!(
+            asked,
+            ["credentials", "otp", "otp", "credentials"],
+            "login, app code, emailed code, sudo: {:?}",
+            timeline(&s, &run_id)
+        );
         let run = s.wait_run(&run_id);
         assert_eq!(run["status"], "succeeded", "{run}");
         assert_eq!(run["trigger"], "bootstrap", "{run}");

@@ -400,6 +400,16 @@ impl wit::Host for BrowserView<'_> {
     }
 
     async fn wait_for(&mut self, selector: String, timeout_ms: u32) -> wasmtime::Result<Result<(), wit::BrowserError>> {
+        // A zero wait asks "is it there now?": one look, by the run's deadline
+        // (a deadline of now would time out before looking).
+        if timeout_ms == 0 {
+            let present = self.call(async |s, d| s.is_present(&selector, d).await, None).await?;
+            return Ok(match present {
+                Ok(true) => Ok(()),
+                Ok(false) => Err(wit::BrowserError::Timeout),
+                Err(e) => Err(e),
+            });
+        }
         let within = Duration::from_millis(timeout_ms.into());
         self.call(async |s, d| s.wait_for(&selector, d).await, Some(within))
             .await
