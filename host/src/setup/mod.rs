@@ -276,11 +276,13 @@ async fn bootstrap_inputs(store: &Store, field: &str, runs: &[RunRow]) -> Result
         error_code: None,
         stored: false,
         refused: None,
+        captured: false,
         pending_interaction: None,
     };
     let Some(run) = last else { return Ok(inputs) };
     let events = store.events(&run.run_id).await?;
     inputs.stored = events.iter().any(|e| e.kind == "bootstrap.credential_stored");
+    inputs.captured = events.iter().any(|e| e.kind == "bootstrap.credential_captured");
     inputs.refused = events
         .iter()
         .find(|e| e.kind == "bootstrap.credential_refused")

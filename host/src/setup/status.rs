@@ -345,6 +345,8 @@ pub struct BootstrapInputs {
     pub error_code: Option<String>,
     pub stored: bool,
     pub refused: Option<(String, String)>,
+    /// The bootstrap handed a credential over (its verdict may follow).
+    pub captured: bool,
     pub pending_interaction: Option<String>,
 }
 
@@ -387,6 +389,8 @@ fn bootstrap_view(id: &str, b: &BootstrapInputs) -> BootstrapView {
             let (code, message) = b.refused.clone().unwrap_or_default();
             ("failed", Some(code), Some(message))
         }
+        // Handed over; the credentials service has not answered yet.
+        Some(r) if r.status == RunStatus::Succeeded && b.captured => ("running", None, None),
         Some(r) if r.status == RunStatus::Succeeded => (
             "failed",
             Some("nothing_captured".to_owned()),

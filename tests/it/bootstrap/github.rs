@@ -105,8 +105,9 @@ server_on_both_backends! {
         assert_eq!(minted[0].expires, "none", "the longest expiry offered");
         assert!(minted[0].description.starts_with("PDPP connector ("), "{:?}", minted[0].description);
 
+        let verdict = wait_verdict(&s, &run_id);
+        assert_eq!(verdict["kind"], "bootstrap.credential_stored", "{verdict}");
         let stored = events(&s, &run_id, "bootstrap.credential_stored");
-        assert_eq!(stored.len(), 1, "{:?}", timeline(&s, &run_id));
         assert_eq!(stored[0]["data"]["account"], api::LOGIN);
         assert_eq!(stored[0]["data"]["validation"], "synchronous");
         let steps: Vec<String> = events(&s, &run_id, "run.progress_reported")
@@ -117,8 +118,8 @@ server_on_both_backends! {
             assert!(steps.iter().any(|m| m.ends_with(step)), "step {step} on the timeline: {steps:?}");
         }
         assert_eq!(events(&s, &run_id, "bootstrap.credential_captured").len(), 1);
-        let first = events(&s, &run_id, "bootstrap.first_sync_started");
-        let first_sync = first[0]["data"]["run_id"].as_str().unwrap().to_owned();
+        let first = wait_event(&s, &run_id, "bootstrap.first_sync_started");
+        let first_sync = first["data"]["run_id"].as_str().unwrap().to_owned();
         let sync = s.wait_run(&first_sync);
         assert_eq!(sync["status"], "succeeded", "{sync}");
 
@@ -259,7 +260,7 @@ fn a_rejected_bootstrapped_token_is_replaced_by_a_new_bootstrap() {
     let id = create_draft(&s);
     let run_id = start_bootstrap(&s, &id);
     answer_until_done(&s, &run_id, owner(PASSWORD, TOTP));
-    let status = wait_status(&s, &id, |v| v["status"] == "active");
+    let status = wait_status(&s, &id, |v| v["status"] == "active" && v["running"] == false);
     let old_fingerprint = status["credential"]["fingerprint"].as_str().unwrap().to_owned();
     let old = site.state.lock().unwrap().minted[0].token.clone();
 
@@ -276,6 +277,7 @@ fn a_rejected_bootstrapped_token_is_replaced_by_a_new_bootstrap() {
     let run_id = start_bootstrap(&s, &id);
     answer_until_done(&s, &run_id, owner(PASSWORD, TOTP));
     assert_eq!(s.wait_run(&run_id)["status"], "succeeded");
+    wait_verdict(&s, &run_id);
     let status = wait_status(&s, &id, |v| v["credential"]["status"] == "active");
     assert_ne!(status["credential"]["fingerprint"], old_fingerprint, "a new token");
     assert_eq!(

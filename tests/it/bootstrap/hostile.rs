@@ -101,6 +101,7 @@ fn a_guest_never_reads_the_token_it_handed_over() {
     let run = s.wait_run(&run_id);
     assert_eq!(run["status"], "succeeded", "{run} {:?}", timeline(&s, &run_id));
 
+    wait_verdict(&s, &run_id);
     let results = step_results(&s, &run_id);
     let result = |i: usize| results[i].1.clone();
     assert!(result(1).contains("field_not_bootstrapped"), "{results:?}");
@@ -125,7 +126,7 @@ fn a_guest_never_reads_the_token_it_handed_over() {
     let stored = events(&s, &run_id, "bootstrap.credential_stored");
     assert_eq!(stored.len(), 1, "{everything}");
     assert_eq!(stored[0]["data"]["validation"], "first_sync", "the guest has no probe");
-    let first = events(&s, &run_id, "bootstrap.first_sync_started")[0]["data"]["run_id"]
+    let first = wait_event(&s, &run_id, "bootstrap.first_sync_started")["data"]["run_id"]
         .as_str()
         .unwrap()
         .to_owned();

@@ -81,6 +81,43 @@ pub fn events(s: &Server, run_id: &str, kind: &str) -> Vec<Value> {
     timeline(s, run_id).into_iter().filter(|e| e["kind"] == kind).collect()
 }
 
+/// Wait until the bootstrap run's credential has a verdict
+/// (`bootstrap.credential_stored` or `_refused`, written when the run ended);
+/// the verdict event.
+pub fn wait_verdict(s: &Server, run_id: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(e) = timeline(s, run_id)
+            .into_iter()
+            .find(|e| e["kind"] == "bootstrap.credential_stored" || e["kind"] == "bootstrap.credential_refused")
+        {
+            return e;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no verdict on the bootstrap's credential: {:?}",
+            timeline(s, run_id)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Wait until the run's timeline has an event of `kind`; that event.
+pub fn wait_event(s: &Server, run_id: &str, kind: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(e) = events(s, run_id, kind).into_iter().next() {
+            return e;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {kind} on the timeline: {:?}",
+            timeline(s, run_id)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Wait until the setup status satisfies `ok`.
 pub fn wait_status(s: &Server, connection: &str, ok: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + Duration::from_secs(120);

@@ -39,7 +39,8 @@ server_on_both_backends! {
         let run_id = start_bootstrap(&s, &id);
         let asked = answer_until_done(&s, &run_id, owner);
         assert_eq!(asked, ["credentials", "otp"]);
-        assert_eq!(s.wait_run(&run_id)["status"], "succeeded");
+        let run = s.wait_run(&run_id);
+        assert_eq!(run["status"], "succeeded", "{run} {:?}", timeline(&s, &run_id));
         let token = site.state.lock().unwrap().minted[0].0.clone();
         let status = wait_status(&s, &id, |v| v["status"] == "active");
         assert_eq!(status["account_identity"], api::USER_ID, "{status}");
