@@ -109,7 +109,13 @@ fn submit_login(run: &mut Run, b: &Browser) -> Result<(), Failure> {
     b.fill(LOGIN_FIELD, user).map_err(at("sign_in"))?;
     b.fill("#password", password).map_err(at("sign_in"))?;
     b.click("input[type=submit][name=commit], button[type=submit]")
-        .map_err(at("sign_in"))
+        .map_err(at("sign_in"))?;
+    // The next page: signed in, a code to enter, or the refusal.
+    let _ = b.wait_for(
+        &format!("meta[name=\"user-login\"], {OTP_FIELDS}, .flash-error"),
+        Duration::from_secs(10),
+    );
+    Ok(())
 }
 
 /// A one-time code (authenticator app or SMS), or the emailed

@@ -64,10 +64,12 @@ fn sign_in(run: &mut Run, b: &Browser) -> Result<(), Failure> {
     b.fill(EMAIL, login["email"].as_str().unwrap_or_default())
         .map_err(at("sign_in"))?;
     b.click("button[type=submit]").map_err(at("sign_in"))?;
+    let _ = b.wait_for(&format!("{PASSWORD}, {LOGIN_CODE}"), Duration::from_secs(10));
     let password = login["password"].as_str().unwrap_or_default();
     if b.is_present(PASSWORD)? && !password.is_empty() {
         b.fill(PASSWORD, password).map_err(at("sign_in"))?;
         b.click("button[type=submit]").map_err(at("sign_in"))?;
+        let _ = b.wait_for(NEW, Duration::from_secs(10));
         if b.is_present(PASSWORD)? {
             return Err(fail::login_failed("Notion did not accept the password"));
         }
@@ -82,6 +84,7 @@ fn sign_in(run: &mut Run, b: &Browser) -> Result<(), Failure> {
         b.fill(LOGIN_CODE, answer["code"].as_str().unwrap_or_default())
             .map_err(at("login_code"))?;
         b.click("button[type=submit]").map_err(at("login_code"))?;
+        let _ = b.wait_for(NEW, Duration::from_secs(10));
         if b.is_present(LOGIN_CODE)? {
             return Err(fail::otp_rejected("Notion did not accept the login code"));
         }

@@ -59,6 +59,9 @@ fn sign_in(run: &mut Run, b: &Browser) -> Result<(), Failure> {
     b.fill(LOGIN_PASSWORD, login["password"].as_str().unwrap_or_default())
         .map_err(at("sign_in"))?;
     b.click("button[type=submit]").map_err(at("sign_in"))?;
+    // The next page: a code to enter, or the tokens page (a refused login
+    // shows the form again, so only these end the wait early).
+    let _ = b.wait_for(&format!("{CODE}, {CREATE}, {MEMBERSHIP}"), Duration::from_secs(10));
     if b.is_present(CODE)? {
         step(run, "verification_code");
         let answer = ask(
@@ -71,6 +74,7 @@ fn sign_in(run: &mut Run, b: &Browser) -> Result<(), Failure> {
         b.fill(CODE, answer["code"].as_str().unwrap_or_default())
             .map_err(at("verification_code"))?;
         b.click("button[type=submit]").map_err(at("verification_code"))?;
+        let _ = b.wait_for(&format!("{CREATE}, {MEMBERSHIP}"), Duration::from_secs(10));
         if b.is_present(CODE)? {
             return Err(fail::otp_rejected("Oura did not accept the code"));
         }

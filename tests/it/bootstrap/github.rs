@@ -305,3 +305,72 @@ fn a_rejected_bootstrapped_token_is_replaced_by_a_new_bootstrap() {
         "the next run collects with the new token: {run}"
     );
 }
+
+/// The terminal path: `pdpp-host connection bootstrap` asks for the login
+/// and the codes at the terminal, stores the token through the credentials
+/// service (never printed), runs the draft's first sync and exits 0; the
+/// connection is active with the records.
+#[test]
+fn connection_bootstrap_at_the_terminal_makes_the_token_and_runs_the_first_sync() {
+    let double = api::start_accepting(GitHub::seeded(), "ghp_nothing_the_site_minted");
+    let site = github_site::start(double.ctl.clone(), false);
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let data = data.to_str().unwrap();
+    let conf = dir.path().join("pdpp-host.toml");
+    std::fs::write(
+        &conf,
+        config(
+            &[
+                ("https://api.github.com", &double.origin()),
+                ("https://github.com", &site.origin),
+            ],
+            dir.path(),
+        ),
+    )
+    .unwrap();
+    let manifest = manifest_path("github");
+    let manifest = manifest.to_str().unwrap();
+    let id = crate::support::cli_add_connection(&["--data-dir", data, "--manifest", manifest]);
+    let wasm = crate::support::guest_path("github");
+    // The questions in order: login (its fields as the terminal prompt
+    // lists them: password, username), the app code, the password again (sudo).
+    let answers = format!("{PASSWORD}\n{USERNAME}\n{TOTP}\n{PASSWORD}\n");
+    let (code, lines, err) = crate::support::cli(
+        &[
+            "connection",
+            "bootstrap",
+            "--config",
+            conf.to_str().unwrap(),
+            "--data-dir",
+            data,
+            "--plugin",
+            wasm.to_str().unwrap(),
+            "--manifest",
+            manifest,
+            "--connection",
+            &id,
+        ],
+        &[],
+        Some(&answers),
+    );
+    assert_eq!(code, 0, "{lines:?} {err}");
+    let token = site.state.lock().unwrap().minted[0].token.clone();
+    let out = json!(lines).to_string();
+    assert!(
+        !out.contains(&token) && !err.contains(&token),
+        "the token is never printed"
+    );
+    assert_eq!(lines[0]["credential"]["sealed"], true, "{out}");
+    assert_eq!(
+        lines[0]["credential"]["identity"]["account_identity"],
+        api::LOGIN,
+        "{out}"
+    );
+    assert_eq!(lines[0]["first_sync"]["status"], "succeeded", "{out}");
+    assert_eq!(lines[0]["status"], "active", "{out}");
+    assert!(
+        err.contains("Sign in to GitHub"),
+        "the question is asked at the terminal: {err}"
+    );
+}
