@@ -7,7 +7,6 @@ use super::*;
 use crate::providers::oura::{self as api, Oura};
 use crate::providers::{manifest_path, records};
 use crate::server_on_both_backends;
-use pdpp_host::store::Backend;
 
 fn owner(kind: &str, _message: &str) -> Value {
     match kind {

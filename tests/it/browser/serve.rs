@@ -5,7 +5,6 @@
 use crate::server::*;
 use crate::server_on_both_backends;
 use crate::support::*;
-use pdpp_host::store::Backend;
 use serde_json::json;
 use std::path::Path;
 use std::time::{Duration, Instant};
