@@ -39,6 +39,9 @@ pub enum CredentialSource {
     CommandLine,
     /// The owner answered a `credentials` INTERACTION and asked to keep it.
     InteractionAnswer,
+    /// The connector's bootstrap made it in the host's browser and handed
+    /// it over by selector (the owner never saw it).
+    Bootstrap,
 }
 
 /// A candidate credential as the owner gave it: a kind and field values.
@@ -249,6 +252,20 @@ impl CredentialService<'_> {
         candidate: Candidate,
         source: CredentialSource,
     ) -> Result<Captured, CaptureError> {
+        self.capture_with(conn, plugin, candidate, source, true).await
+    }
+
+    /// [`CredentialService::capture`]; `retire_draft` says whether a
+    /// first-time draft whose credential the provider refuses is retired
+    /// (a bootstrap keeps it: the owner retries or pastes).
+    async fn capture_with(
+        &self,
+        conn: &Connection,
+        plugin: &LoadedPlugin,
+        candidate: Candidate,
+        source: CredentialSource,
+        retire_draft: bool,
+    ) -> Result<Captured, CaptureError> {
         let id = conn.connection_id.as_str();
         if conn.status == ConnectionStatus::Revoked {
             return Err(CaptureError::ConnectionRevoked(id.to_owned()));
@@ -258,10 +275,14 @@ impl CredentialService<'_> {
         let store = &self.dep.store;
         let previous = store.credential(id).await?;
         let rotated = previous.is_some();
+        // A rotation keeps the replaced credential's fingerprint on record
+        // (never its value): the audit trail says which one was replaced.
+        let previous_fingerprint = previous.as_ref().map(|c| c.sealed.fingerprint.clone());
         let audit = |outcome: &'static str, code: &'static str| {
-            Audit::ok("connection.credential.capture", id)
-                .outcome(outcome)
-                .detail(json!({ "kind": bundle.kind, "rotated": rotated, "code": code, "source": source }))
+            Audit::ok("connection.credential.capture", id).outcome(outcome).detail(
+                json!({ "kind": bundle.kind, "rotated": rotated, "code": code, "source": source,
+                                "previous_fingerprint": previous_fingerprint }),
+            )
         };
 
         let verdict = probe_credential(
@@ -286,7 +307,7 @@ impl CredentialService<'_> {
                 store.audit(audit("rejected", verdict.code())).await?;
                 // Nothing is stored. A first-time draft is retired so no setup
                 // row stays behind; a working connection keeps its credential.
-                let draft_retired = conn.status == ConnectionStatus::Draft && !rotated;
+                let draft_retired = retire_draft && conn.status == ConnectionStatus::Draft && !rotated;
                 if draft_retired {
                     store.retire_draft(id, verdict.code()).await?;
                 }
@@ -399,6 +420,81 @@ impl CredentialService<'_> {
             )
             .await?;
         Ok(saved)
+    }
+}
+
+/// How a bootstrap's credential fared in the credentials service.
+#[derive(Debug)]
+pub enum BootstrapResult {
+    /// Checked, sealed and stored.
+    Stored(Captured),
+    /// The bootstrap ended without handing a credential over (it failed,
+    /// was cancelled, or never captured one): nothing was written.
+    NothingCaptured,
+    /// The credentials service refused it: nothing was stored.
+    Refused(CaptureError),
+}
+
+impl CredentialService<'_> {
+    /// The end of a credential bootstrap (a `bootstrap` run that ended):
+    /// the credential it captured goes through [`CredentialService::capture`]
+    /// exactly as a pasted one (checks, probe, same account on rotation,
+    /// seal, audit with the source `bootstrap`), and the run's timeline gets
+    /// what happened (never a value). A bootstrap the provider's probe
+    /// refuses leaves the draft in place: the owner can try again or paste.
+    pub async fn complete_bootstrap(
+        &self,
+        conn: &Connection,
+        plugin: &LoadedPlugin,
+        run_id: &str,
+        succeeded: bool,
+        captured: Option<&crate::sandbox::caps::browser::CapturedCredential>,
+    ) -> Result<BootstrapResult, StoreError> {
+        use crate::store::RunEvent;
+        let store = &self.dep.store;
+        let kind = plugin
+            .manifest
+            .setup
+            .as_ref()
+            .and_then(|s| s.credential_capture.as_ref())
+            .map(|c| c.kind.clone())
+            .unwrap_or_default();
+        let Some(captured) = captured.filter(|_| succeeded) else {
+            return Ok(BootstrapResult::NothingCaptured);
+        };
+        let mut fields = BTreeMap::new();
+        fields.insert(captured.field.clone(), captured.value().clone());
+        // Other fields of a stored bundle stay (a bootstrap replaces its own field).
+        if let Some(stored) = store.credential(&conn.connection_id).await?
+            && let Ok(bundle) = self.dep.key.open(&conn.connection_id, &stored.sealed)
+        {
+            for (k, v) in bundle.fields {
+                fields.entry(k).or_insert(v);
+            }
+        }
+        // A first-time draft is not retired when the probe refuses a
+        // bootstrapped token: the owner can bootstrap again or paste one.
+        let candidate = Candidate { kind, fields };
+        let result = self
+            .capture_with(conn, plugin, candidate, CredentialSource::Bootstrap, false)
+            .await;
+        let event = match &result {
+            Ok(c) => RunEvent::new(
+                "bootstrap.credential_stored",
+                json!({ "field": captured.field, "rotated": c.rotated, "validation": c.validation,
+                        "fingerprint": c.stored.sealed.fingerprint,
+                        "account": c.identity.as_ref().map(|i| &i.account_identity) }),
+            ),
+            Err(e) => RunEvent::new(
+                "bootstrap.credential_refused",
+                json!({ "field": captured.field, "code": e.code(), "message": e.to_string() }),
+            ),
+        };
+        store.append_events(run_id, &[event]).await?;
+        Ok(match result {
+            Ok(c) => BootstrapResult::Stored(c),
+            Err(e) => BootstrapResult::Refused(e),
+        })
     }
 }
 

@@ -244,6 +244,17 @@ impl Browser {
         wit::screenshot().map_err(Into::into)
     }
 
+    /// Hand the credential shown in the element `selector` (its text, or
+    /// its `attribute`, such as `value`) to the host as the value of
+    /// credential field `field`. Only in a credential bootstrap
+    /// ([`crate::Connector::bootstrap`]), for the field being bootstrapped:
+    /// the host reads it and stores it through its credentials service;
+    /// this connector never gets it, and every later read of the element
+    /// is refused.
+    pub fn capture_credential(&self, field: &str, selector: &str, attribute: Option<&str>) -> Result<(), BrowserError> {
+        wit::capture_credential(field, selector, attribute).map_err(Into::into)
+    }
+
     /// Report the account the browser is logged into (a stable identity at
     /// the provider). Required before the run's first RECORD; on a mismatch
     /// with the connection's identity the host stops the run.

@@ -18,4 +18,17 @@ pub trait Connector {
         let _ = probe;
         Err(ProbeError::Unsupported)
     }
+
+    /// Create the credential field `field` for the owner in the host's
+    /// browser (a credential bootstrap, for a manifest that declares
+    /// `credentials_schema.properties.<field>.bootstrap`): sign in (asking
+    /// the owner through [`Run::interact`]), make the token on the
+    /// provider's page and hand it to the host with
+    /// [`crate::Browser::capture_credential`]; never read it. The default
+    /// has no bootstrap: DONE failed `bootstrap_unsupported`. Fail with the
+    /// codes in [`crate::bootstrap`] so the owner learns what to do next.
+    fn bootstrap(run: &mut Run, field: &str) -> Result<(), Failure> {
+        let _ = run;
+        Err(crate::bootstrap::unsupported(field))
+    }
 }

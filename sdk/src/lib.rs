@@ -80,6 +80,7 @@
 //! | [`interaction`] | [`Interaction`], [`Answer`]: asking the owner |
 //! | [`secrets`] | [`Secret`]: handles to credential fields |
 //! | [`probe`] | [`Probe`], [`Account`], [`ProbeError`]: the credential probe |
+//! | [`bootstrap`] | the typed failures of a credential bootstrap |
 //! | [`log`] | [`Level`] |
 //! | [`http`] | a blocking HTTP client over `wasi:http` |
 //! | [`time`] | the current time and RFC 3339 formatting |
@@ -105,6 +106,7 @@ pub mod __bindings {
 
 use __bindings::pdpp::connector as wit;
 
+pub mod bootstrap;
 pub mod browser;
 mod connector;
 pub mod errors;
@@ -140,8 +142,8 @@ pub use pdpp_types as types;
 /// Re-exported so connectors need no direct dependency to build JSON values.
 pub use serde_json::{self, Value, json};
 
-/// Export a [`Connector`] as the component's `run` and `validate-credential`
-/// functions. Use it once, at the crate's top level.
+/// Export a [`Connector`] as the component's `run`, `bootstrap` and
+/// `validate-credential` functions. Use it once, at the crate's top level.
 #[macro_export]
 macro_rules! export_connector {
     ($connector:ty) => {
@@ -152,6 +154,12 @@ macro_rules! export_connector {
                     start: $crate::__bindings::pdpp::connector::types::Start,
                 ) -> $crate::__bindings::pdpp::connector::types::Done {
                     $crate::__private::run::<$connector>(start)
+                }
+                fn bootstrap(
+                    start: $crate::__bindings::pdpp::connector::types::Start,
+                    field: ::std::string::String,
+                ) -> $crate::__bindings::pdpp::connector::types::Done {
+                    $crate::__private::bootstrap::<$connector>(start, field)
                 }
                 fn validate_credential(
                     settings: ::std::string::String,
@@ -194,6 +202,17 @@ pub mod __private {
     pub fn run<C: Connector>(start: wit::types::Start) -> wit::types::Done {
         let mut run = Run::from_wit(start, Host::Wit);
         let result = C::run(&mut run);
+        done(run, result)
+    }
+
+    /// The `bootstrap` export: START and the field in, DONE out.
+    pub fn bootstrap<C: Connector>(start: wit::types::Start, field: String) -> wit::types::Done {
+        let mut run = Run::from_wit(start, Host::Wit);
+        let result = C::bootstrap(&mut run, &field);
+        done(run, result)
+    }
+
+    fn done(run: Run, result: Result<(), Failure>) -> wit::types::Done {
         let ending = run.end(result);
         wit::types::Done {
             status: match ending.status {

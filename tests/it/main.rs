@@ -6,6 +6,7 @@ mod support;
 
 mod api;
 mod architecture;
+mod bootstrap;
 mod browser;
 mod conformance;
 mod credentials;

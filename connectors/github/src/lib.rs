@@ -30,6 +30,8 @@ use pdpp_sdk::{
 };
 use std::collections::HashSet;
 
+mod bootstrap;
+
 const API: &str = "https://api.github.com";
 const USER_AGENT: &str = "pdpp-connector-github/0.1";
 /// More pages than any account has: a listing that goes on is broken.
@@ -103,6 +105,12 @@ impl Connector for GitHub {
     }
 
     /// `GET /user` with the candidate token: the account is its login.
+    /// A classic personal access token made for the owner in the host's
+    /// browser (see `bootstrap.rs`).
+    fn bootstrap(run: &mut Run, field: &str) -> Result<(), Failure> {
+        bootstrap::run(run, field)
+    }
+
     fn validate_credential(probe: &Probe) -> Result<Account, ProbeError> {
         let user = api(probe.secret("token")?).probe_json(&format!("{API}/user"))?;
         let login = user["login"]

@@ -21,6 +21,8 @@ use pdpp_sdk::{
     Account, Connector, Failure, Probe, ProbeError, Run, Secret, StreamScope, Value, export_connector, json,
 };
 
+mod bootstrap;
+
 const API: &str = "https://api.notion.com";
 const NOTION_VERSION: &str = "2022-06-28";
 
@@ -59,6 +61,12 @@ impl Connector for Notion {
     }
 
     /// `GET /v1/users/me` with the candidate token: the bot user it acts as.
+    /// An internal integration's secret made for the owner in the host's
+    /// browser (see `bootstrap.rs`).
+    fn bootstrap(run: &mut Run, field: &str) -> Result<(), Failure> {
+        bootstrap::run(run, field)
+    }
+
     fn validate_credential(probe: &Probe) -> Result<Account, ProbeError> {
         let me = api(probe.secret("token")?).probe_json(&format!("{API}/v1/users/me"))?;
         let id = me["id"]

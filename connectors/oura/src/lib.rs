@@ -19,6 +19,8 @@ use pdpp_sdk::{
     Account, Connector, Failure, Probe, ProbeError, Run, StreamScope, Value, export_connector, json, serde_json,
 };
 
+mod bootstrap;
+
 const API: &str = "https://api.ouraring.com";
 const DEFAULT_HISTORY_START: &str = "2015-01-01";
 
@@ -82,6 +84,12 @@ impl Connector for Oura {
     }
 
     /// `GET /v2/usercollection/personal_info` with the candidate token.
+    /// A personal access token made for the owner in the host's browser
+    /// (see `bootstrap.rs`).
+    fn bootstrap(run: &mut Run, field: &str) -> Result<(), Failure> {
+        bootstrap::run(run, field)
+    }
+
     fn validate_credential(probe: &Probe) -> Result<Account, ProbeError> {
         let api = Api::new("Oura", probe.secret("token")?);
         let info = api.probe_json(&format!("{API}/v2/usercollection/personal_info"))?;

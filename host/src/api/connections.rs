@@ -54,16 +54,31 @@ pub struct ConnectionView {
 /// The setup status of a connection (of its last run, or of `run_id`).
 pub(crate) async fn status_of(s: &AppState, conn: &Connection, run_id: Option<&str>) -> Result<SetupStatus, ApiError> {
     // Without its plugin, a connection needs the credential it has.
-    let (needs_credential, browser_bound) = match s.catalog.snapshot().get(&conn.connector_id) {
-        Some(p) => (p.manifest.needs_credential(), p.plugin.grants().browser().is_some()),
-        None => (s.dep.store.credential(&conn.connection_id).await?.is_some(), false),
+    let (needs_credential, browser_bound, bootstrap) = match s.catalog.snapshot().get(&conn.connector_id) {
+        Some(p) => (
+            p.manifest.needs_credential(),
+            p.plugin.grants().browser().is_some(),
+            p.manifest.bootstraps().next().map(|(f, _)| f.to_owned()),
+        ),
+        None => (
+            s.dep.store.credential(&conn.connection_id).await?.is_some(),
+            false,
+            None,
+        ),
     };
-    crate::setup::status(&s.dep.store, conn, needs_credential, browser_bound, run_id)
-        .await
-        .map_err(|e| match e {
-            crate::setup::StatusError::UnknownRun(id) => ApiError::not_found("run of this connection", &id),
-            crate::setup::StatusError::Store(e) => e.into(),
-        })
+    crate::setup::status(
+        &s.dep.store,
+        conn,
+        needs_credential,
+        browser_bound,
+        bootstrap.as_deref(),
+        run_id,
+    )
+    .await
+    .map_err(|e| match e {
+        crate::setup::StatusError::UnknownRun(id) => ApiError::not_found("run of this connection", &id),
+        crate::setup::StatusError::Store(e) => e.into(),
+    })
 }
 
 async fn view(s: &AppState, conn: Connection) -> Result<ConnectionView, ApiError> {

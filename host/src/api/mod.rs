@@ -6,6 +6,7 @@
 //! kept. See docs/api.md and docs/setup.md.
 
 mod auth;
+mod bootstrap;
 mod catalog;
 mod connections;
 mod interactions;
@@ -228,6 +229,7 @@ pub fn router(state: Arc<AppState>) -> axum::Router {
         .route("/v1/connections/{id}/credential", put(connections::put_credential))
         .route("/v1/connections/{id}/revoke", post(connections::revoke))
         .route("/v1/connections/{id}/reconnect", post(connections::reconnect))
+        .route("/v1/connections/{id}/bootstrap", post(bootstrap::start))
         .route("/v1/connections/{id}/runs", post(runs::start).get(runs::of_connection))
         .route("/v1/runs/{id}", get(runs::one))
         .route("/v1/runs/{id}/events", get(runs::events))

@@ -20,6 +20,7 @@ use utoipa::{Modify, OpenApi};
         super::connections::put_credential,
         super::connections::revoke,
         super::connections::reconnect,
+        super::bootstrap::start,
         super::runs::start,
         super::runs::of_connection,
         super::runs::one,

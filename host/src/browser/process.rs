@@ -225,9 +225,9 @@ pub(crate) const WORK_DIR_PREFIX: &str = "pdpp-b-";
 /// characters) in the session's `TMPDIR`, and a socket path holds at most
 /// 107 bytes on Linux. Below the work directory come `/pdpp-b-` (8), a pid
 /// (at most 7 digits), `-`, a service number (3), `-`, 8 hex digits, the
-/// session directory `/s` and its number (5), and `/tmp/` (5): 38, with the
-/// socket 83, which leaves 24 for the work directory itself.
-pub const MAX_WORK_DIR_CHARS: usize = 107 - 83;
+/// session directory `/s` and its number (5), and `/t/` (3): 36, with the
+/// socket 81, which leaves 26 for the work directory itself.
+pub const MAX_WORK_DIR_CHARS: usize = 107 - 81;
 
 /// Clean up after host processes that ended without tearing their browsers
 /// down (a crash, SIGKILL, power loss): kill the browser processes whose

@@ -267,7 +267,7 @@ impl BrowserService {
             self.inner.clone() as Arc<dyn std::any::Any + Send + Sync>,
         ));
         let failed = |code: String| BrowserError::BrowserFailed { operation: op, code };
-        let (user_data_dir, home, tmp) = (dir.join("profile"), dir.join("home"), dir.join("tmp"));
+        let (user_data_dir, home, tmp) = (dir.join("profile"), dir.join("home"), dir.join("t"));
         for d in [&user_data_dir, &home, &tmp] {
             profile::create_private_dir_all(d)
                 .map_err(|e| failed(format!("cannot create the session directory: {}", e.kind())))?;

@@ -546,6 +546,20 @@ impl BrowserSession {
         })
     }
 
+    /// Whether an element matches the selector now: one look, no waiting.
+    pub async fn is_present(&mut self, selector: &str, deadline: Instant) -> Result<bool, BrowserError> {
+        let op = Operation::WaitFor;
+        self.bounded(op, deadline, async {
+            let found = self
+                .driver()?
+                .find_all(By::Css(selector.to_owned()))
+                .await
+                .map_err(|e| element_error(op, selector, e))?;
+            Ok(!found.is_empty())
+        })
+        .await
+    }
+
     /// Wait until at least one element matches the selector.
     ///
     /// The page is always looked at once, even when `deadline` has passed
@@ -569,22 +583,6 @@ impl BrowserSession {
                 }
                 tokio::time::sleep(poll).await;
             }
-        })
-        .await
-    }
-
-    /// Whether an element matches the selector now: one look, no polling.
-    /// (A wait whose deadline has already passed never looks: this is what
-    /// a zero wait, "is it there?", needs.)
-    pub async fn is_present(&mut self, selector: &str, deadline: Instant) -> Result<bool, BrowserError> {
-        let op = Operation::WaitFor;
-        self.bounded(op, deadline, async {
-            let found = self
-                .driver()?
-                .find_all(By::Css(selector.to_owned()))
-                .await
-                .map_err(|e| element_error(op, selector, e))?;
-            Ok(!found.is_empty())
         })
         .await
     }
@@ -894,6 +892,66 @@ impl BrowserSession {
             })
             .await?;
         value.map(|v| self.guard_host(selector, Zeroizing::new(v))).transpose()
+    }
+
+    /// Take a credential the page shows (a token a bootstrap flow made) for
+    /// the host: the element's text, or its attribute `attribute`. The same
+    /// refusals as for host reads apply; then the element joins the elements
+    /// filled with a secret (every later read of it is refused), the value
+    /// joins the typed secrets (no later result may contain it), and every
+    /// copy of it in the page (texts, attributes, field values) is cut out,
+    /// so a selector matching on the value learns nothing. An empty value is
+    /// `SelectorNotFound`: there is no credential there.
+    pub async fn capture_secret(
+        &mut self,
+        selector: &str,
+        attribute: Option<&str>,
+        deadline: Instant,
+    ) -> Result<Zeroizing<String>, BrowserError> {
+        let op = Operation::HostRead;
+        let (element, value) = self
+            .bounded(op, deadline, async {
+                let element = self.first(op, selector).await?;
+                self.check_readable(op, selector, &element, attribute).await?;
+                let value = match attribute {
+                    Some(name) => self::attribute(&element, name).await,
+                    None => element.text().await.map(Some),
+                }
+                .map_err(|e| element_error(op, selector, e))?;
+                Ok((element, Zeroizing::new(value.unwrap_or_default().trim().to_owned())))
+            })
+            .await?;
+        let value = self.guard_host(selector, value)?;
+        if value.is_empty() {
+            return Err(BrowserError::SelectorNotFound {
+                selector: selector.to_owned(),
+            });
+        }
+        self.secret_elements.insert(element.element_id().to_string());
+        self.remember_secret(&value);
+        // Scrub the value from the whole page (texts, attributes, field
+        // values), so neither a read nor a selector matching on it (an
+        // attribute prefix, say) learns anything of it.
+        let scrub = "const v = arguments[0]; \
+            const cut = (s) => s.split(v).join(''); \
+            const w = document.createTreeWalker(document, NodeFilter.SHOW_ELEMENT | NodeFilter.SHOW_TEXT); \
+            for (let n = w.currentNode; n; n = w.nextNode()) { \
+              if (n.nodeType === 3) { if (n.nodeValue.includes(v)) n.nodeValue = cut(n.nodeValue); continue; } \
+              for (const a of Array.from(n.attributes || [])) { if (a.value.includes(v)) n.setAttribute(a.name, cut(a.value)); } \
+              if (typeof n.value === 'string' && n.value.includes(v)) n.value = cut(n.value); \
+            }";
+        let args = vec![serde_json::Value::String(value.to_string())];
+        let driver = self.driver()?;
+        // Best effort: the value is refused to every read already.
+        let _ = self
+            .bounded(op, deadline, async {
+                driver
+                    .execute(scrub, args)
+                    .await
+                    .map_err(|e| element_error(op, selector, e))
+            })
+            .await;
+        Ok(value)
     }
 
     fn guard_host(&self, target: &str, value: Zeroizing<String>) -> Result<Zeroizing<String>, BrowserError> {

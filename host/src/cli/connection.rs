@@ -57,6 +57,20 @@ pub enum ConnectionCommand {
         #[arg(long)]
         credential: PathBuf,
     },
+    /// Let the connector create the connection's credential in the host's
+    /// browser (its manifest declares a credential bootstrap): it asks for
+    /// the login and any code at this terminal, hands the token to the host
+    /// (never printed), which checks and seals it; a draft's first sync then
+    /// runs. Exits 0 when the credential is stored.
+    Bootstrap {
+        #[command(flatten)]
+        data: DataArgs,
+        #[command(flatten)]
+        connector: ConnectorArgs,
+        /// The connection's id.
+        #[arg(long)]
+        connection: String,
+    },
     /// Revoke a connection's credential: its runs are refused until a new one is set.
     RevokeCredential {
         #[command(flatten)]
@@ -180,6 +194,121 @@ async fn capture(
         .await?)
 }
 
+/// `connection bootstrap`: the bootstrap run at this terminal, its
+/// credential through the credentials service, then a draft's first sync.
+async fn bootstrap(data: DataArgs, connector: ConnectorArgs, connection_id: String) -> anyhow::Result<i32> {
+    use pdpp_host::credentials::BootstrapResult;
+    use pdpp_host::runtime::{ConnectionRun, run_connection};
+    let resolved = data.resolve()?;
+    let connector = connector.load(&data)?;
+    let Some((sandbox, plugin)) = &connector.plugin else {
+        bail!("a bootstrap runs the connector: pass --plugin FILE");
+    };
+    let Some(offer) = pdpp_host::setup::bootstrap_offer(&plugin.manifest) else {
+        eprintln!(
+            "pdpp-host: connector {} declares no credential bootstrap; use `connection set-credential`",
+            plugin.manifest.connector_id
+        );
+        return Ok(exit::USAGE);
+    };
+    let egress = Arc::new(
+        resolved
+            .file
+            .egress
+            .config()
+            .context("[egress] of the configuration file")?,
+    );
+    let browser =
+        pdpp_host::browser::BrowserService::new(resolved.file.browser.config()).context("the browser service")?;
+    let dep = data.open().await?;
+    let conn = dep
+        .store
+        .connection(&connection_id)
+        .await?
+        .with_context(|| format!("connection {connection_id} does not exist"))?;
+    eprintln!("{}", super::run::terminal_safe(&offer.instructions));
+    let mut opts = ConnectionRun::bootstrap(offer.field.clone());
+    let run_id = pdpp_host::runtime::new_run_id();
+    opts.run_id = Some(run_id.clone());
+    opts.egress = egress.clone();
+    opts.interaction = Some(Arc::new(super::run::TerminalPrompt::new()));
+    opts.browser = Some(browser.clone());
+    let outcome = match run_connection(
+        &dep,
+        sandbox,
+        &plugin.plugin,
+        plugin.manifest.clone(),
+        &connection_id,
+        opts,
+    )
+    .await
+    {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("pdpp-host: bootstrap refused before start ({}): {e}", e.reason());
+            return Ok(exit::USAGE);
+        }
+    };
+    let service = CredentialService {
+        dep: &dep,
+        sandbox,
+        egress: egress.clone(),
+        limits: RunLimits::default(),
+    };
+    let result = service
+        .complete_bootstrap(
+            &conn,
+            plugin,
+            &run_id,
+            outcome.succeeded(),
+            outcome.usage.browser.captured.as_ref(),
+        )
+        .await?;
+    let mut line = json!({ "connection_id": connection_id, "bootstrap_run_id": run_id });
+    let code = match result {
+        BootstrapResult::Stored(c) => {
+            line["credential"] = json!({ "sealed": true, "rotated": c.rotated, "identity": c.identity });
+            if conn.status == pdpp_host::store::ConnectionStatus::Draft {
+                let mut first = ConnectionRun::new(pdpp_host::store::Trigger::Setup);
+                first.egress = egress;
+                first.browser = Some(browser);
+                let synced = run_connection(
+                    &dep,
+                    sandbox,
+                    &plugin.plugin,
+                    plugin.manifest.clone(),
+                    &connection_id,
+                    first,
+                )
+                .await;
+                line["first_sync"] = match synced {
+                    Ok(o) => {
+                        json!({ "status": format!("{:?}", o.status).to_lowercase(), "records": o.records_written })
+                    }
+                    Err(e) => json!({ "refused": e.reason() }),
+                };
+            }
+            exit::SUCCEEDED
+        }
+        BootstrapResult::NothingCaptured => {
+            let code = outcome
+                .done
+                .as_ref()
+                .and_then(|d| d.error.as_ref())
+                .and_then(|e| e.code.clone())
+                .or_else(|| outcome.reason.as_ref().map(|r| r.code().to_owned()));
+            line["bootstrap"] = json!({ "failed": code, "message": outcome.message });
+            exit::FAILED
+        }
+        BootstrapResult::Refused(e) => {
+            line["bootstrap"] = json!({ "refused": e.code(), "message": e.to_string() });
+            exit::FAILED
+        }
+    };
+    print_status(&dep, &connector.manifest, &connection_id, line).await?;
+    Ok(code)
+}
+
 /// Print a refused capture and give its exit status.
 fn refused(e: &anyhow::Error) -> Option<i32> {
     let c = e.downcast_ref::<CaptureError>()?;
@@ -251,6 +380,11 @@ pub async fn main(command: ConnectionCommand) -> anyhow::Result<i32> {
             });
             print_status(&dep, &connector.manifest, &connection, line).await?;
         }
+        ConnectionCommand::Bootstrap {
+            data,
+            connector,
+            connection,
+        } => return bootstrap(data, connector, connection).await,
         ConnectionCommand::RevokeCredential { data, connection } => {
             let dep = data.open().await?;
             pdpp_host::credentials::revoke(&dep, &connection).await?;
@@ -277,6 +411,7 @@ async fn print_status(
         &conn,
         manifest.needs_credential(),
         browser_bound(manifest),
+        manifest.bootstraps().next().map(|(f, _)| f),
         None,
     )
     .await?;

@@ -322,6 +322,7 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
                 establish_within: service.config().session_establish,
                 service,
                 profile: None,
+                bootstrap_field: None,
             });
         }
         if let Some(path) = &args.secrets {

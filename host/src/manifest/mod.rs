@@ -27,7 +27,9 @@ static SHAPE: LazyLock<jsonschema::Validator> = LazyLock::new(|| {
 pub const RESERVED_KEYS: &[&str] = &["storage_binding", "provider_id"];
 
 pub mod bindings;
+pub mod bootstrap;
 pub use bindings::KNOWN_BINDINGS;
+pub use bootstrap::{BOOTSTRAP_TYPES, Bootstrap, CredentialsSchema};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -51,6 +53,10 @@ pub struct Manifest {
     /// Closed unless it says otherwise: a setting it does not name is refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub settings_schema: Option<Value>,
+    /// `credentials_schema`: per credential field, how the runtime may
+    /// obtain it for the owner (a browser bootstrap; see [`bootstrap`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials_schema: Option<CredentialsSchema>,
     /// Everything else, kept as written.
     #[serde(flatten)]
     pub extra: BTreeMap<String, Value>,
@@ -629,7 +635,7 @@ impl Manifest {
                 ));
             }
         }
-        Ok(())
+        self.validate_bootstraps()
     }
 
     /// `checkpoint_dependency_cycle`: depth-first search over every

@@ -96,6 +96,9 @@ pub struct ConnectionRun {
     pub observer: Box<dyn Observer>,
     /// The host's browser, for connectors that drive one.
     pub browser: Option<BrowserService>,
+    /// A credential bootstrap of this field (trigger `bootstrap`): the
+    /// guest's `bootstrap` export runs instead of `run`.
+    pub bootstrap_field: Option<String>,
 }
 
 impl ConnectionRun {
@@ -113,7 +116,17 @@ impl ConnectionRun {
             interaction: None,
             observer: Box::new(super::Quiet),
             browser: None,
+            bootstrap_field: None,
         }
+    }
+
+    /// A credential bootstrap of `field`: no state read or committed, no
+    /// stored credential needed.
+    pub fn bootstrap(field: impl Into<String>) -> Self {
+        let mut opts = ConnectionRun::new(Trigger::Bootstrap);
+        opts.namespace = None;
+        opts.bootstrap_field = Some(field.into());
+        opts
     }
 }
 
@@ -600,17 +613,23 @@ async fn prepare(
             actual: conn.connector_id,
         });
     }
+    let bootstrap = opts
+        .bootstrap_field
+        .clone()
+        .filter(|_| opts.trigger == Trigger::Bootstrap);
     let runnable = conn.status == ConnectionStatus::Active
-        || (conn.status == ConnectionStatus::Draft && opts.trigger == Trigger::Setup);
+        || (conn.status == ConnectionStatus::Draft && matches!(opts.trigger, Trigger::Setup | Trigger::Bootstrap));
     if !runnable {
         return Err(RunRefused::NotRunnable {
             connection_id: connection_id.into(),
             status: conn.status.as_str(),
         });
     }
-    // Only this connection's own bundle; never the host's environment.
+    // Only this connection's own bundle; never the host's environment. A
+    // bootstrap gets none: it makes the credential, it does not use one.
     let mut secrets = BTreeMap::new();
     match store.credential(connection_id).await? {
+        _ if bootstrap.is_some() => {}
         Some(c) if c.status == CredentialStatus::Revoked => {
             return Err(RunRefused::CredentialRevoked(connection_id.into()));
         }
@@ -646,7 +665,13 @@ async fn prepare(
             .and_then(|v| v.as_str())
             .map(str::to_owned),
     };
-    if grants.browser().is_some() {
+    if bootstrap.is_some() && grants.bootstrap_browser().is_none() && grants.browser().is_none() {
+        return Err(RunRefused::BrowserUnavailable {
+            connector_id: manifest.connector_id.clone(),
+            why: "the connector declares no credential bootstrap".into(),
+        });
+    }
+    if grants.browser().is_some() || bootstrap.is_some() {
         let service = opts.browser.clone().ok_or_else(|| RunRefused::BrowserUnavailable {
             connector_id: manifest.connector_id.clone(),
             why: "no browser is configured".into(),
@@ -665,10 +690,14 @@ async fn prepare(
             establish_within: service.config().session_establish,
             service,
             profile,
+            bootstrap_field: bootstrap.clone(),
         });
         req.session_account = browser.known_account.clone();
     } else {
         browser.known_account = None;
+    }
+    if let Some(field) = bootstrap {
+        req.entry = crate::sandbox::Entry::Bootstrap { field };
     }
     let start = build_start_for(&req, run_id, opts.interaction.is_some(), grants)?;
     Ok(Prepared {

@@ -42,7 +42,7 @@ pub use outcome::{FailureReason, InteractionSummary, RunOutcome};
 pub use probe::{PROBE_WALL_CLOCK, ProbeRequest, ProbeVerdict, probe_credential};
 pub use reconcile::{NotReconciled, ReconcilePlan};
 pub use refresh::FullRefreshPolicy;
-pub use runs::{ANSWER_PURPOSE, ATTENTION_POLL, CancelRequest, Runs};
+pub use runs::{ANSWER_PURPOSE, ATTENTION_POLL, AfterRun, CancelRequest, Runs};
 pub use session::Session;
 pub use start::{StartError, build_start, build_start_for};
 pub use time::parse_instant;
@@ -51,7 +51,7 @@ use crate::egress::EgressConfig;
 use crate::manifest::Manifest;
 use crate::protocol::{self as p, CollectionMode, StateMap, StreamScope};
 use crate::sandbox::caps::browser::BrowserSetup;
-use crate::sandbox::{GuestExit, GuestRun, Plugin, RunControl, RunLimits, Sandbox, SecretSet};
+use crate::sandbox::{Entry, GuestExit, GuestRun, Plugin, RunControl, RunLimits, Sandbox, SecretSet};
 use crate::store::StoreError;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -93,6 +93,8 @@ pub struct RunRequest {
     /// The account the connection's browser session must belong to (its
     /// recorded identity); `None` until a first successful login records it.
     pub session_account: Option<String>,
+    /// The guest export to call: `run`, or `bootstrap` of a credential field.
+    pub entry: Entry,
 }
 
 impl RunRequest {
@@ -111,6 +113,7 @@ impl RunRequest {
             egress: Arc::default(),
             browser: None,
             session_account: None,
+            entry: Entry::Run,
         }
     }
 }
@@ -224,7 +227,8 @@ pub async fn execute_with_start(
         sink,
         req.control.clone(),
     )
-    .expecting_account(req.session_account);
+    .expecting_account(req.session_account)
+    .bootstrapping(matches!(req.entry, Entry::Bootstrap { .. }));
     session.observe(&p::Message::Start(start.clone()));
     let run_id = start.run_id.clone();
 
@@ -236,6 +240,7 @@ pub async fn execute_with_start(
         control: req.control,
         egress: req.egress,
         browser: req.browser,
+        entry: req.entry,
     };
     let (exit, usage, mut session) = sandbox.run(plugin, guest, session).await;
     let exit = match session.settle(&exit).await {

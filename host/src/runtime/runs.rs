@@ -30,6 +30,10 @@ pub const ATTENTION_POLL: Duration = Duration::from_millis(250);
 /// The vault purpose of an answer waiting in the store.
 pub const ANSWER_PURPOSE: &str = "interaction-answer";
 
+/// What to do with a run's outcome once it ended (see [`Runs::start_then`]).
+pub type AfterRun =
+    Box<dyn FnOnce(super::RunOutcome) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> + Send>;
+
 /// One run in progress in this process.
 struct ActiveRun {
     connection_id: String,
@@ -132,6 +136,19 @@ impl Runs {
         connection_id: &str,
         opts: ConnectionRun,
     ) -> Result<String, RunRefused> {
+        self.start_then(plugin, connection_id, opts, None).await
+    }
+
+    /// [`Runs::start`], then `after` with the run's outcome once it has
+    /// ended and is on record (in the run's task, before the run leaves
+    /// this registry): what a credential bootstrap does with its credential.
+    pub async fn start_then(
+        self: &Arc<Self>,
+        plugin: Arc<LoadedPlugin>,
+        connection_id: &str,
+        opts: ConnectionRun,
+        after: Option<AfterRun>,
+    ) -> Result<String, RunRefused> {
         let begun = begin(&self.dep, &plugin.plugin, plugin.manifest.clone(), connection_id, opts).await?;
         let run_id = begun.run_id().to_owned();
         self.active.lock().expect("active runs").insert(
@@ -145,8 +162,15 @@ impl Runs {
         let runs = self.clone();
         let id = run_id.clone();
         tokio::spawn(async move {
-            if let Err(e) = begun.execute(&runs.dep, &runs.sandbox, &plugin.plugin).await {
-                tracing::warn!(run_id = %id, reason = e.reason(), "run stopped before it ended normally: {e}");
+            match begun.execute(&runs.dep, &runs.sandbox, &plugin.plugin).await {
+                Ok(outcome) => {
+                    if let Some(after) = after {
+                        after(outcome).await;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(run_id = %id, reason = e.reason(), "run stopped before it ended normally: {e}");
+                }
             }
             runs.active.lock().expect("active runs").remove(&id);
         });

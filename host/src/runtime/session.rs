@@ -55,6 +55,8 @@ pub struct Session {
     expected_account: Option<String>,
     /// The account the connector reported (and the host accepted).
     account: Option<String>,
+    /// A credential bootstrap: it emits progress only.
+    bootstrap: bool,
 }
 
 /// The timeline entry for a message, if it gets one. Records are counted per
@@ -113,8 +115,16 @@ impl Session {
             browser_bound: manifest_requires_browser(&manifest),
             expected_account: None,
             account: None,
+            bootstrap: false,
             manifest,
         }
+    }
+
+    /// A credential bootstrap: any message but PROGRESS breaks the rule
+    /// `bootstrap_emits_progress_only`.
+    pub fn bootstrapping(mut self, bootstrap: bool) -> Self {
+        self.bootstrap = bootstrap;
+        self
     }
 
     /// The account the run's browser session must belong to (the
@@ -153,6 +163,12 @@ impl Session {
 
     /// Check a message against the rules, then apply what it means.
     fn accept(&mut self, msg: &p::Message) -> Result<(), Violation> {
+        if self.bootstrap && !matches!(msg, p::Message::Progress(_)) {
+            return Err(Violation::new(
+                "bootstrap_emits_progress_only",
+                "a credential bootstrap creates a credential; it emits no record, state or other message",
+            ));
+        }
         self.rules().message(msg, &self.coverage)?;
         rules::browser_session_verified(self.browser_bound, self.account.as_deref(), msg)?;
         match msg {
@@ -350,6 +366,10 @@ impl RunHooks for Session {
         if !self.typed.iter().any(|f| f == field) {
             self.typed.push(field.to_owned());
         }
+    }
+
+    fn credential_captured(&mut self, field: &str) {
+        self.event("bootstrap.credential_captured", json!({ "field": field }));
     }
 
     fn session_account(&mut self, identity: &str) -> Result<(), Breach> {

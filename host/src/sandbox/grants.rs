@@ -78,6 +78,10 @@ pub struct Grants {
     network: Option<Allowlist>,
     /// The origins the browser may load; `None` without the browser binding.
     browser: Option<Allowlist>,
+    /// The origins the browser may load in a credential bootstrap: the
+    /// browser binding's (required or not), when the manifest declares a
+    /// bootstrap. Runs get no browser from it.
+    bootstrap: Option<Allowlist>,
 }
 
 impl Grants {
@@ -109,7 +113,21 @@ impl Grants {
                 .or_else(|| origins(bindings::NETWORK))
                 .unwrap_or_default()
         });
-        Grants { network, browser }
+        let bootstrap = manifest
+            .bootstraps()
+            .next()
+            .and_then(|_| origins(bindings::BROWSER_AUTOMATION));
+        Grants {
+            network,
+            browser,
+            bootstrap,
+        }
+    }
+
+    /// The origins a credential bootstrap's browser may load, when the
+    /// manifest declares a bootstrap.
+    pub fn bootstrap_browser(&self) -> Option<&Allowlist> {
+        self.bootstrap.as_ref()
     }
 
     /// These grants plus outgoing HTTP to `allowlist`.
@@ -140,7 +158,7 @@ impl Grants {
         if self.network.is_some() {
             set = set.with(Capability::Network);
         }
-        if self.browser.is_some() {
+        if self.browser.is_some() || self.bootstrap.is_some() {
             set = set.with(Capability::Browser);
         }
         set
@@ -177,6 +195,13 @@ impl Grants {
     /// grant) under the same deployment settings as `wasi:http`.
     pub fn browser_policy(&self, deployment: Arc<EgressConfig>) -> EgressPolicy {
         EgressPolicy::new(self.browser.clone().unwrap_or_default(), deployment)
+    }
+
+    /// The browser's egress policy in a credential bootstrap: the browser
+    /// grant's allowlist, else the bootstrap's.
+    pub fn bootstrap_policy(&self, deployment: Arc<EgressConfig>) -> EgressPolicy {
+        let list = self.browser.clone().or_else(|| self.bootstrap.clone());
+        EgressPolicy::new(list.unwrap_or_default(), deployment)
     }
 }
 
@@ -251,6 +276,35 @@ mod tests {
         })));
         assert!(loads(&inherited, "https://api.example.com"));
         assert!(!inherited.capabilities().contains(Capability::Network));
+    }
+
+    #[test]
+    fn a_declared_bootstrap_links_the_browser_for_bootstraps_only() {
+        let m = Manifest::from_json(
+            &json!({
+                "connector_id": "t", "version": "1",
+                "streams": [{ "name": "s", "primary_key": ["id"], "schema": { "properties": { "id": {} } } }],
+                "setup": { "credential_capture": { "kind": "personal_access_token",
+                    "fields": [{ "name": "token", "label": "Token", "secret": true }] } },
+                "runtime_requirements": { "bindings": {
+                    "network": { "required": true, "allowed_origins": ["https://api.example.com"] },
+                    "browser": { "required": false, "allowed_origins": ["https://www.example.com"] } } },
+                "credentials_schema": { "properties": { "token": { "bootstrap": { "type": "browser_pat",
+                    "url": "https://www.example.com/tokens", "instructions": "made for you" } } } }
+            })
+            .to_string(),
+        )
+        .unwrap();
+        let g = Grants::from_manifest(&m);
+        assert!(
+            g.capabilities().contains(Capability::Browser),
+            "linked for the bootstrap"
+        );
+        assert!(g.browser().is_none(), "runs get no browser");
+        assert!(!g.descriptors().contains_key("browser_automation"), "START offers none");
+        let loads = g.bootstrap_browser().unwrap();
+        assert!(loads.admits(&Origin::parse("https://www.example.com").unwrap()));
+        assert!(!loads.admits(&Origin::parse("https://api.example.com").unwrap()));
     }
 
     #[test]

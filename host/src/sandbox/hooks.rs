@@ -102,6 +102,11 @@ pub trait RunHooks: Send {
     fn secret_typed(&mut self, field: &str) {
         let _ = field;
     }
+    /// A bootstrap handed the credential field `field` to the host (by
+    /// selector; the value stays with the host).
+    fn credential_captured(&mut self, field: &str) {
+        let _ = field;
+    }
 }
 
 /// The hooks of one run as the capabilities hold them. Host calls of one

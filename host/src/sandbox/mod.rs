@@ -38,7 +38,7 @@ pub use control::{CANCEL_GRACE, Cancelled, RunControl, StopCause};
 pub use grants::{Capability, CapabilitySet, Grants};
 pub use hooks::{Asked, HookError, HostFault, LogLevel, RunHooks, Violation};
 pub use limits::{Breach, LOG_LINE_MIN_BYTES, RunLimits};
-pub use run::{GuestExit, GuestProbe, GuestRun, ProbeAnswer, Usage};
+pub use run::{Entry, GuestExit, GuestProbe, GuestRun, ProbeAnswer, Usage};
 
 use bindings::ConnectorPre;
 use linker::Linkers;

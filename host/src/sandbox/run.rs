@@ -27,6 +27,18 @@ pub struct GuestRun {
     pub egress: Arc<EgressConfig>,
     /// The run's browser (only used when the plugin is granted one).
     pub browser: Option<BrowserSetup>,
+    /// Which export to call.
+    pub entry: Entry,
+}
+
+/// The guest export a run calls.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Entry {
+    /// `run`: collect.
+    #[default]
+    Run,
+    /// `bootstrap`: create this credential field for the owner.
+    Bootstrap { field: String },
 }
 
 /// How the guest's `run` ended.
@@ -138,7 +150,10 @@ impl Sandbox {
         let start = convert::start(&run.start, &run.settings);
         let result = async {
             let instance = plugin.pre.instantiate_async(&mut store).await?;
-            instance.call_run(&mut store, &start).await
+            match &run.entry {
+                Entry::Run => instance.call_run(&mut store, &start).await,
+                Entry::Bootstrap { field } => instance.call_bootstrap(&mut store, &start, field).await,
+            }
         }
         .await;
         let mut state = store.into_data();

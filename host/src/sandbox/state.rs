@@ -155,7 +155,11 @@ impl RunState {
             .stderr(stderr.clone());
         let clock = RunClock::new(Instant::now(), limits.wall_clock, limits.cpu);
         let budget = RunBudget::new(limits.memory_bytes as u64, limits.max_events);
-        let browser = BrowserState::new(browser, grants.browser_policy(egress.clone()), &control, budget.clone());
+        let policy = match browser.as_ref().and_then(|b| b.bootstrap_field.as_ref()) {
+            Some(_) => grants.bootstrap_policy(egress.clone()),
+            None => grants.browser_policy(egress.clone()),
+        };
+        let browser = BrowserState::new(browser, policy, &control, budget.clone());
         let http = HttpState::new(
             grants.egress_policy(egress),
             limits.http.clone(),

@@ -11,7 +11,8 @@ pub use status::*;
 
 use crate::manifest::{LifecycleStatus, Manifest};
 use crate::store::{
-    BrowserSessionMode, Connection, ConnectionStatus, NewConnection, RunEndEvent, Store, StoreError, TERMINAL_EVENTS,
+    BrowserSessionMode, Connection, ConnectionStatus, NewConnection, RunEndEvent, RunRow, RunStatus, Store, StoreError,
+    TERMINAL_EVENTS, Trigger,
 };
 use serde_json::Value;
 
@@ -191,10 +192,21 @@ pub async fn status(
     conn: &Connection,
     needs_credential: bool,
     browser_bound: bool,
+    bootstrap_field: Option<&str>,
     run_id: Option<&str>,
 ) -> Result<SetupStatus, StatusError> {
     let credential = store.credential(&conn.connection_id).await?;
-    let runs = store.runs_of(&conn.connection_id).await?;
+    let all_runs = store.runs_of(&conn.connection_id).await?;
+    // A credential bootstrap collects nothing: the collection status reads
+    // the other runs, the bootstrap view reads it (unless asked for by id).
+    let bootstrap = match bootstrap_field {
+        Some(field) => Some(bootstrap_inputs(store, field, &all_runs).await?),
+        None => None,
+    };
+    let runs: Vec<RunRow> = all_runs
+        .into_iter()
+        .filter(|r| r.trigger != Trigger::Bootstrap || run_id == Some(r.run_id.as_str()))
+        .collect();
     let run = match run_id {
         Some(id) => Some(
             runs.iter()
@@ -251,7 +263,48 @@ pub async fn status(
         terminal: terminal.as_ref(),
         browser: browser.as_ref(),
         last_finished: finished.zip(finished_terminal.as_ref()),
+        bootstrap: bootstrap.as_ref(),
     }))
+}
+
+/// The last bootstrap of a connection and what became of its credential.
+async fn bootstrap_inputs(store: &Store, field: &str, runs: &[RunRow]) -> Result<BootstrapInputs, StoreError> {
+    let last = runs.iter().find(|r| r.trigger == Trigger::Bootstrap).cloned();
+    let mut inputs = BootstrapInputs {
+        field: field.to_owned(),
+        last: None,
+        error_code: None,
+        stored: false,
+        refused: None,
+        captured: false,
+        pending_interaction: None,
+    };
+    let Some(run) = last else { return Ok(inputs) };
+    let events = store.events(&run.run_id).await?;
+    inputs.stored = events.iter().any(|e| e.kind == "bootstrap.credential_stored");
+    inputs.captured = events.iter().any(|e| e.kind == "bootstrap.credential_captured");
+    inputs.refused = events
+        .iter()
+        .find(|e| e.kind == "bootstrap.credential_refused")
+        .map(|e| {
+            let text = |k: &str| e.data.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+            (text("code"), text("message"))
+        });
+    inputs.error_code = events
+        .iter()
+        .rev()
+        .find(|e| TERMINAL_EVENTS.contains(&e.kind.as_str()))
+        .and_then(|e| serde_json::from_value::<RunEndEvent>(e.data.clone()).ok())
+        .and_then(|t| t.error_code);
+    if run.status == RunStatus::Running {
+        inputs.pending_interaction = store
+            .pending_interactions(Some(&run.run_id), None)
+            .await?
+            .last()
+            .map(|q| q.interaction_id.clone());
+    }
+    inputs.last = Some(run);
+    Ok(inputs)
 }
 
 /// How a run ended: its terminal timeline entry, read back typed.

@@ -45,6 +45,8 @@ pub enum SupportState {
 pub enum NextStepKind {
     CreateConnection,
     CaptureCredential,
+    /// Let the host create the credential in its browser (a declared bootstrap).
+    BootstrapCredential,
     StartFirstSync,
     WaitForFirstSync,
     Reconnect,
@@ -121,6 +123,57 @@ pub struct SetupPlan {
     /// (`ephemeral` only when its tests prove the cleanup).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub browser_session_modes: Vec<BrowserSessionMode>,
+    /// Whether the host can create the credential for the owner in a
+    /// browser (the manifest declares a known bootstrap); the credential
+    /// form stays the fallback.
+    pub bootstrap: Option<BootstrapOffer>,
+}
+
+/// "Create the token for me": a declared bootstrap, offered beside the
+/// paste form (docs/bootstrap.md).
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
+pub struct BootstrapOffer {
+    /// The credential field it creates.
+    pub field: String,
+    /// The bootstrap type (`browser_pat`).
+    pub r#type: String,
+    /// The provider page the token is made on.
+    pub url: String,
+    /// The site the owner must be signed in to.
+    pub requires_session: Option<String>,
+    /// What will happen, in the owner's words.
+    pub instructions: String,
+    /// How to start it once the connection exists
+    /// (`POST /v1/connections/{id}/bootstrap`).
+    pub start: NextStep,
+    /// What the owner does when it fails or they prefer it: the paste form
+    /// (`credential_form`, `PUT /v1/connections/{id}/credential`).
+    pub fallback: NextStep,
+}
+
+/// The bootstrap a manifest offers, if any (the first declared field).
+pub fn bootstrap_offer(m: &Manifest) -> Option<BootstrapOffer> {
+    let (field, b) = m.bootstraps().next()?;
+    Some(BootstrapOffer {
+        field: field.to_owned(),
+        r#type: b.r#type.clone(),
+        url: b.url.clone(),
+        requires_session: b.requires_session.clone(),
+        instructions: b.instructions.clone(),
+        start: NextStep::new(
+            NextStepKind::BootstrapCredential,
+            Some("POST"),
+            Some("/v1/connections/{id}/bootstrap".into()),
+            "the host signs in to the provider in its browser (asking you for the login and any code) and creates \
+             the token; you never see or paste it",
+        ),
+        fallback: NextStep::new(
+            NextStepKind::CaptureCredential,
+            Some("PUT"),
+            Some("/v1/connections/{id}/credential".into()),
+            "paste the credential yourself (credential_form)",
+        ),
+    })
 }
 
 /// The proof that a browser-backed connector logs in, verifies the
@@ -237,6 +290,7 @@ pub fn plan(m: &Manifest, env: &dyn Fn(&str) -> bool) -> SetupPlan {
         credential_form: form.clone(),
         blockers: Vec::new(),
         browser_session_modes: Vec::new(),
+        bootstrap: None,
     };
 
     if let Some(l) = &m.lifecycle {
@@ -286,6 +340,7 @@ pub fn plan(m: &Manifest, env: &dyn Fn(&str) -> bool) -> SetupPlan {
             credential_form: form.clone(),
             blockers: Vec::new(),
             browser_session_modes: browser_session_modes(m),
+            bootstrap: None,
         }
     };
     match modality {
@@ -312,6 +367,7 @@ pub fn plan(m: &Manifest, env: &dyn Fn(&str) -> bool) -> SetupPlan {
                 credential_form: form.clone(),
                 blockers: Vec::new(),
                 browser_session_modes: Vec::new(),
+                bootstrap: bootstrap_offer(m),
             }
         }
         SetupModality::ProviderAuthorization => {
@@ -360,6 +416,7 @@ pub fn plan(m: &Manifest, env: &dyn Fn(&str) -> bool) -> SetupPlan {
                 credential_form: None,
                 blockers: Vec::new(),
                 browser_session_modes: Vec::new(),
+                bootstrap: None,
             }
         }
     }
@@ -391,6 +448,46 @@ mod tests {
             "kind": "personal_access_token", "label": "Token",
             "fields": [{ "name": "token", "label": "Token", "secret": true,
                          "help_text": "Create one", "help_url": "https://example.com/tokens" }] } } })
+    }
+
+    fn pat_with_bootstrap() -> Value {
+        let mut v = pat();
+        v["runtime_requirements"] = json!({ "bindings": {
+            "browser": { "required": false, "allowed_origins": ["https://example.com"] } } });
+        v["credentials_schema"] = json!({ "properties": { "token": { "bootstrap": {
+            "type": "browser_pat", "url": "https://example.com/tokens/new", "requires_session": "example.com",
+            "instructions": "Sign in; the token is made for you." } } } });
+        v
+    }
+
+    #[test]
+    fn setup_plan_offers_a_declared_bootstrap_with_its_instructions_and_the_paste_form_as_fallback() {
+        let p = plan(&manifest(base(pat_with_bootstrap())), &|_| false);
+        assert_eq!(p.setup_modality, SetupModality::StaticSecret);
+        assert_eq!(
+            p.support_state,
+            SupportState::Experimental,
+            "a bootstrap binding is not required: not proof-gated"
+        );
+        let b = p.bootstrap.expect("offered");
+        assert_eq!(b.field, "token");
+        assert_eq!(b.r#type, "browser_pat");
+        assert_eq!(b.instructions, "Sign in; the token is made for you.");
+        assert_eq!(b.requires_session.as_deref(), Some("example.com"));
+        assert_eq!(b.start.kind, NextStepKind::BootstrapCredential);
+        assert_eq!(b.start.url.as_deref(), Some("/v1/connections/{id}/bootstrap"));
+        assert_eq!(b.fallback.kind, NextStepKind::CaptureCredential);
+        let form = p.credential_form.expect("the paste form stays");
+        assert_eq!(form.fields[0].name, "token");
+        let json = serde_json::to_value(plan(&manifest(base(pat_with_bootstrap())), &|_| false)).unwrap();
+        assert_eq!(json["bootstrap"]["type"], "browser_pat");
+    }
+
+    #[test]
+    fn setup_plan_without_a_declared_bootstrap_offers_none() {
+        let p = plan(&manifest(base(pat())), &|_| false);
+        assert!(p.bootstrap.is_none());
+        assert_eq!(serde_json::to_value(p).unwrap()["bootstrap"], Value::Null);
     }
 
     #[test]

@@ -306,6 +306,125 @@ pub struct SetupStatus {
     /// For a browser-backed connector: where its browser session stands.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub browser: Option<BrowserSessionView>,
+    /// For a connector that declares a credential bootstrap: its last
+    /// attempt and what to do next (retry, or paste).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bootstrap: Option<BootstrapView>,
+}
+
+/// Where a credential bootstrap stands ("create the token for me").
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
+pub struct BootstrapView {
+    /// The credential field it creates.
+    pub field: String,
+    /// The last bootstrap run, when there was one.
+    pub run_id: Option<String>,
+    /// `not_started`, `running`, `awaiting_owner`, `stored`, `failed`.
+    pub state: String,
+    /// Why the last attempt failed: the connector's code (`login_failed`,
+    /// `otp_rejected`, `page_changed`, `not_workspace_owner`,
+    /// `membership_required`, `rate_limited`, …) or the host's
+    /// (`credential_rejected`, `nothing_captured`, `browser_unavailable`).
+    pub error_code: Option<String>,
+    pub message: Option<String>,
+    /// The question the bootstrap waits on (answer it at
+    /// `POST /v1/interactions/{id}`).
+    pub interaction_id: Option<String>,
+    /// Start (again) the bootstrap: `POST /v1/connections/{id}/bootstrap`.
+    pub retry: NextStep,
+    /// Or paste the credential: `PUT /v1/connections/{id}/credential`.
+    pub paste: NextStep,
+}
+
+/// What the bootstrap view is projected from.
+pub struct BootstrapInputs {
+    pub field: String,
+    pub last: Option<RunRow>,
+    /// Its terminal event's DONE error code, and its timeline's verdict
+    /// on the credential (`bootstrap.credential_stored` / `_refused`).
+    pub error_code: Option<String>,
+    pub stored: bool,
+    pub refused: Option<(String, String)>,
+    /// The bootstrap handed a credential over (its verdict may follow).
+    pub captured: bool,
+    pub pending_interaction: Option<String>,
+}
+
+/// Codes after which trying again can help; after the others, paste.
+const BOOTSTRAP_RETRYABLE: &[&str] = &[
+    "login_failed",
+    "otp_rejected",
+    "rate_limited",
+    "browser_timeout",
+    "browser_failed",
+    "interaction_timeout",
+    "cancelled",
+];
+
+fn bootstrap_view(id: &str, b: &BootstrapInputs) -> BootstrapView {
+    let retry = NextStep::new(
+        NextStepKind::BootstrapCredential,
+        Some("POST"),
+        Some(format!("/v1/connections/{id}/bootstrap")),
+        "let the host create the credential in its browser",
+    );
+    let paste = NextStep::new(
+        NextStepKind::CaptureCredential,
+        Some("PUT"),
+        Some(format!("/v1/connections/{id}/credential")),
+        "paste the credential yourself",
+    );
+    let (state, code, message) = match &b.last {
+        None => ("not_started", None, None),
+        Some(r) if r.status == RunStatus::Running => {
+            let state = if b.pending_interaction.is_some() {
+                "awaiting_owner"
+            } else {
+                "running"
+            };
+            (state, None, None)
+        }
+        Some(_) if b.stored => ("stored", None, None),
+        Some(_) if b.refused.is_some() => {
+            let (code, message) = b.refused.clone().unwrap_or_default();
+            ("failed", Some(code), Some(message))
+        }
+        // Handed over; the credentials service has not answered yet.
+        Some(r) if r.status == RunStatus::Succeeded && b.captured => ("running", None, None),
+        Some(r) if r.status == RunStatus::Succeeded => (
+            "failed",
+            Some("nothing_captured".to_owned()),
+            Some("the bootstrap ended without handing a credential over".to_owned()),
+        ),
+        Some(r) => (
+            "failed",
+            b.error_code.clone().or_else(|| r.failure_reason.clone()),
+            r.failure_message.clone(),
+        ),
+    };
+    let (retry, paste) = match code.as_deref() {
+        Some(c) if !BOOTSTRAP_RETRYABLE.contains(&c) => (
+            NextStep {
+                reason: format!(
+                    "{}; this attempt cannot succeed as is ({c}): paste instead",
+                    retry.reason
+                ),
+                ..retry
+            },
+            paste,
+        ),
+        _ => (retry, paste),
+    };
+    BootstrapView {
+        field: b.field.clone(),
+        run_id: b.last.as_ref().map(|r| r.run_id.clone()),
+        state: state.into(),
+        error_code: code,
+        message,
+        interaction_id: b.pending_interaction.clone(),
+        retry,
+        paste,
+    }
 }
 
 /// What the projection reads.
@@ -321,6 +440,8 @@ pub struct StatusInputs<'a> {
     /// The last *finished* run and how it ended: the same as `last_run` and
     /// `terminal` once that has ended, the run before it while it runs.
     pub last_finished: Option<(&'a RunRow, &'a RunEndEvent)>,
+    /// For a connector that declares a credential bootstrap.
+    pub bootstrap: Option<&'a BootstrapInputs>,
 }
 
 const REENTER: &str = "Enter the provider credential again (PUT /v1/connections/{id}/credential); the first sync then \
@@ -538,6 +659,18 @@ pub fn project(i: &StatusInputs<'_>) -> SetupStatus {
             }
         }
     };
+    // Where the owner must supply a credential and the connector can make
+    // it, the next step is the bootstrap (the paste form stays in `bootstrap.paste`).
+    let bootstrap = i.bootstrap.map(|b| bootstrap_view(id, b));
+    let next = match &bootstrap {
+        Some(b) if next.kind == K::CaptureCredential && b.state != "running" && b.state != "awaiting_owner" => {
+            NextStep {
+                reason: format!("{}: the host can create it for you (or paste it)", next.reason),
+                ..b.retry.clone()
+            }
+        }
+        _ => next,
+    };
     SetupStatus {
         object: "connection_setup_status".into(),
         connection_id: id.clone(),
@@ -563,6 +696,7 @@ pub fn project(i: &StatusInputs<'_>) -> SetupStatus {
             let failure = i.last_run.and_then(|r| r.failure_reason.as_deref());
             browser_view(c, b, running, failure)
         }),
+        bootstrap,
     }
 }
 
@@ -660,6 +794,7 @@ mod tests {
                 last_run: last,
                 terminal: None,
                 browser: Some(b),
+                bootstrap: None,
                 last_finished: None,
             })
             .browser
@@ -716,6 +851,7 @@ mod tests {
                 last_run: last,
                 terminal,
                 browser: None,
+                bootstrap: None,
                 last_finished: None,
             })
         };
@@ -752,6 +888,7 @@ mod tests {
             last_run: None,
             terminal: None,
             browser: None,
+            bootstrap: None,
             last_finished: None,
         });
         assert_eq!(
@@ -766,6 +903,7 @@ mod tests {
             last_run: Some(&run(RunStatus::Succeeded, None)),
             terminal: None,
             browser: None,
+            bootstrap: None,
             last_finished: None,
         });
         assert_eq!(
@@ -794,6 +932,7 @@ mod tests {
             last_run: Some(&run(RunStatus::Failed, Some("credential_rejected"))),
             terminal: None,
             browser: None,
+            bootstrap: None,
             last_finished: None,
         });
         assert_eq!(s.next_step.kind, NextStepKind::CaptureCredential);
@@ -834,6 +973,7 @@ mod tests {
                 last_run: Some(last_run),
                 terminal: None,
                 browser: None,
+                bootstrap: None,
                 last_finished: Some((finished, end)),
             })
         };

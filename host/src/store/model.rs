@@ -74,6 +74,9 @@ pub enum Trigger {
     Scheduled,
     /// The first sync of a draft (or a reconnected) connection.
     Setup,
+    /// A credential bootstrap: the connector creates the credential in the
+    /// host's browser; it collects nothing.
+    Bootstrap,
 }
 
 impl Trigger {
@@ -82,6 +85,7 @@ impl Trigger {
             Trigger::Manual => "manual",
             Trigger::Scheduled => "scheduled",
             Trigger::Setup => "setup",
+            Trigger::Bootstrap => "bootstrap",
         }
     }
     pub(super) fn parse(s: &str) -> Result<Self> {
@@ -89,6 +93,7 @@ impl Trigger {
             "manual" => Trigger::Manual,
             "scheduled" => Trigger::Scheduled,
             "setup" => Trigger::Setup,
+            "bootstrap" => Trigger::Bootstrap,
             other => return Err(StoreError::Corrupt(format!("run trigger {other:?}"))),
         })
     }

@@ -224,7 +224,7 @@ fn a_work_directory_too_long_for_chromium_sockets_is_refused_with_the_limit() {
     .expect("refused");
     let said = err.to_string();
     assert!(
-        said.contains(&long.display().to_string()) && said.contains("at most 24"),
+        said.contains(&long.display().to_string()) && said.contains("at most 26"),
         "{said}"
     );
     assert!(!long.exists(), "nothing was created");

@@ -13,7 +13,7 @@ use pdpp_host::protocol::DoneStatus;
 use percent_encoding::{NON_ALPHANUMERIC, utf8_percent_encode};
 
 pub const TOKEN: &str = "ghp_double0wner0token0c0ffee";
-const LOGIN: &str = "octo-owner";
+pub const LOGIN: &str = "octo-owner";
 const API: &str = "https://api.github.com";
 /// The double's page size, whatever `per_page` asks: small, so every stream
 /// has pages. The search honours `per_page` (up to 100), as GitHub does.
@@ -348,6 +348,11 @@ async fn gists(State(d): Data, Query(q): Params, headers: HeaderMap) -> Response
 }
 
 pub fn start(data: GitHub) -> Double<GitHub> {
+    start_accepting(data, TOKEN)
+}
+
+/// The double accepting only `token` (until more are accepted).
+pub fn start_accepting(data: GitHub, token: &str) -> Double<GitHub> {
     let routes = Router::new()
         .route("/user", get(user))
         .route("/user/repos", get(repos))
@@ -355,10 +360,10 @@ pub fn start(data: GitHub) -> Double<GitHub> {
         .route("/issues", get(issues))
         .route("/search/issues", get(search))
         .route("/gists", get(gists));
-    Double::start(API, TOKEN, data, routes)
+    Double::start(API, token, data, routes)
 }
 
-fn first_sync_counts() -> Vec<(&'static str, usize)> {
+pub fn first_sync_counts() -> Vec<(&'static str, usize)> {
     vec![
         ("user", 1),
         ("repositories", 13),

@@ -12,9 +12,9 @@
 //! token) and injectable refusals (rate limits as each provider documents
 //! them, a forbidden resource).
 
-mod github;
-mod notion;
-mod oura;
+pub mod github;
+pub mod notion;
+pub mod oura;
 
 use crate::server::*;
 use crate::support::*;
@@ -99,6 +99,10 @@ pub struct Control {
 }
 
 impl Control {
+    /// The token starts working, as when the provider's site mints it.
+    pub fn accept(&self, token: &str) {
+        self.tokens.lock().unwrap().push(token.to_owned());
+    }
     /// The token stops working, as when the owner revokes it at the provider.
     pub fn revoke(&self, token: &str) {
         self.tokens.lock().unwrap().retain(|t| t != token);

@@ -11,7 +11,7 @@ use axum::routing::{get, post};
 use pdpp_host::protocol::DoneStatus;
 
 pub const TOKEN: &str = "ntn_double0wner0secret0b0a7";
-const BOT_ID: &str = "0b0t0000-0000-4000-8000-000000000001";
+pub const BOT_ID: &str = "0b0t0000-0000-4000-8000-000000000001";
 const API: &str = "https://api.notion.com";
 /// The double's page size, whatever `page_size` asks.
 const PAGE: usize = 4;
@@ -174,10 +174,15 @@ async fn search(State(d): Data, headers: HeaderMap, body: String) -> Response {
 }
 
 pub fn start(data: Notion) -> Double<Notion> {
+    start_accepting(data, TOKEN)
+}
+
+/// The double accepting only `token` (until more are accepted).
+pub fn start_accepting(data: Notion, token: &str) -> Double<Notion> {
     let routes = Router::new()
         .route("/v1/users/me", get(me))
         .route("/v1/search", post(search));
-    Double::start(API, TOKEN, data, routes)
+    Double::start(API, token, data, routes)
 }
 
 /// The search requests for one object type.

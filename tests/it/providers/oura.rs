@@ -10,7 +10,7 @@ use axum::routing::get;
 use pdpp_host::protocol::DoneStatus;
 
 pub const TOKEN: &str = "OURA0DOUBLE0PERSONAL0TOKEN0d1e";
-const USER_ID: &str = "oura-user-6a1f";
+pub const USER_ID: &str = "oura-user-6a1f";
 const API: &str = "https://api.ouraring.com";
 const PAGE: usize = 5;
 const COLLECTIONS: [&str; 3] = ["sleep", "daily_readiness", "daily_activity"];
@@ -148,10 +148,15 @@ async fn collection(State(d): Data, Path(name): Path<String>, Query(q): Query<Ha
 }
 
 pub fn start(data: Oura) -> Double<Oura> {
+    start_accepting(data, TOKEN)
+}
+
+/// The double accepting only `token` (until more are accepted).
+pub fn start_accepting(data: Oura, token: &str) -> Double<Oura> {
     let routes = Router::new()
         .route("/v2/usercollection/personal_info", get(personal_info))
         .route("/v2/usercollection/{name}", get(collection));
-    Double::start(API, TOKEN, data, routes)
+    Double::start(API, token, data, routes)
 }
 
 fn path(collection: &str) -> String {

@@ -33,6 +33,7 @@ use crate::egress::EgressPolicy;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
+use zeroize::Zeroizing;
 
 /// The WIT interface this capability links (package/interface, no version).
 pub(crate) const INTERFACES: &[&str] = &["pdpp:connector/browser"];
@@ -46,7 +47,41 @@ pub struct BrowserSetup {
     /// How long establishing the session may take before the account is
     /// reported (time waiting for the owner does not count).
     pub establish_within: Duration,
+    /// A credential bootstrap of this field: `capture-credential` works
+    /// for it (and only for it), and the browser may go where the
+    /// manifest's bootstrap needs. `None` for a run.
+    pub bootstrap_field: Option<String>,
 }
+
+/// A credential the guest handed over by selector in a bootstrap: for the
+/// credentials service only. It never prints, and is zeroed when the last
+/// clone is dropped.
+#[derive(Clone)]
+pub struct CapturedCredential {
+    pub field: String,
+    value: Arc<Zeroizing<String>>,
+}
+
+impl CapturedCredential {
+    /// The value, for the credentials service.
+    pub fn value(&self) -> &Zeroizing<String> {
+        &self.value
+    }
+}
+
+impl std::fmt::Debug for CapturedCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CapturedCredential({}, {} bytes)", self.field, self.value.len())
+    }
+}
+
+impl PartialEq for CapturedCredential {
+    fn eq(&self, other: &Self) -> bool {
+        self.field == other.field && Arc::ptr_eq(&self.value, &other.value)
+    }
+}
+
+impl Eq for CapturedCredential {}
 
 /// Login material packed at the end of a run, to be sealed by the runtime.
 /// Cloning shares it; it is zeroed when the last clone is dropped, and it
@@ -84,6 +119,8 @@ pub struct BrowserUsage {
     /// Every request the page made, as the proxy summarised it.
     pub requests: Vec<BrowserRequest>,
     pub cleanup: Option<Cleanup>,
+    /// The credential a bootstrap captured (the last one, when several).
+    pub captured: Option<CapturedCredential>,
 }
 
 /// The capability's per-run state.
@@ -107,6 +144,9 @@ pub struct BrowserState {
     requests: Vec<BrowserRequest>,
     /// Why the last start did not finish, when it did not.
     start_interrupted: Option<String>,
+    /// The field a bootstrap may capture (`None` for a run).
+    bootstrap_field: Option<String>,
+    captured: Option<CapturedCredential>,
 }
 
 impl BrowserState {
@@ -136,6 +176,7 @@ impl BrowserState {
             state.service = Some(s.service);
             state.profile = s.profile;
             state.establish_within = s.establish_within;
+            state.bootstrap_field = s.bootstrap_field;
             state.policy = Arc::new(policy);
             state.cancel = cancel;
         }
@@ -157,6 +198,8 @@ impl BrowserState {
             budget: RunBudget::new(u64::MAX, u64::MAX),
             requests: Vec::new(),
             start_interrupted: None,
+            bootstrap_field: None,
+            captured: None,
         }
     }
 
@@ -186,6 +229,7 @@ impl BrowserState {
             account: self.account.take(),
             requests: std::mem::take(&mut self.requests),
             start_interrupted: self.start_interrupted.take(),
+            captured: self.captured.take(),
             ..Default::default()
         };
         if let Some(session) = self.session.take() {
@@ -523,6 +567,43 @@ impl wit::Host for BrowserView<'_> {
                 self.state.screenshot = None;
                 let held = self.charge_read(png.len())?;
                 self.state.screenshot = Some((png, held));
+                Ok(Ok(()))
+            }
+            Err(e) => Ok(Err(e)),
+        }
+    }
+
+    /// `capture-credential`: only in a bootstrap, only for its field. The
+    /// value goes to the run's end (for the credentials service), never to
+    /// the guest; the engine refuses every later read of the element or of
+    /// anything holding the value.
+    async fn capture_credential(
+        &mut self,
+        field: String,
+        selector: String,
+        attribute: Option<String>,
+    ) -> wasmtime::Result<Result<(), wit::BrowserError>> {
+        self.control.check()?;
+        match &self.state.bootstrap_field {
+            None => return Ok(Err(wit::BrowserError::Refused("not_a_bootstrap".into()))),
+            Some(f) if *f != field => {
+                return Ok(Err(wit::BrowserError::Refused("field_not_bootstrapped".into())));
+            }
+            Some(_) => {}
+        }
+        let value = self
+            .call(
+                async |s, d| s.capture_secret(&selector, attribute.as_deref(), d).await,
+                None,
+            )
+            .await?;
+        match value {
+            Ok(value) => {
+                self.state.captured = Some(CapturedCredential {
+                    field: field.clone(),
+                    value: Arc::new(value),
+                });
+                self.hooks.lock().await.credential_captured(&field);
                 Ok(Ok(()))
             }
             Err(e) => Ok(Err(e)),

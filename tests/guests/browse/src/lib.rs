@@ -7,7 +7,9 @@
 //! SELECTOR, `fill` [SELECTOR, TEXT], `fill_secret` [SELECTOR, FIELD],
 //! `select` [SELECTOR, VALUE], `text` SELECTOR, `texts` [SELECTOR, MAX],
 //! `attribute` [SELECTOR, NAME], `attributes` [SELECTOR, NAME, MAX],
-//! `screenshot`, `account` IDENTITY, `account_from` SELECTOR (its text),
+//! `screenshot`, `capture` [FIELD, SELECTOR, ATTRIBUTE?] (a bootstrap's
+//! hand-over; `settings.bootstrap_steps` are the steps of the `bootstrap`
+//! export), `account` IDENTITY, `account_from` SELECTOR (its text),
 //! `ask` {kind, message, fill?: SELECTOR, field?: NAME} (types the answer's
 //! field into the selector; a `credentials` answer's field by handle), `records` SELECTOR (one record per match, id
 //! from `data-id`), `record` ID, `spin` (compute until stopped), `poll`
@@ -56,6 +58,10 @@ fn step(run: &mut Run, b: &Browser, op: &str, v: &Value) -> Result<Result<String
                 .map(|m| (m.values, m.total)),
         ),
         "screenshot" => shown(&b.screenshot()),
+        "capture" => {
+            let attr = v.get(2).and_then(Value::as_str);
+            shown(&b.capture_credential(arg(v, 0), arg(v, 1), attr))
+        }
         "account" => shown(&b.session_account(v.as_str().unwrap_or_default())),
         "account_from" => {
             let who = b.text(v.as_str().unwrap_or_default());
@@ -156,9 +162,20 @@ fn step(run: &mut Run, b: &Browser, op: &str, v: &Value) -> Result<Result<String
 
 impl Connector for Browse {
     fn run(run: &mut Run) -> Result<(), Failure> {
+        steps(run, "steps")
+    }
+
+    /// A credential bootstrap: `settings.bootstrap_steps`, the same steps.
+    fn bootstrap(run: &mut Run, _field: &str) -> Result<(), Failure> {
+        steps(run, "bootstrap_steps")
+    }
+}
+
+fn steps(run: &mut Run, key: &str) -> Result<(), Failure> {
+    {
         let steps = run
             .settings()
-            .get("steps")
+            .get(key)
             .and_then(Value::as_array)
             .cloned()
             .unwrap_or_default();

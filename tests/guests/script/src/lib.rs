@@ -194,6 +194,11 @@ impl pdpp_sdk::__bindings::Guest for Script {
         }
     }
 
+    /// A bootstrap plays the same script.
+    fn bootstrap(start: t::Start, _field: String) -> t::Done {
+        Self::run(start)
+    }
+
     fn run(start: t::Start) -> t::Done {
         let settings: Value = serde_json::from_str(&start.settings).unwrap_or(Value::Null);
         let steps = settings
