@@ -255,6 +255,11 @@ impl pdpp_sdk::__bindings::Guest for Hostile {
     > {
         Err(pdpp_sdk::__bindings::pdpp::connector::probe::ProbeError::Unsupported)
     }
+
+    /// A bootstrap plays the same attacks.
+    fn bootstrap(start: t::Start, _field: String) -> t::Done {
+        Self::run(start)
+    }
 }
 
 pdpp_sdk::__bindings::__export_connector_world!(Hostile with_types_in pdpp_sdk::__bindings);
