@@ -164,7 +164,10 @@ impl BrowserService {
             process::sweep_orphans(&config.work_dir);
         }
         let marker = format!("{}{n}/", process::host_prefix());
-        let mut random = [0u8; 8];
+        // Short names: Chromium puts its singleton socket under the session's
+        // TMPDIR, and a Unix socket path has at most 107 bytes, so the work
+        // directory's path leaves room only for short names below it.
+        let mut random = [0u8; 4];
         getrandom::fill(&mut random).expect("system randomness");
         let suffix: String = random.iter().map(|b| format!("{b:02x}")).collect();
         let root = config
@@ -240,7 +243,7 @@ impl BrowserService {
 
         let n = self.inner.next_session.fetch_add(1, Ordering::Relaxed);
         let marker = format!("{}{n}/", self.inner.marker);
-        let dir = self.inner.root.join(format!("session-{n}"));
+        let dir = self.inner.root.join(format!("s{n}"));
         let resources = Arc::new(SessionResources::new(
             dir.clone(),
             marker.clone(),
@@ -248,7 +251,7 @@ impl BrowserService {
             self.inner.clone() as Arc<dyn std::any::Any + Send + Sync>,
         ));
         let failed = |code: String| BrowserError::BrowserFailed { operation: op, code };
-        let (user_data_dir, home, tmp) = (dir.join("profile"), dir.join("home"), dir.join("tmp"));
+        let (user_data_dir, home, tmp) = (dir.join("profile"), dir.join("home"), dir.join("t"));
         for d in [&user_data_dir, &home, &tmp] {
             profile::create_private_dir_all(d)
                 .map_err(|e| failed(format!("cannot create the session directory: {}", e.kind())))?;
