@@ -13,7 +13,9 @@
 //! Once signed in, the account the browser is in (the name old.reddit.com
 //! shows next to its logout link) is reported before any record. The data
 //! is read from old.reddit.com's `.json` listings as the browser shows them
-//! (the text of the page's `<pre>`), newest first, paged by `after`.
+//! (the text of the page's `<pre>`), newest first, paged by `after`. A
+//! listing refused because Reddit ended the session is read again after one
+//! more sign-in per run.
 //!
 //! Cursors: `submitted` and `comments` keep the creation time of the newest
 //! item collected and stop at it; `saved` is ordered by when an item was
@@ -65,15 +67,24 @@ const MAX_CHALLENGES: u32 = 3;
 
 struct Reddit;
 
+/// What a run spent on signing in.
+#[derive(Default)]
+struct Login {
+    /// Challenges shown to the owner.
+    challenges: u32,
+    /// Whether the run signed in again after Reddit ended its session.
+    signed_in_again: bool,
+}
+
 impl Connector for Reddit {
     fn run(run: &mut Run) -> Result<(), Failure> {
         let browser = run.browser();
-        let mut challenges = 0;
-        let account = signed_in_account(run, &browser, &mut challenges)?;
+        let mut login = Login::default();
+        let account = signed_in_account(run, &browser, &mut login.challenges)?;
         browser.session_account(&account)?;
         for stream in ["saved", "submitted", "comments"] {
             if run.in_scope(stream) {
-                collect(run, &browser, &account, stream)?;
+                collect(run, &browser, &account, stream, &mut login)?;
             }
         }
         Ok(())
@@ -282,7 +293,7 @@ enum Stop {
 }
 
 /// Collect one stream, newest first, from its cursor on.
-fn collect(run: &mut Run, browser: &Browser, account: &str, stream: &str) -> Result<(), Failure> {
+fn collect(run: &mut Run, browser: &Browser, account: &str, stream: &str, login: &mut Login) -> Result<(), Failure> {
     let cursor = run.cursor::<Value>(stream)?;
     let stop = match (stream, &cursor) {
         ("saved", Some(c)) => Stop::Seen(
@@ -303,7 +314,24 @@ fn collect(run: &mut Run, browser: &Browser, account: &str, stream: &str) -> Res
     let mut newest_ids: Vec<String> = Vec::new();
     let mut collected = 0u64;
     'pages: for _ in 0..MAX_PAGES {
-        let listing = listing_page(browser, account, stream, sort, after.as_deref())?;
+        let listing = match listing_page(browser, account, stream, sort, after.as_deref()) {
+            // Reddit ended the session mid-run: sign in again, once per run,
+            // as the same account, and read the page again.
+            Err(f) if f.code.as_deref() == Some("session_expired") && !login.signed_in_again => {
+                login.signed_in_again = true;
+                let again = signed_in_account(run, browser, &mut login.challenges)?;
+                if again != account {
+                    return Err(Failure::new(
+                        "after signing in again, old.reddit.com shows another account than the run reported",
+                    )
+                    .code("session_account_changed")
+                    .recovery(Recovery::RefreshCredentials)
+                    .retryable(false));
+                }
+                listing_page(browser, account, stream, sort, after.as_deref())?
+            }
+            other => other?,
+        };
         let data = &listing["data"];
         let children = data["children"].as_array().cloned().unwrap_or_default();
         for child in &children {

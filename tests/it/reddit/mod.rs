@@ -480,3 +480,24 @@ server_on_both_backends! {
         }
     }
 }
+
+server_on_both_backends! {
+    /// Reddit ending the session in the middle of a run (a listing answered
+    /// 403) costs one sign-in with the connection's login, as the same
+    /// account, and the run goes on from the page it was on.
+    fn a_session_reddit_ends_mid_run_is_signed_in_again_once(backend: Backend) {
+        let site = Site::start(vec![(ADA, Account::new(ADA, ADA_PASSWORD, false))]);
+        let s = serve_reddit(&site, backend);
+        let id = draft(&s);
+        site.sign_out_at_listing(2);
+        let run_id = enter_login(&s, &id, ADA, ADA_PASSWORD);
+        let (run, events) = finished(&s, &run_id);
+        assert_eq!(run["status"], "succeeded", "{run}\n{events:#?}");
+        assert_eq!(site.login_names(), [ADA, ADA], "signed in again once");
+        for stream in ["saved", "submitted", "comments"] {
+            assert_eq!(records(&s, &id, stream).len(), ITEMS, "{stream}");
+        }
+        let listings = site.listings();
+        assert_eq!(listings[1], listings[2], "the refused page was read again: {listings:#?}");
+    }
+}

@@ -136,6 +136,9 @@ struct Inner {
     challenges: usize,
     /// Listing requests (`/user/…/stream.json?…`), in order.
     listings: Vec<String>,
+    /// End every session when the listing request with this number (counted
+    /// from 1) arrives: Reddit signing the browser out mid-run.
+    sign_out_at_listing: Option<usize>,
 }
 
 type Shared = Arc<Mutex<Inner>>;
@@ -216,6 +219,11 @@ impl Site {
     /// cleared it).
     pub fn set_challenge(&self, on: bool) {
         self.state.lock().unwrap().challenge = on;
+    }
+
+    /// End every session when listing request number `n` (from 1) arrives.
+    pub fn sign_out_at_listing(&self, n: usize) {
+        self.state.lock().unwrap().sign_out_at_listing = Some(n);
     }
 
     /// The account posts something new (the newest of its submissions).
@@ -398,8 +406,12 @@ async fn listing(
     headers: HeaderMap,
 ) -> Response {
     let mut s = s.lock().unwrap();
-    let query: Vec<String> = q.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let mut query: Vec<String> = q.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    query.sort();
     s.listings.push(format!("/user/{name}/{listing}?{}", query.join("&")));
+    if s.sign_out_at_listing == Some(s.listings.len()) {
+        s.sessions.clear();
+    }
     let forbidden = || {
         (
             StatusCode::FORBIDDEN,
