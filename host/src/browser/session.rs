@@ -47,10 +47,6 @@ use zeroize::Zeroizing;
 /// two-character secret would be found everywhere.
 const MIN_GUARDED_SECRET: usize = 4;
 
-/// How long the one look of a [`BrowserSession::wait_for`] whose deadline
-/// has passed may take.
-const FIRST_LOOK: Duration = Duration::from_secs(5);
-
 /// Input types a secret may be typed into.
 const SECRET_INPUT_TYPES: &[&str] = &["text", "password", "email", "tel", "number", "search", "url"];
 
@@ -561,14 +557,10 @@ impl BrowserSession {
     }
 
     /// Wait until at least one element matches the selector.
-    ///
-    /// The page is always looked at once, even when `deadline` has passed
-    /// (a zero timeout asks "is it there now?"); that one look is bounded by
-    /// [`FIRST_LOOK`], the later ones by `deadline`.
     pub async fn wait_for(&mut self, selector: &str, deadline: Instant) -> Result<(), BrowserError> {
         let op = Operation::WaitFor;
         let poll = self.limits.poll_interval;
-        self.bounded(op, deadline.max(Instant::now() + FIRST_LOOK), async {
+        self.bounded(op, deadline, async {
             loop {
                 let found = self
                     .driver()?
@@ -577,9 +569,6 @@ impl BrowserSession {
                     .map_err(|e| element_error(op, selector, e))?;
                 if !found.is_empty() {
                     return Ok(());
-                }
-                if Instant::now() + poll >= deadline {
-                    return Err(BrowserError::Timeout { operation: op });
                 }
                 tokio::time::sleep(poll).await;
             }

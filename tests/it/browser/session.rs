@@ -136,16 +136,3 @@ async fn an_operation_stops_at_its_deadline_and_the_session_stays_usable() {
     assert!(matches!(past, BrowserError::Timeout { .. }), "{past:?}");
     s.discard().await;
 }
-
-/// A wait whose deadline is now asks "is it there?": the page is looked at
-/// once, so an element present is found and an absent one times out.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_wait_with_no_time_left_still_looks_at_the_page_once() {
-    let f = Fixture::new().await;
-    let mut s = f.session(&[]).await;
-    s.navigate(&format!("{SITE}/form"), soon()).await.unwrap();
-    s.wait_for("#user", Instant::now()).await.unwrap();
-    let absent = s.wait_for("#never-there", Instant::now()).await.unwrap_err();
-    assert!(matches!(absent, BrowserError::Timeout { .. }), "{absent:?}");
-    s.discard().await;
-}
