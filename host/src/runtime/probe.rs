@@ -68,7 +68,7 @@ pub async fn probe_credential(sandbox: &Sandbox, plugin: &Plugin, req: ProbeRequ
         .manifest
         .credential_fields()
         .iter()
-        .map(|f| (f.name.clone(), f.injection()));
+        .map(|f| (f.name.clone(), super::field_policy(f)));
     let secrets = SecretSet::new(declared, req.secrets).with_policies(policies);
     let redact = |s: String| secrets.redactor().redact(&s);
     let mut limits = req.limits.lowered_by(req.manifest.runtime_requirements.limits.as_ref());
