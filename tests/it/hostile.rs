@@ -285,3 +285,19 @@ async fn secret_substitution_only_where_the_manifest_declares() {
         assert_eq!(refused, [Some("secret_not_allowed_here".to_string())], "{settings}");
     }
 }
+
+#[test]
+fn refusing_a_component_that_imports_a_missing_interface_names_the_import() {
+    use pdpp_host::sandbox::LoadError;
+    use wasm_encoder::{Component, ComponentImportSection, ComponentTypeRef, ComponentTypeSection, InstanceType};
+    let mut c = Component::new();
+    let mut types = ComponentTypeSection::new();
+    types.instance(&InstanceType::new());
+    c.section(&types);
+    let mut imports = ComponentImportSection::new();
+    imports.import("pdpp:elsewhere/vault-dump@1.0.0", ComponentTypeRef::Instance(0));
+    c.section(&imports);
+    let err = sandbox().compile(&c.finish(), &Grants::none()).unwrap_err();
+    assert!(matches!(err, LoadError::ImportNotProvided { .. }), "{err}");
+    assert!(err.to_string().contains("pdpp:elsewhere/vault-dump@1.0.0"), "{err}");
+}

@@ -329,17 +329,6 @@ pub struct Injection {
 }
 
 impl CredentialField {
-    /// Where the host may substitute this field's placeholder.
-    pub fn injection(&self) -> crate::sandbox::caps::secrets::FieldPolicy {
-        match &self.inject {
-            None => Default::default(),
-            Some(i) => crate::sandbox::caps::secrets::FieldPolicy {
-                headers: i.headers.iter().map(|h| h.to_ascii_lowercase()).collect(),
-                body: i.body,
-            },
-        }
-    }
-
     /// Whether the owner must fill this field (the default).
     pub fn is_required(&self) -> bool {
         self.required != Some(false)

@@ -156,6 +156,18 @@ pub trait RunSink: Send + Sync {
     async fn interaction_resolved(&self, id: &str, status: p::InteractionStatus) -> Result<(), SinkError>;
 }
 
+/// Where a credential field's placeholder may be substituted, from its
+/// manifest `inject` (absent: the `authorization` header only).
+pub(crate) fn field_policy(f: &crate::manifest::CredentialField) -> crate::sandbox::caps::secrets::FieldPolicy {
+    match &f.inject {
+        None => Default::default(),
+        Some(i) => crate::sandbox::caps::secrets::FieldPolicy {
+            headers: i.headers.iter().map(|h| h.to_ascii_lowercase()).collect(),
+            body: i.body,
+        },
+    }
+}
+
 /// An observer that ignores everything.
 pub struct Quiet;
 impl Observer for Quiet {}
@@ -208,7 +220,7 @@ pub async fn execute_with_start(
         .manifest
         .credential_fields()
         .iter()
-        .map(|f| (f.name.clone(), f.injection()));
+        .map(|f| (f.name.clone(), field_policy(f)));
     let public = req
         .manifest
         .credential_fields()

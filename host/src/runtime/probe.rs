@@ -68,7 +68,7 @@ pub async fn probe_credential(sandbox: &Sandbox, plugin: &Plugin, req: ProbeRequ
         .manifest
         .credential_fields()
         .iter()
-        .map(|f| (f.name.clone(), f.injection()));
+        .map(|f| (f.name.clone(), super::field_policy(f)));
     let public = req
         .manifest
         .credential_fields()

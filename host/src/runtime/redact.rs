@@ -17,11 +17,7 @@ use serde_json::Value;
 /// Scrub every string (and object key) of a JSON value.
 pub(crate) fn redact_value(r: &Redactor, v: &mut Value) {
     match v {
-        Value::String(s) => {
-            if r.finds(s.as_bytes()) {
-                *s = r.redact(s)
-            }
-        }
+        Value::String(s) if r.finds(s.as_bytes()) => *s = r.redact(s),
         Value::Array(items) => items.iter_mut().for_each(|i| redact_value(r, i)),
         Value::Object(map) => {
             if map.keys().any(|k| r.finds(k.as_bytes())) {

@@ -968,8 +968,8 @@ mod tests {
             "authorization",
             "accept",
             "content-type",
-            "x-github-api-version",
-            "notion-version",
+            "x-api-version",
+            "api-version",
         ] {
             assert!(!is_forbidden(name), "{name}");
         }
