@@ -172,7 +172,9 @@ fn sudo(run: &mut Run, b: &Browser) -> Result<(), Failure> {
         b.fill_secret("input[name=sudo_password]", &password)
             .map_err(at("sudo"))?;
         b.click("button[type=submit], input[type=submit]").map_err(at("sudo"))?;
-        if b.is_present("input[name=sudo_password]")? {
+        // The next page: the token form, or the refusal (not the old page).
+        let _ = b.wait_for(&format!("{FORM}, .flash-error"), Duration::from_secs(10));
+        if !b.is_present(FORM)? && b.is_present("input[name=sudo_password]")? {
             return Err(fail::login_failed("GitHub did not accept the password"));
         }
         return Ok(());
