@@ -56,12 +56,26 @@ pub(crate) struct DriverEnv<'a> {
 
 /// Start chromedriver on a port of its choosing and read the port from its
 /// banner. Its log level is SEVERE, so it never logs commands (whose
-/// parameters include typed text).
+/// parameters include typed text). A driver that exits before it listens
+/// (seen now and then on a loaded machine) is started once more while the
+/// deadline allows; the second failure is the run's.
 pub(crate) async fn spawn_driver(
     chromedriver: &Path,
     env: &DriverEnv<'_>,
     deadline: Instant,
 ) -> Result<Driver, String> {
+    match spawn_driver_once(chromedriver, env, deadline).await {
+        Err(why) if why.starts_with(EXITED_EARLY) && Instant::now() < deadline => {
+            tracing::warn!("{why}; starting it once more");
+            spawn_driver_once(chromedriver, env, deadline).await
+        }
+        result => result,
+    }
+}
+
+const EXITED_EARLY: &str = "chromedriver exited before it listened";
+
+async fn spawn_driver_once(chromedriver: &Path, env: &DriverEnv<'_>, deadline: Instant) -> Result<Driver, String> {
     let mut cmd = tokio::process::Command::new(chromedriver);
     cmd.arg("--port=0")
         .arg("--log-level=SEVERE")
@@ -100,7 +114,11 @@ pub(crate) async fn spawn_driver(
         Ok(None) => {
             kill_group(pgid);
             forget_group(pgid);
-            return Err("chromedriver exited before it listened".into());
+            let status = child.try_wait().ok().flatten();
+            return Err(match status {
+                Some(status) => format!("{EXITED_EARLY} ({status})"),
+                None => EXITED_EARLY.to_owned(),
+            });
         }
         Err(_) => {
             kill_group(pgid);
