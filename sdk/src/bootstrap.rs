@@ -6,7 +6,7 @@
 //! the page changed and the connector needs an update). docs/bootstrap.md
 //! lists them.
 
-use crate::{Failure, Recovery, Run};
+use crate::{Answer, BrowserError, Failure, Interaction, InteractionKind, Recovery, Run, Value};
 
 /// The owner's login was refused.
 pub fn login_failed(message: impl Into<String>) -> Failure {
@@ -71,4 +71,41 @@ pub fn unsupported(field: &str) -> Failure {
 /// `bootstrap step: <step>`; never a value from the page).
 pub fn step(run: &mut Run, step: &str) {
     run.progress(None, &format!("bootstrap step: {step}"), None, None);
+}
+
+/// Map a browser error at `step` to the bootstrap's failure: a selector that
+/// no longer matches (or an element that cannot be used) is
+/// [`page_changed`] naming the step; anything else as the browser said.
+pub fn at(step: &'static str) -> impl Fn(BrowserError) -> Failure {
+    move |e| match e {
+        BrowserError::NotFound(_) | BrowserError::NotInteractable(_) => page_changed(step, e),
+        other => other.into(),
+    }
+}
+
+/// Ask the owner during a bootstrap (15 minutes to answer); the answer's
+/// object, or a typed failure: cancelled, `interaction_timeout`, or
+/// `owner_input_required` (nobody can answer; `provider` names whom the
+/// connector signs in to).
+pub fn ask(
+    run: &mut Run,
+    provider: &str,
+    kind: InteractionKind,
+    message: &str,
+    schema: Value,
+) -> Result<Value, Failure> {
+    match run.interact(Interaction::new(kind, message).schema(schema).timeout_seconds(900)) {
+        Ok(Answer::Success(v)) => Ok(v),
+        Ok(Answer::Cancelled) => Err(Failure::cancelled("the owner cancelled the bootstrap")),
+        Ok(Answer::Timeout) => Err(Failure::new("nobody answered in time; start the bootstrap again")
+            .code("interaction_timeout")
+            .recovery(Recovery::ManualActionRequired)
+            .retryable(true)),
+        Err(e) => Err(
+            Failure::new(format!("signing in to {provider} needs the owner and {e}"))
+                .code("owner_input_required")
+                .recovery(Recovery::ManualActionRequired)
+                .retryable(false),
+        ),
+    }
 }

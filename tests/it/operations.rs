@@ -380,20 +380,7 @@ fn sigterm_stops_a_server_with_a_stream_following_a_parked_run() {
         streamed.contains("event: run.interaction_required"),
         "the question is on the timeline: {streamed}"
     );
-    let data = s.dir.path().join("data");
-    let (_, shown, err) = cli(
-        &[
-            "runs",
-            "show",
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--database-url",
-            &s.database_url,
-            &run_id,
-        ],
-        &[],
-        None,
-    );
+    let (shown, err) = s.runs_show(&run_id);
     assert_eq!(
         (shown[0]["status"].as_str(), shown[0]["failure_reason"].as_str()),
         (Some("cancelled"), Some("host_shutdown")),

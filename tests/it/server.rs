@@ -273,6 +273,26 @@ impl Server {
     }
 
     /// Wait until a run has finished; the run object from `GET /v1/runs/{id}`.
+    /// `pdpp-host runs show RUN` on this server's data directory and
+    /// database (e.g. after it stopped): the printed JSON lines and stderr.
+    pub fn runs_show(&self, run_id: &str) -> (Vec<Value>, String) {
+        let data = self.dir.path().join("data");
+        let (_, shown, err) = cli(
+            &[
+                "runs",
+                "show",
+                "--data-dir",
+                data.to_str().unwrap(),
+                "--database-url",
+                &self.database_url,
+                run_id,
+            ],
+            &[],
+            None,
+        );
+        (shown, err)
+    }
+
     pub fn wait_run(&self, run_id: &str) -> Value {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {

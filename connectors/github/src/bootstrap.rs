@@ -19,9 +19,11 @@
 //! Every failure is typed (`pdpp_sdk::bootstrap`): a refused login or code
 //! can be retried, a page that changed names its step.
 
-use pdpp_sdk::bootstrap::{self as fail, step};
-use pdpp_sdk::{Answer, Browser, BrowserError, Failure, Interaction, InteractionKind, Recovery, Run, Value, json};
+use pdpp_sdk::bootstrap::{self as fail, ask, at, step};
+use pdpp_sdk::{Browser, BrowserError, Failure, InteractionKind, Run, json};
 use std::time::Duration;
+
+const PROVIDER: &str = "GitHub";
 
 const WEB: &str = "https://github.com";
 /// What the streams read: the profile (`read:user`), private repositories,
@@ -48,29 +50,6 @@ fn enc(s: &str) -> String {
 
 /// A browser call that failed at `at`: a missing element is the page
 /// having changed at that step.
-fn at(at: &'static str) -> impl Fn(BrowserError) -> Failure {
-    move |e| match e {
-        BrowserError::NotFound(_) | BrowserError::NotInteractable(_) => fail::page_changed(at, e),
-        other => other.into(),
-    }
-}
-
-/// Ask the owner; their answer's object, or a typed failure.
-fn ask(run: &mut Run, kind: InteractionKind, message: &str, schema: Value) -> Result<Value, Failure> {
-    let req = Interaction::new(kind, message).schema(schema).timeout_seconds(900);
-    match run.interact(req) {
-        Ok(Answer::Success(v)) => Ok(v),
-        Ok(Answer::Cancelled) => Err(Failure::cancelled("the owner cancelled the bootstrap")),
-        Ok(Answer::Timeout) => Err(Failure::new("nobody answered in time; start the bootstrap again")
-            .code("interaction_timeout")
-            .recovery(Recovery::ManualActionRequired)
-            .retryable(true)),
-        Err(e) => Err(Failure::new(format!("signing in to GitHub needs the owner and {e}"))
-            .code("owner_input_required")
-            .recovery(Recovery::ManualActionRequired)
-            .retryable(false)),
-    }
-}
 
 fn signed_in(b: &Browser) -> Result<Option<String>, Failure> {
     let page = b.current()?;
@@ -98,6 +77,7 @@ fn submit_login(run: &mut Run, b: &Browser) -> Result<(), Failure> {
     step(run, "sign_in");
     let login = ask(
         run,
+        PROVIDER,
         InteractionKind::Credentials,
         "Sign in to GitHub: the host creates a read-only personal access token for this connection in its browser.",
         json!({ "type": "object", "required": ["username", "password"],
@@ -139,6 +119,7 @@ fn submit_code(run: &mut Run, b: &Browser, device: bool) -> Result<(), Failure> 
     step(run, name);
     let answer = ask(
         run,
+        PROVIDER,
         InteractionKind::Otp,
         message,
         json!({ "type": "object", "required": ["code"],
@@ -163,6 +144,7 @@ fn sudo(run: &mut Run, b: &Browser) -> Result<(), Failure> {
     if b.is_present("input[name=sudo_password]")? {
         ask(
             run,
+            PROVIDER,
             InteractionKind::Credentials,
             "GitHub asks for your password again before it creates a token.",
             json!({ "type": "object", "required": ["password"],

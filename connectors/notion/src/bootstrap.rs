@@ -12,9 +12,11 @@
 //!    is `not_workspace_owner`.
 //! 4. "Show" reveals the secret; it is handed to the host by selector.
 
-use pdpp_sdk::bootstrap::{self as fail, step};
-use pdpp_sdk::{Answer, Browser, BrowserError, Failure, Interaction, InteractionKind, Recovery, Run, Value, json};
+use pdpp_sdk::bootstrap::{self as fail, ask, at, step};
+use pdpp_sdk::{Browser, BrowserError, Failure, InteractionKind, Run, json};
 use std::time::Duration;
+
+const PROVIDER: &str = "Notion";
 
 const WEB: &str = "https://www.notion.so";
 const EMAIL: &str = "input[type=email]";
@@ -27,32 +29,11 @@ const CAPABILITIES: &[&str] = &["read_content", "read_user_without_email"];
 const SHOW: &str = "#show-secret";
 const SECRET: &str = "#integration-secret";
 
-fn at(at: &'static str) -> impl Fn(BrowserError) -> Failure {
-    move |e| match e {
-        BrowserError::NotFound(_) | BrowserError::NotInteractable(_) => fail::page_changed(at, e),
-        other => other.into(),
-    }
-}
-
-fn ask(run: &mut Run, kind: InteractionKind, message: &str, schema: Value) -> Result<Value, Failure> {
-    match run.interact(Interaction::new(kind, message).schema(schema).timeout_seconds(900)) {
-        Ok(Answer::Success(v)) => Ok(v),
-        Ok(Answer::Cancelled) => Err(Failure::cancelled("the owner cancelled the bootstrap")),
-        Ok(Answer::Timeout) => Err(Failure::new("nobody answered in time; start the bootstrap again")
-            .code("interaction_timeout")
-            .recovery(Recovery::ManualActionRequired)
-            .retryable(true)),
-        Err(e) => Err(Failure::new(format!("signing in to Notion needs the owner and {e}"))
-            .code("owner_input_required")
-            .recovery(Recovery::ManualActionRequired)
-            .retryable(false)),
-    }
-}
-
 fn sign_in(run: &mut Run, b: &Browser) -> Result<(), Failure> {
     step(run, "sign_in");
     let login = ask(
         run,
+        PROVIDER,
         InteractionKind::Credentials,
         "Sign in to Notion (as a workspace owner): the host creates an internal integration for this connection in \
          its browser.",
@@ -79,6 +60,7 @@ fn sign_in(run: &mut Run, b: &Browser) -> Result<(), Failure> {
         step(run, "login_code");
         let answer = ask(
             run,
+            PROVIDER,
             InteractionKind::Otp,
             "Notion sent a login code to your email address: enter it.",
             json!({ "type": "object", "required": ["code"], "properties": { "code": { "type": "string" } } }),

@@ -9,9 +9,11 @@
 //! 3. "Create A New Personal Access Token", a note naming the connection,
 //!    create; the token is shown once: handed to the host by selector.
 
-use pdpp_sdk::bootstrap::{self as fail, step};
-use pdpp_sdk::{Answer, Browser, BrowserError, Failure, Interaction, InteractionKind, Recovery, Run, Value, json};
+use pdpp_sdk::bootstrap::{self as fail, ask, at, step};
+use pdpp_sdk::{Browser, BrowserError, Failure, InteractionKind, Run, json};
 use std::time::Duration;
+
+const PROVIDER: &str = "Oura";
 
 const WEB: &str = "https://cloud.ouraring.com";
 const LOGIN_EMAIL: &str = "input[name=email]";
@@ -22,32 +24,11 @@ const NOTE: &str = "input[name=note]";
 const TOKEN: &str = "#personal-access-token, .personal-access-token";
 const MEMBERSHIP: &str = "[data-membership-required], a[href*=\"membership\"]";
 
-fn at(at: &'static str) -> impl Fn(BrowserError) -> Failure {
-    move |e| match e {
-        BrowserError::NotFound(_) | BrowserError::NotInteractable(_) => fail::page_changed(at, e),
-        other => other.into(),
-    }
-}
-
-fn ask(run: &mut Run, kind: InteractionKind, message: &str, schema: Value) -> Result<Value, Failure> {
-    match run.interact(Interaction::new(kind, message).schema(schema).timeout_seconds(900)) {
-        Ok(Answer::Success(v)) => Ok(v),
-        Ok(Answer::Cancelled) => Err(Failure::cancelled("the owner cancelled the bootstrap")),
-        Ok(Answer::Timeout) => Err(Failure::new("nobody answered in time; start the bootstrap again")
-            .code("interaction_timeout")
-            .recovery(Recovery::ManualActionRequired)
-            .retryable(true)),
-        Err(e) => Err(Failure::new(format!("signing in to Oura needs the owner and {e}"))
-            .code("owner_input_required")
-            .recovery(Recovery::ManualActionRequired)
-            .retryable(false)),
-    }
-}
-
 fn sign_in(run: &mut Run, b: &Browser) -> Result<(), Failure> {
     step(run, "sign_in");
     let login = ask(
         run,
+        PROVIDER,
         InteractionKind::Credentials,
         "Sign in to Oura: the host creates a personal access token for this connection in its browser.",
         json!({ "type": "object", "required": ["email", "password"],
@@ -67,6 +48,7 @@ fn sign_in(run: &mut Run, b: &Browser) -> Result<(), Failure> {
         step(run, "verification_code");
         let answer = ask(
             run,
+            PROVIDER,
             InteractionKind::Otp,
             "Oura sent a verification code to your email address: enter it.",
             json!({ "type": "object", "required": ["code"],

@@ -137,20 +137,7 @@ fn stopping_the_host_tears_a_running_browser_down() {
         })
         .collect();
     assert!(leftovers.is_empty(), "no session directory is left: {leftovers:?}");
-    let data = s.dir.path().join("data");
-    let (_, events, err) = cli(
-        &[
-            "runs",
-            "show",
-            "--data-dir",
-            data.to_str().unwrap(),
-            "--database-url",
-            &s.database_url,
-            &run_id,
-        ],
-        &[],
-        None,
-    );
+    let (events, err) = s.runs_show(&run_id);
     let shown = events[0].to_string();
     assert!(!shown.contains("\"status\":\"running\""), "{shown} {err}");
 }
