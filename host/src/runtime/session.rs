@@ -258,10 +258,18 @@ impl RunHooks for Session {
         if let Some(sink) = &self.sink
             && !(records.is_empty() && events.is_empty())
         {
-            self.written += sink
-                .batch(&records, &events)
-                .await
-                .map_err(|e| HostFault(e.to_string()))?;
+            self.written += sink.batch(&records, &events).await.map_err(|e| {
+                // The store refused the batch because the connection was
+                // revoked (on this host or another): the run stops for that
+                // reason, not as a fault of the host.
+                if matches!(
+                    e,
+                    super::SinkError::Store(crate::store::StoreError::ConnectionClosed(_))
+                ) {
+                    self.control.stop(crate::sandbox::StopCause::ConnectionRevoked);
+                }
+                HostFault(e.to_string())
+            })?;
         }
         Ok(())
     }

@@ -21,7 +21,6 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 pub const USERNAME: &str = "octo-owner";
 pub const PASSWORD: &str = "correct horse battery staple";
@@ -93,21 +92,8 @@ pub fn start(api: Arc<Control>, device_verification: bool) -> Site {
         .route("/settings/tokens/new", get(token_form))
         .route("/settings/tokens", post(create_token))
         .with_state(st);
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(listener.local_addr().unwrap().port()).unwrap();
-            axum::serve(listener, app).await.unwrap();
-        });
-    });
-    let port = rx.recv_timeout(Duration::from_secs(10)).unwrap();
     Site {
-        origin: format!("http://127.0.0.1:{port}"),
+        origin: super::serve_site(app),
         state,
     }
 }
@@ -134,12 +120,7 @@ fn random(n: usize) -> String {
 }
 
 fn sid(headers: &HeaderMap) -> Option<String> {
-    let cookies = headers.get(header::COOKIE)?.to_str().ok()?;
-    cookies
-        .split(';')
-        .filter_map(|c| c.trim().strip_prefix("gh_sess="))
-        .next()
-        .map(str::to_owned)
+    super::session_cookie(headers, "gh_sess")
 }
 
 fn stage(st: &St, headers: &HeaderMap) -> Option<Stage> {

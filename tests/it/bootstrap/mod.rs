@@ -159,3 +159,32 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
 pub fn contains(haystack: &[u8], needle: &str) -> bool {
     haystack.windows(needle.len()).any(|w| w == needle.as_bytes())
 }
+
+/// Serve a fake site's `app` on a loopback port from a thread and runtime of
+/// its own (the server tests block their thread); its origin.
+pub fn serve_site(app: axum::Router) -> String {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(listener.local_addr().unwrap().port()).unwrap();
+            axum::serve(listener, app).await.unwrap();
+        });
+    });
+    let port = rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    format!("http://127.0.0.1:{port}")
+}
+
+/// The value of the cookie `name` a fake site set.
+pub fn session_cookie(headers: &axum::http::HeaderMap, name: &str) -> Option<String> {
+    let cookies = headers.get(axum::http::header::COOKIE)?.to_str().ok()?;
+    let prefix = format!("{name}=");
+    cookies
+        .split(';')
+        .find_map(|c| c.trim().strip_prefix(prefix.as_str()))
+        .map(str::to_owned)
+}

@@ -12,7 +12,6 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 pub const EMAIL: &str = "owner@example.org";
 pub const PASSWORD: &str = "ring ring sleep well";
@@ -47,21 +46,8 @@ pub fn start(api: Arc<Control>) -> Site {
             site: state.clone(),
             api,
         });
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(listener.local_addr().unwrap().port()).unwrap();
-            axum::serve(listener, app).await.unwrap();
-        });
-    });
-    let port = rx.recv_timeout(Duration::from_secs(10)).unwrap();
     Site {
-        origin: format!("http://127.0.0.1:{port}"),
+        origin: super::serve_site(app),
         state,
     }
 }
@@ -73,12 +59,7 @@ fn page(title: &str, body: &str) -> Html<String> {
 }
 
 fn sid(headers: &HeaderMap) -> Option<String> {
-    let cookies = headers.get(header::COOKIE)?.to_str().ok()?;
-    cookies
-        .split(';')
-        .filter_map(|c| c.trim().strip_prefix("oura_sess="))
-        .next()
-        .map(str::to_owned)
+    super::session_cookie(headers, "oura_sess")
 }
 
 fn random(n: usize) -> String {
