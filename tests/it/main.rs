@@ -25,3 +25,4 @@ mod reddit;
 mod secrets;
 mod setup;
 mod store;
+mod summaries;

@@ -6,10 +6,12 @@ use super::{ApiError, AppState, ErrorBody, Owner, body, load_connection};
 use crate::credentials::{AccountIdentity, Candidate, CredentialSource};
 use crate::manifest::Validation;
 use crate::setup::{
-    CredentialView, NewDraft, NextStep, RunSummary, SetupState, SetupStatus, check_display_name, create_draft,
-    env_present,
+    CredentialView, NewDraft, NextStep, RunSummary, SetupState, SetupStatus, StatusNeeds, check_display_name,
+    create_draft, env_present,
 };
-use crate::store::{BrowserSessionMode, Connection, ConnectionStatus, DeleteReport, Trigger};
+use crate::store::{
+    BrowserSessionMode, Connection, ConnectionFilter, ConnectionStatus, DeleteReport, PageCursor, Trigger,
+};
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -52,39 +54,55 @@ pub struct ConnectionView {
 }
 
 /// The setup status of a connection (of its last run, or of `run_id`).
-pub(crate) async fn status_of(s: &AppState, conn: &Connection, run_id: Option<&str>) -> Result<SetupStatus, ApiError> {
-    // Without its plugin, a connection needs the credential it has.
-    let (needs_credential, browser_bound, bootstrap) = match s.catalog.snapshot().get(&conn.connector_id) {
-        Some(p) => (
-            p.manifest.needs_credential(),
-            p.plugin.grants().browser().is_some(),
-            p.manifest.bootstraps().next().map(|(f, _)| f.to_owned()),
-        ),
-        None => (
-            s.dep.store.credential(&conn.connection_id).await?.is_some(),
-            false,
-            None,
-        ),
-    };
-    crate::setup::status(
-        &s.dep.store,
-        conn,
-        needs_credential,
-        browser_bound,
-        bootstrap.as_deref(),
-        run_id,
-    )
-    .await
-    .map_err(|e| match e {
-        crate::setup::StatusError::UnknownRun(id) => ApiError::not_found("run of this connection", &id),
-        crate::setup::StatusError::Store(e) => e.into(),
-    })
+/// What setup status needs to know of a connection's connector: from its
+/// loaded plugin, or nothing when the plugin is not loaded.
+fn needs_of(s: &AppState, conn: &Connection) -> StatusNeeds {
+    match s.catalog.snapshot().get(&conn.connector_id) {
+        Some(p) => StatusNeeds::of(&p.manifest, p.plugin.grants().browser().is_some()),
+        None => StatusNeeds::default(),
+    }
 }
 
-async fn view(s: &AppState, conn: Connection) -> Result<ConnectionView, ApiError> {
-    let status = status_of(s, &conn, None).await?;
-    let record_counts = s.dep.store.record_counts(&conn.connection_id).await?;
-    Ok(ConnectionView {
+fn status_error(e: crate::setup::StatusError) -> ApiError {
+    match e {
+        crate::setup::StatusError::UnknownRun(id) => ApiError::not_found("run of this connection", &id),
+        crate::setup::StatusError::Store(e) => e.into(),
+    }
+}
+
+pub(crate) async fn status_of(s: &AppState, conn: &Connection, run_id: Option<&str>) -> Result<SetupStatus, ApiError> {
+    crate::setup::status(&s.dep.store, conn, &needs_of(s, conn), run_id)
+        .await
+        .map_err(status_error)
+}
+
+/// The owner's views of connections with their setup statuses: a fixed
+/// number of queries however many connections (a page) and however long
+/// their histories.
+async fn views(s: &AppState, conns: Vec<Connection>) -> Result<Vec<(ConnectionView, SetupStatus)>, ApiError> {
+    let needs: Vec<StatusNeeds> = conns.iter().map(|c| needs_of(s, c)).collect();
+    let pairs: Vec<(&Connection, &StatusNeeds)> = conns.iter().zip(&needs).collect();
+    let statuses = crate::setup::statuses(&s.dep.store, &pairs, None)
+        .await
+        .map_err(status_error)?;
+    let ids: Vec<&str> = conns.iter().map(|c| c.connection_id.as_str()).collect();
+    let mut counts = s.dep.store.record_counts_of(&ids).await?;
+    Ok(conns
+        .into_iter()
+        .zip(statuses)
+        .map(|(conn, status)| {
+            let record_counts = counts.remove(&conn.connection_id).unwrap_or_default();
+            (view(conn, &status, record_counts), status)
+        })
+        .collect())
+}
+
+async fn view_of(s: &AppState, conn: Connection) -> Result<ConnectionView, ApiError> {
+    Ok(views(s, vec![conn]).await?.pop().expect("one view per connection").0)
+}
+
+fn view(conn: Connection, status: &SetupStatus, record_counts: BTreeMap<String, i64>) -> ConnectionView {
+    ConnectionView {
         runnable: matches!(conn.status, ConnectionStatus::Active | ConnectionStatus::Draft)
             && status.setup_state != SetupState::AwaitingCredential,
         setup_state: status.setup_state,
@@ -100,41 +118,72 @@ async fn view(s: &AppState, conn: Connection) -> Result<ConnectionView, ApiError
         activated_at: conn.activated_at,
         revoked_at: conn.revoked_at,
         browser_session: conn.browser_session,
-    })
+    }
 }
+
+/// Connections per page when the request does not say.
+pub const PAGE_DEFAULT: u32 = 100;
+/// The most connections one page holds.
+pub const PAGE_MAX: u32 = 500;
 
 #[derive(Deserialize, ToSchema)]
 pub struct ListQuery {
     /// Only connections with this status.
-    pub status: Option<String>,
+    pub status: Option<ConnectionStatus>,
     /// Only connections of this connector.
     pub connector_id: Option<String>,
+    /// Connections per page, 1 to 500 (default 100).
+    pub limit: Option<u32>,
+    /// Where the page starts: the `next_after` of the page before.
+    pub after: Option<String>,
 }
 
+/// One page of connections, oldest first.
 #[derive(Serialize, ToSchema)]
 pub struct ConnectionList {
     pub connections: Vec<ConnectionView>,
+    /// Pass as `after` for the next page; null on the last page.
+    pub next_after: Option<String>,
 }
 
 #[utoipa::path(get, path = "/v1/connections", tag = "connections",
-    params(("status" = Option<String>, Query), ("connector_id" = Option<String>, Query)),
-    responses((status = 200, body = ConnectionList)), security(("owner" = [])))]
+    params(("status" = Option<ConnectionStatus>, Query), ("connector_id" = Option<String>, Query),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 500), ("after" = Option<String>, Query)),
+    responses((status = 200, body = ConnectionList), (status = 400, body = ErrorBody)), security(("owner" = [])))]
 pub async fn list(
     _: Owner,
     State(s): St,
     q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<ConnectionList>, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
-    let mut connections = Vec::new();
-    for c in s.dep.store.all_connections().await? {
-        if q.status.as_deref().is_some_and(|st| st != c.status.as_str())
-            || q.connector_id.as_deref().is_some_and(|id| id != c.connector_id)
-        {
-            continue;
-        }
-        connections.push(view(&s, c).await?);
+    let limit = q.limit.unwrap_or(PAGE_DEFAULT);
+    if !(1..=PAGE_MAX).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("limit is 1 to {PAGE_MAX} connections per page"),
+        ));
     }
-    Ok(Json(ConnectionList { connections }))
+    let after = match q.after.as_deref() {
+        None => None,
+        Some(text) => Some(
+            PageCursor::decode(text)
+                .ok_or_else(|| ApiError::bad_request("invalid_cursor", "after is not a cursor this list handed out"))?,
+        ),
+    };
+    let filter = ConnectionFilter {
+        status: q.status,
+        connector_id: q.connector_id,
+    };
+    // One more than the page: whether another page follows.
+    let mut page = s.dep.store.connections_page(&filter, after.as_ref(), limit + 1).await?;
+    let more = page.len() > limit as usize;
+    page.truncate(limit as usize);
+    let next_after = more.then(|| page.last().map(|c| PageCursor::of(c).encode())).flatten();
+    let connections = views(&s, page).await?.into_iter().map(|(v, _)| v).collect();
+    Ok(Json(ConnectionList {
+        connections,
+        next_after,
+    }))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -198,13 +247,13 @@ pub async fn create(_: Owner, State(s): St, b: JsonBody<CreateBody>) -> Result<(
             run_id: super::runs::spawn(&s, &id, plugin, Trigger::Setup).await?,
         })
     };
-    let setup = status_of(&s, &conn, None).await?;
+    let (connection, setup) = views(&s, vec![conn]).await?.pop().expect("one view per connection");
     Ok((
         StatusCode::CREATED,
         Json(Created {
             next_step: setup.next_step.clone(),
             setup,
-            connection: view(&s, conn).await?,
+            connection,
             first_sync,
         }),
     ))
@@ -222,12 +271,12 @@ pub struct ConnectionDetail {
     responses((status = 200, body = ConnectionDetail), (status = 404, body = ErrorBody)), security(("owner" = [])))]
 pub async fn one(_: Owner, State(s): St, Path(id): Path<String>) -> Result<Json<ConnectionDetail>, ApiError> {
     let conn = load_connection(&s, &id).await?;
-    let setup = status_of(&s, &conn, None).await?;
+    let (connection, setup) = views(&s, vec![conn]).await?.pop().expect("one view per connection");
     Ok(Json(ConnectionDetail {
         credential: setup.credential.clone(),
         last_run: setup.run.clone(),
         setup,
-        connection: view(&s, conn).await?,
+        connection,
     }))
 }
 
@@ -305,7 +354,7 @@ pub async fn update(
         s.dep.store.set_browser_session_mode(&id, mode).await?;
     }
     let conn = load_connection(&s, &id).await?;
-    Ok(Json(view(&s, conn).await?))
+    Ok(Json(view_of(&s, conn).await?))
 }
 
 #[derive(Serialize, ToSchema)]

@@ -56,6 +56,22 @@ pub struct BenchArgs {
     /// Requests per egress-heavy run.
     #[arg(long, default_value_t = 200)]
     pub requests: usize,
+    /// Measure the owner API under load instead (setup status flat in
+    /// history, the paged connection list) against `/healthz`.
+    #[arg(long)]
+    pub api: bool,
+    /// Connections in the API bench's store.
+    #[arg(long, default_value_t = 10_000)]
+    pub api_connections: usize,
+    /// Records of the API bench's large collection history.
+    #[arg(long, default_value_t = 100_000)]
+    pub api_history: u64,
+    /// Concurrent keep-alive clients per API load row.
+    #[arg(long, default_value_t = 32)]
+    pub api_clients: usize,
+    /// Seconds per API load row.
+    #[arg(long, default_value_t = 5.0)]
+    pub api_seconds: f64,
 }
 
 struct Count(Arc<AtomicU64>);
@@ -79,6 +95,17 @@ fn ms(d: Duration) -> f64 {
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.browser {
         return super::bench_browser::run(args.runs, &args.node_browser_script).await;
+    }
+    if args.api {
+        return super::bench_api::run(super::bench_api::ApiBench {
+            plugin: &args.plugin,
+            manifest: &args.manifest,
+            connections: args.api_connections,
+            history: args.api_history,
+            clients: args.api_clients,
+            seconds: args.api_seconds,
+        })
+        .await;
     }
     let sandbox = Sandbox::new()?;
     let t = Instant::now();
@@ -291,7 +318,7 @@ async fn egress_rows(sandbox: &Sandbox, args: &BenchArgs) -> anyhow::Result<Opti
     Ok(Some((median(off), median(on))))
 }
 
-fn num_cpus() -> usize {
+pub(super) fn num_cpus() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
 

@@ -406,15 +406,8 @@ async fn print_status(
         .connection(connection_id)
         .await?
         .with_context(|| format!("connection {connection_id} does not exist"))?;
-    let status = pdpp_host::setup::status(
-        &dep.store,
-        &conn,
-        manifest.needs_credential(),
-        browser_bound(manifest),
-        manifest.bootstraps().next().map(|(f, _)| f),
-        None,
-    )
-    .await?;
+    let needs = pdpp_host::setup::StatusNeeds::of(manifest, browser_bound(manifest));
+    let status = pdpp_host::setup::status(&dep.store, &conn, &needs, None).await?;
     line["status"] = json!(conn.status);
     line["setup_state"] = json!(status.setup_state);
     line["next_step"] = json!(status.next_step);

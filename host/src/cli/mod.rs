@@ -3,6 +3,7 @@
 //! import it; every rule it relies on lives in the library.
 
 mod bench;
+mod bench_api;
 mod bench_browser;
 mod connection;
 mod data;

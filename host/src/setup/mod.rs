@@ -11,10 +11,11 @@ pub use status::*;
 
 use crate::manifest::{LifecycleStatus, Manifest};
 use crate::store::{
-    BrowserSessionMode, Connection, ConnectionStatus, NewConnection, RunEndEvent, RunRow, RunStatus, Store, StoreError,
-    TERMINAL_EVENTS, Trigger,
+    BrowserSessionMode, Connection, ConnectionStatus, NewConnection, PendingInteraction, RunEndEvent, RunEvent, RunRow,
+    RunStatus, Store, StoreError, StoredCredential, TERMINAL_EVENTS, Trigger,
 };
 use serde_json::Value;
+use std::collections::HashMap;
 
 /// The longest display name, in characters.
 pub const MAX_DISPLAY_NAME: usize = 200;
@@ -184,136 +185,220 @@ pub enum StatusError {
     Store(#[from] StoreError),
 }
 
+/// What the projection needs to know of a connection besides the store:
+/// from its connector's manifest and plugin.
+#[derive(Clone, Debug, Default)]
+pub struct StatusNeeds {
+    /// Whether the connector needs a credential; `None` when its plugin is
+    /// not loaded (the connection then needs the credential it has).
+    pub needs_credential: Option<bool>,
+    /// The connector drives the host's browser.
+    pub browser_bound: bool,
+    /// The credential field the connector can bootstrap, if any.
+    pub bootstrap_field: Option<String>,
+}
+
+impl StatusNeeds {
+    /// From a loaded connector's manifest; `browser_bound` from its grants.
+    pub fn of(manifest: &Manifest, browser_bound: bool) -> Self {
+        StatusNeeds {
+            needs_credential: Some(manifest.needs_credential()),
+            browser_bound,
+            bootstrap_field: manifest.bootstraps().next().map(|(f, _)| f.to_owned()),
+        }
+    }
+}
+
+/// The timeline kinds the projection reads; no other entry is loaded.
+const STATUS_EVENTS: [&str; 8] = [
+    TERMINAL_EVENTS[0],
+    TERMINAL_EVENTS[1],
+    TERMINAL_EVENTS[2],
+    "run.browser_session_verified",
+    "run.browser_cleanup",
+    "bootstrap.credential_stored",
+    "bootstrap.credential_captured",
+    "bootstrap.credential_refused",
+];
+
 /// Read what the projection needs from the store and project a connection's
-/// setup status, for its last run or for `run_id`. `needs_credential` comes
-/// from the connector's manifest.
+/// setup status, for its last run or for `run_id`.
 pub async fn status(
     store: &Store,
     conn: &Connection,
-    needs_credential: bool,
-    browser_bound: bool,
-    bootstrap_field: Option<&str>,
+    needs: &StatusNeeds,
     run_id: Option<&str>,
 ) -> Result<SetupStatus, StatusError> {
-    let credential = store.credential(&conn.connection_id).await?;
-    let all_runs = store.runs_of(&conn.connection_id).await?;
+    let mut one = statuses(store, &[(conn, needs)], run_id).await?;
+    Ok(one.pop().expect("one status per connection"))
+}
+
+/// The setup status of several connections (of their last runs, or of
+/// `run_id`, which must be a run of one of them), in their order. A fixed
+/// number of queries, each bounded however long the connections' histories.
+pub async fn statuses(
+    store: &Store,
+    conns: &[(&Connection, &StatusNeeds)],
+    run_id: Option<&str>,
+) -> Result<Vec<SetupStatus>, StatusError> {
+    let ids: Vec<&str> = conns.iter().map(|(c, _)| c.connection_id.as_str()).collect();
+    let credentials = store.credentials_of(&ids).await?;
+    let (runs, events) = store.status_history(&ids, run_id, &STATUS_EVENTS).await?;
+    if let Some(id) = run_id
+        && !runs.iter().any(|r| r.run_id == id)
+    {
+        return Err(StatusError::UnknownRun(id.to_owned()));
+    }
+    // Questions are read only where the projection shows them: the running
+    // run of a browser-backed or bootstrapping connection.
+    let asks = |c: &str| {
+        conns
+            .iter()
+            .any(|(k, n)| k.connection_id == c && (n.browser_bound || n.bootstrap_field.is_some()))
+    };
+    let waiting: Vec<&str> = runs
+        .iter()
+        .filter(|r| r.status == RunStatus::Running && asks(&r.connection_id))
+        .map(|r| r.run_id.as_str())
+        .collect();
+    let pending = store.pending_of_runs(&waiting).await?;
+    let browser_ids: Vec<&str> = conns
+        .iter()
+        .filter(|(_, n)| n.browser_bound)
+        .map(|(c, _)| c.connection_id.as_str())
+        .collect();
+    let profiles = store.profiles_stored(&browser_ids).await?;
+    let history = History { events, pending };
+    Ok(conns
+        .iter()
+        .map(|(conn, needs)| {
+            let credential = credentials.get(&conn.connection_id);
+            let of_conn: Vec<&RunRow> = runs.iter().filter(|r| r.connection_id == conn.connection_id).collect();
+            project_one(
+                conn,
+                needs,
+                credential,
+                &of_conn,
+                &history,
+                profiles.contains(&conn.connection_id),
+                run_id,
+            )
+        })
+        .collect())
+}
+
+/// The bounded slice of the connections' timelines and questions.
+struct History {
+    events: HashMap<String, Vec<RunEvent>>,
+    pending: HashMap<String, Vec<PendingInteraction>>,
+}
+
+impl History {
+    fn events(&self, run_id: &str) -> &[RunEvent] {
+        self.events.get(run_id).map_or(&[], Vec::as_slice)
+    }
+
+    fn has(&self, run_id: &str, kind: &str) -> bool {
+        self.events(run_id).iter().any(|e| e.kind == kind)
+    }
+
+    fn last(&self, run_id: &str, kind: &str) -> Option<&RunEvent> {
+        self.events(run_id).iter().rev().find(|e| e.kind == kind)
+    }
+
+    /// How the run ended: its terminal timeline entry, read back typed.
+    fn terminal(&self, run_id: &str) -> Option<RunEndEvent> {
+        self.events(run_id)
+            .iter()
+            .rev()
+            .find(|e| TERMINAL_EVENTS.contains(&e.kind.as_str()))
+            .and_then(|e| serde_json::from_value(e.data.clone()).ok())
+    }
+
+    /// The question the run waits on now (its newest).
+    fn asking(&self, run_id: &str) -> Option<&PendingInteraction> {
+        self.pending.get(run_id).and_then(|q| q.last())
+    }
+}
+
+/// One connection's status from its candidate runs (newest first).
+fn project_one(
+    conn: &Connection,
+    needs: &StatusNeeds,
+    credential: Option<&StoredCredential>,
+    all_runs: &[&RunRow],
+    history: &History,
+    profile_stored: bool,
+    run_id: Option<&str>,
+) -> SetupStatus {
     // A credential bootstrap collects nothing: the collection status reads
     // the other runs, the bootstrap view reads it (unless asked for by id).
-    let bootstrap = match bootstrap_field {
-        Some(field) => Some(bootstrap_inputs(store, field, &all_runs).await?),
-        None => None,
-    };
-    let runs: Vec<RunRow> = all_runs
-        .into_iter()
+    let bootstrap = needs
+        .bootstrap_field
+        .as_deref()
+        .map(|field| bootstrap_inputs(field, all_runs, history));
+    let runs: Vec<&RunRow> = all_runs
+        .iter()
+        .copied()
         .filter(|r| r.trigger != Trigger::Bootstrap || run_id == Some(r.run_id.as_str()))
         .collect();
     let run = match run_id {
-        Some(id) => Some(
-            runs.iter()
-                .find(|r| r.run_id == id)
-                .ok_or_else(|| StatusError::UnknownRun(id.to_owned()))?,
-        ),
-        None => runs.first(),
+        Some(id) => runs.iter().copied().find(|r| r.run_id == id),
+        None => runs.first().copied(),
     };
-    let events = match run {
-        Some(r) => store.events(&r.run_id).await?,
-        None => Vec::new(),
-    };
-    // How the run ended: its terminal timeline entry, read back typed.
-    let terminal: Option<RunEndEvent> = events
-        .iter()
-        .rev()
-        .find(|e| TERMINAL_EVENTS.contains(&e.kind.as_str()))
-        .and_then(|e| serde_json::from_value(e.data.clone()).ok());
-    let browser = match (browser_bound, run) {
-        (false, _) => None,
-        (true, run) => {
-            let pending = match run {
-                Some(r) => store.pending_interactions(Some(&r.run_id), None).await?,
-                None => Vec::new(),
-            };
-            Some(BrowserInputs {
-                profile_stored: store.browser_profile(&conn.connection_id).await?.is_some(),
-                pending: pending.last().map(|q| (q.kind, q.interaction_id.clone())),
-                verified: events.iter().any(|e| e.kind == "run.browser_session_verified"),
-                cleanup: events
-                    .iter()
-                    .rev()
-                    .find(|e| e.kind == "run.browser_cleanup")
-                    .map(|e| e.data.clone()),
-            })
-        }
-    };
+    let terminal = run.and_then(|r| history.terminal(&r.run_id));
+    let browser = needs.browser_bound.then(|| BrowserInputs {
+        profile_stored,
+        pending: run
+            .and_then(|r| history.asking(&r.run_id))
+            .map(|q| (q.kind, q.interaction_id.clone())),
+        verified: run.is_some_and(|r| history.has(&r.run_id, "run.browser_session_verified")),
+        cleanup: run
+            .and_then(|r| history.last(&r.run_id, "run.browser_cleanup"))
+            .map(|e| e.data.clone()),
+    });
     // The streams left behind come from the last run that finished: the one
     // asked for, else the newest finished one (the run before a running one).
     let finished = match run {
         Some(r) if run_id.is_some() || r.status.is_terminal() => Some(r),
-        _ => runs.iter().find(|r| r.status.is_terminal()),
+        _ => runs.iter().copied().find(|r| r.status.is_terminal()),
     };
-    let finished_terminal = match finished {
-        Some(r) if Some(&r.run_id) == run.map(|r| &r.run_id) => terminal.clone(),
-        Some(r) => terminal_of(store, &r.run_id).await?,
-        None => None,
-    };
-    Ok(project(&StatusInputs {
+    let finished_terminal = finished.and_then(|r| history.terminal(&r.run_id));
+    project(&StatusInputs {
         connection: conn,
-        needs_credential,
-        credential: credential.as_ref(),
+        needs_credential: needs.needs_credential.unwrap_or(credential.is_some()),
+        credential,
         last_run: run,
         terminal: terminal.as_ref(),
         browser: browser.as_ref(),
         last_finished: finished.zip(finished_terminal.as_ref()),
         bootstrap: bootstrap.as_ref(),
-    }))
+    })
 }
 
 /// The last bootstrap of a connection and what became of its credential.
-async fn bootstrap_inputs(store: &Store, field: &str, runs: &[RunRow]) -> Result<BootstrapInputs, StoreError> {
-    let last = runs.iter().find(|r| r.trigger == Trigger::Bootstrap).cloned();
+fn bootstrap_inputs(field: &str, runs: &[&RunRow], history: &History) -> BootstrapInputs {
+    let last = runs.iter().find(|r| r.trigger == Trigger::Bootstrap);
     let mut inputs = BootstrapInputs {
         field: field.to_owned(),
-        last: None,
+        last: last.map(|r| (*r).clone()),
         error_code: None,
         stored: false,
         refused: None,
         captured: false,
         pending_interaction: None,
     };
-    let Some(run) = last else { return Ok(inputs) };
-    let events = store.events(&run.run_id).await?;
-    inputs.stored = events.iter().any(|e| e.kind == "bootstrap.credential_stored");
-    inputs.captured = events.iter().any(|e| e.kind == "bootstrap.credential_captured");
-    inputs.refused = events
-        .iter()
-        .find(|e| e.kind == "bootstrap.credential_refused")
-        .map(|e| {
-            let text = |k: &str| e.data.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
-            (text("code"), text("message"))
-        });
-    inputs.error_code = events
-        .iter()
-        .rev()
-        .find(|e| TERMINAL_EVENTS.contains(&e.kind.as_str()))
-        .and_then(|e| serde_json::from_value::<RunEndEvent>(e.data.clone()).ok())
-        .and_then(|t| t.error_code);
+    let Some(run) = last else { return inputs };
+    let id = run.run_id.as_str();
+    inputs.stored = history.has(id, "bootstrap.credential_stored");
+    inputs.captured = history.has(id, "bootstrap.credential_captured");
+    inputs.refused = history.last(id, "bootstrap.credential_refused").map(|e| {
+        let text = |k: &str| e.data.get(k).and_then(Value::as_str).unwrap_or_default().to_owned();
+        (text("code"), text("message"))
+    });
+    inputs.error_code = history.terminal(id).and_then(|t| t.error_code);
     if run.status == RunStatus::Running {
-        inputs.pending_interaction = store
-            .pending_interactions(Some(&run.run_id), None)
-            .await?
-            .last()
-            .map(|q| q.interaction_id.clone());
+        inputs.pending_interaction = history.asking(id).map(|q| q.interaction_id.clone());
     }
-    inputs.last = Some(run);
-    Ok(inputs)
-}
-
-/// How a run ended: its terminal timeline entry, read back typed.
-async fn terminal_of(store: &Store, run_id: &str) -> Result<Option<RunEndEvent>, StoreError> {
-    Ok(store
-        .events(run_id)
-        .await?
-        .into_iter()
-        .rev()
-        .find(|e| TERMINAL_EVENTS.contains(&e.kind.as_str()))
-        .and_then(|e| serde_json::from_value(e.data).ok()))
+    inputs
 }

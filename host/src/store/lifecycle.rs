@@ -170,6 +170,7 @@ impl Store {
             return Err(StoreError::ConnectionClosed(b.connection_id.to_owned()));
         }
         let now = now_ms();
+        let counts = super::summary::count_changes(&mut tx, b.connection_id, b.records).await?;
         let mut upserts = 0u64;
         for r in b.records {
             let key = key_text(&r.key);
@@ -206,6 +207,7 @@ impl Store {
             .await?;
             upserts += 1;
         }
+        super::summary::apply_counts(&mut tx, b.connection_id, &counts).await?;
         let mut events = b.events.to_vec();
         let mut activated = false;
         if b.activate_draft && upserts > 0 {
@@ -502,13 +504,11 @@ impl Store {
 
     /// Record counts per stream of a connection.
     pub async fn record_counts(&self, connection_id: &str) -> Result<BTreeMap<String, i64>> {
-        let rows = sqlx::query("SELECT stream, COUNT(*) AS n FROM records WHERE connection_id = $1 GROUP BY stream")
-            .bind(connection_id)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|r| Ok((r.try_get("stream")?, r.try_get("n")?)))
-            .collect()
+        Ok(self
+            .record_counts_of(&[connection_id])
+            .await?
+            .remove(connection_id)
+            .unwrap_or_default())
     }
 
     /// Timeline entries of a run after `after_seq` (for live streaming).

@@ -45,6 +45,9 @@ macro_rules! select_runs {
     };
 }
 
+mod summary;
+pub use summary::*;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("unsupported database URL (use sqlite://PATH or postgres://…): {0}")]
@@ -123,7 +126,9 @@ impl Store {
         };
         let mut opts = AnyPoolOptions::new().max_connections(if backend == Backend::Sqlite { 4 } else { 8 });
         if backend == Backend::Sqlite {
-            opts = opts.after_connect(|conn, _meta| {
+            // A file this process opened cannot go stale: no ping (a round
+            // trip through the connection's worker thread) before each use.
+            opts = opts.test_before_acquire(false).after_connect(|conn, _meta| {
                 Box::pin(async move {
                     for pragma in [
                         "PRAGMA journal_mode = WAL",
@@ -709,6 +714,7 @@ impl Store {
             return Err(StoreError::ConnectionClosed(connection_id.to_owned()));
         }
         let mut deleted = Vec::with_capacity(streams.len());
+        let mut counts = std::collections::BTreeMap::new();
         for stream in streams {
             let n = sqlx::query("DELETE FROM records WHERE connection_id = $1 AND stream = $2 AND run_id <> $3")
                 .bind(connection_id)
@@ -718,7 +724,11 @@ impl Store {
                 .await?
                 .rows_affected();
             deleted.push((stream.clone(), n));
+            if n > 0 {
+                counts.insert(stream.clone(), -(n as i64));
+            }
         }
+        summary::apply_counts(&mut tx, connection_id, &counts).await?;
         tx.commit().await?;
         Ok(deleted)
     }
