@@ -8,8 +8,9 @@ use crate::support::*;
 use crate::{on_both_backends, server_on_both_backends};
 use pdpp_host::protocol::{self as p};
 use pdpp_host::runtime::{ConnectionRun, run_connection};
-use pdpp_host::setup::{StatusNeeds, status, statuses};
+use pdpp_host::setup::{StatusNeeds, status, status_with_credential, statuses};
 use pdpp_host::store::{Backend, Trigger};
+use pdpp_host::vault::Bundle;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 
@@ -84,7 +85,8 @@ on_both_backends! {
         let m = demo_manifest();
         let needs = StatusNeeds::of(&m, false);
         let fresh = t.connection(&m, json!({"contacts": 3, "events": 0}), None).await;
-        let once = t.connection(&m, json!({"contacts": 5, "events": 2}), None).await;
+        let bundle = Bundle::new("secret_bundle", [("token", "tok-summaries-0001")]);
+        let once = t.connection(&m, json!({"contacts": 5, "events": 2}), Some(bundle)).await;
         let twice = t.connection(&m, json!({"contacts": 1, "events": 0}), None).await;
         let run = |c: String| {
             let (dep, m) = (t.dep.clone(), m.clone());
@@ -108,6 +110,17 @@ on_both_backends! {
             let alone = status(s, conn, &needs, None).await.unwrap();
             assert_eq!(serde_json::to_value(got).unwrap(), serde_json::to_value(&alone).unwrap());
         }
+        // The same through the one-query read of a connection and its credential.
+        for conn in &conns {
+            let (loaded, credential) = s.connection_with_credential(&conn.connection_id).await.unwrap().unwrap();
+            assert_eq!(&loaded, conn);
+            let via = status_with_credential(s, &loaded, credential, &needs, None).await.unwrap();
+            let alone = status(s, conn, &needs, None).await.unwrap();
+            assert_eq!(serde_json::to_value(via).unwrap(), serde_json::to_value(alone).unwrap());
+        }
+        assert!(s.connection_with_credential("con_missing").await.unwrap().is_none());
+        let with = s.connection_with_credential(&once).await.unwrap().unwrap().1.expect("its credential");
+        assert_eq!(with, s.credential(&once).await.unwrap().unwrap());
         let to_json = |v| serde_json::to_value(v).unwrap();
         assert!(to_json(&together[0])["run"].is_null(), "no run yet");
         assert_eq!(to_json(&together[2])["run"]["run_id"], json!(second), "the newest run");

@@ -296,8 +296,18 @@ pub async fn setup_status(
     q: Result<Query<StatusQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<SetupStatus>, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
-    let conn = load_connection(&s, &id).await?;
-    Ok(Json(status_of(&s, &conn, q.run_id.as_deref()).await?))
+    // Two queries: the connection with its credential, then its history.
+    let (conn, credential) = s
+        .dep
+        .store
+        .connection_with_credential(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("connection", &id))?;
+    let needs = needs_of(&s, &conn);
+    let status = crate::setup::status_with_credential(&s.dep.store, &conn, credential, &needs, q.run_id.as_deref())
+        .await
+        .map_err(status_error)?;
+    Ok(Json(status))
 }
 
 #[derive(Deserialize, ToSchema)]

@@ -233,6 +233,20 @@ pub async fn status(
     Ok(one.pop().expect("one status per connection"))
 }
 
+/// [`status`] of a connection whose credential is already read (see
+/// `Store::connection_with_credential`).
+pub async fn status_with_credential(
+    store: &Store,
+    conn: &Connection,
+    credential: Option<StoredCredential>,
+    needs: &StatusNeeds,
+    run_id: Option<&str>,
+) -> Result<SetupStatus, StatusError> {
+    let credentials = credential.map(|c| (c.connection_id.clone(), c)).into_iter().collect();
+    let mut one = project_all(store, &[(conn, needs)], credentials, run_id).await?;
+    Ok(one.pop().expect("one status per connection"))
+}
+
 /// The setup status of several connections (of their last runs, or of
 /// `run_id`, which must be a run of one of them), in their order. A fixed
 /// number of queries, each bounded however long the connections' histories.
@@ -243,6 +257,16 @@ pub async fn statuses(
 ) -> Result<Vec<SetupStatus>, StatusError> {
     let ids: Vec<&str> = conns.iter().map(|(c, _)| c.connection_id.as_str()).collect();
     let credentials = store.credentials_of(&ids).await?;
+    project_all(store, conns, credentials, run_id).await
+}
+
+async fn project_all(
+    store: &Store,
+    conns: &[(&Connection, &StatusNeeds)],
+    credentials: HashMap<String, StoredCredential>,
+    run_id: Option<&str>,
+) -> Result<Vec<SetupStatus>, StatusError> {
+    let ids: Vec<&str> = conns.iter().map(|(c, _)| c.connection_id.as_str()).collect();
     let (runs, events) = store.status_history(&ids, run_id, &STATUS_EVENTS).await?;
     if let Some(id) = run_id
         && !runs.iter().any(|r| r.run_id == id)

@@ -219,21 +219,27 @@ pub struct StoredCredential {
 
 impl StoredCredential {
     pub(super) fn from_row(r: &AnyRow) -> Result<Self> {
-        let names: String = r.try_get("field_names")?;
+        Self::from_columns(r, "")
+    }
+
+    /// From columns named with `prefix` (a credential joined to another row).
+    pub(super) fn from_columns(r: &AnyRow, prefix: &str) -> Result<Self> {
+        let col = |name: &str| format!("{prefix}{name}");
+        let names: String = r.try_get(col("field_names").as_str())?;
         Ok(StoredCredential {
-            connection_id: r.try_get("connection_id")?,
+            connection_id: r.try_get(col("connection_id").as_str())?,
             sealed: Sealed {
-                kind: r.try_get("kind")?,
+                kind: r.try_get(col("kind").as_str())?,
                 field_names: serde_json::from_str(&names).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                format_version: r.try_get("format_version")?,
-                key_id: r.try_get("key_id")?,
-                nonce: r.try_get("nonce")?,
-                ciphertext: r.try_get("ciphertext")?,
-                fingerprint: r.try_get("fingerprint")?,
+                format_version: r.try_get(col("format_version").as_str())?,
+                key_id: r.try_get(col("key_id").as_str())?,
+                nonce: r.try_get(col("nonce").as_str())?,
+                ciphertext: r.try_get(col("ciphertext").as_str())?,
+                fingerprint: r.try_get(col("fingerprint").as_str())?,
             },
-            status: CredentialStatus::parse(&r.try_get::<String, _>("status")?)?,
-            captured_at: r.try_get("captured_at")?,
-            rotated_at: r.try_get("rotated_at")?,
+            status: CredentialStatus::parse(&r.try_get::<String, _>(col("status").as_str())?)?,
+            captured_at: r.try_get(col("captured_at").as_str())?,
+            rotated_at: r.try_get(col("rotated_at").as_str())?,
         })
     }
 }

@@ -78,6 +78,28 @@ impl Store {
         rows.iter().map(Connection::from_row).collect()
     }
 
+    /// A connection and its credential, in one query.
+    pub async fn connection_with_credential(&self, id: &str) -> Result<Option<(Connection, Option<StoredCredential>)>> {
+        let row = sqlx::query(concat!(
+            "SELECT c.*, k.connection_id AS k_connection_id, k.kind AS k_kind, k.field_names AS k_field_names,
+               k.status AS k_status, k.format_version AS k_format_version, k.key_id AS k_key_id, k.nonce AS k_nonce,
+               k.ciphertext AS k_ciphertext, k.fingerprint AS k_fingerprint, k.captured_at AS k_captured_at,
+               k.rotated_at AS k_rotated_at
+             FROM (",
+            select_connections!(),
+            " WHERE connection_id = $1) c LEFT JOIN credentials k ON k.connection_id = c.connection_id"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(r) = row else { return Ok(None) };
+        let credential = match r.try_get::<Option<String>, _>("k_connection_id")? {
+            Some(_) => Some(StoredCredential::from_columns(&r, "k_")?),
+            None => None,
+        };
+        Ok(Some((Connection::from_row(&r)?, credential)))
+    }
+
     /// The credentials of these connections, by connection id.
     pub async fn credentials_of(&self, ids: &[&str]) -> Result<HashMap<String, StoredCredential>> {
         if ids.is_empty() {
