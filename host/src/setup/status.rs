@@ -222,7 +222,7 @@ pub struct BrowserSessionView {
     /// The pending question the run waits on, when it does.
     pub interaction_id: Option<String>,
     /// The last run's cleanup status, as its timeline recorded it.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub cleanup: Option<Value>,
 }
 
@@ -288,7 +288,7 @@ pub struct SetupStatus {
     pub health_state: HealthState,
     pub pending: bool,
     pub running: bool,
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub account_identity: Option<Value>,
     pub credential: CredentialView,
     pub run: Option<RunSummary>,
