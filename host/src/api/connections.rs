@@ -460,10 +460,10 @@ pub struct Captured {
     params(("id" = String, Path, description = "The connection id")),
     request_body = CredentialBody,
     responses((status = 201, description = "first capture", body = Captured), (status = 200, description = "rotation", body = Captured),
-        (status = 400, description = "`invalid_body`, `credential_kind_mismatch`, `credential_too_large`, `unknown_credential_field`, `missing_credential`, `invalid_credential`, `nothing_to_save`, or the probe's refusal (`credential_rejected`, …); nothing stored", body = ErrorBody),
+        (status = 400, description = "`invalid_body`, `credential_kind_mismatch`, `credential_too_large`, `unknown_credential_field`, `missing_credential`, `invalid_credential`, `nothing_to_save`, or the probe's refusal (`credential_rejected`, `credential_insufficient_scope`); nothing stored", body = ErrorBody),
         (status = 404, description = "`not_found`: no such connection", body = ErrorBody),
         (status = 409, description = "`credential_unsupported` (the connector takes no credential), `connection_inactive`, `credential_identity_mismatch`, `credential_unreadable`, `connection_state_conflict`, `plugin_unavailable`, `run_already_active`", body = ErrorBody),
-        (status = 502, description = "the probe could not reach the provider (its code); nothing stored", body = ErrorBody),
+        (status = 502, description = "`credential_probe_unavailable` (the provider did not answer), `credential_probe_failed` (the probe broke); nothing stored", body = ErrorBody),
         (status = 503, description = "`plugins_loading`: plugins are still compiling; retry (`Retry-After`)", body = ErrorBody)),
     security(("owner" = [])))]
 pub async fn put_credential(

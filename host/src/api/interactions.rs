@@ -78,9 +78,14 @@ pub struct InteractionList {
     pub interactions: Vec<InteractionView>,
 }
 
+/// A PNG image (the response body, as bytes).
+#[derive(ToSchema)]
+#[schema(value_type = String, content_media_type = "image/png")]
+pub struct Png(#[allow(dead_code)] Vec<u8>);
+
 #[utoipa::path(get, path = "/v1/interactions/{id}/screenshot", tag = "interactions", operation_id = "getInteractionScreenshot",
     params(("id" = String, Path, description = "The interaction id")),
-    responses((status = 200, description = "PNG of the run's browser when the question was asked", content_type = "image/png", body = Vec<u8>),
+    responses((status = 200, description = "PNG of the run's browser when the question was asked", content_type = "image/png", body = Png),
         (status = 404, description = "`not_found`: not pending, or no screenshot", body = super::ErrorBody)),
     security(("owner" = [])))]
 pub async fn screenshot(
@@ -155,7 +160,7 @@ impl AnswerStatus {
 #[derive(Deserialize, ToSchema)]
 #[schema(example = json!({"status": "success", "data": {"code": "123456"}}))]
 pub struct AnswerBody {
-    /// Read as [`AnswerStatus`] (an unknown one is `invalid_status`).
+    /// An unknown status is `invalid_status`.
     #[schema(value_type = AnswerStatus)]
     status: String,
     /// The answer (for `success`); it must fit the question's `schema`.

@@ -140,13 +140,22 @@ const QUERY: &[(&str, &str, &str)] = &[(
     "`invalid_query`: a query parameter is missing or not of its type",
 )];
 
-/// Adds the shared error responses (see the module docs).
+/// Added to operations with path parameters.
+const PATH: &[(&str, &str, &str)] = &[(
+    "400",
+    "InvalidPath",
+    "`invalid_request`: a path parameter is not valid (percent-encoded bytes that are not UTF-8)",
+)];
+
+/// Adds the shared error responses (see the module docs). Where the
+/// handler declares the status itself, its description gains the shared
+/// codes.
 struct CommonErrors;
 
 impl Modify for CommonErrors {
     fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
         let components = doc.components.get_or_insert_with(Default::default);
-        for (_, name, description) in SHARED.iter().chain(BODY).chain(QUERY) {
+        for (_, name, description) in SHARED.iter().chain(BODY).chain(QUERY).chain(PATH) {
             components
                 .responses
                 .insert((*name).to_owned(), RefOr::T(error_response(description)));
@@ -160,18 +169,51 @@ impl Modify for CommonErrors {
                     .iter()
                     .flatten()
                     .any(|p| p.parameter_in == ParameterIn::Query);
+                let has_path = op
+                    .parameters
+                    .iter()
+                    .flatten()
+                    .any(|p| p.parameter_in == ParameterIn::Path);
                 let shared = owner.then_some(SHARED).into_iter().flatten();
                 let body = has_body.then_some(BODY).into_iter().flatten();
                 let query = has_query.then_some(QUERY).into_iter().flatten();
-                for (status, name, _) in shared.chain(body).chain(query) {
-                    op.responses
-                        .responses
-                        .entry((*status).to_owned())
-                        .or_insert_with(|| RefOr::Ref(Ref::from_response_name(*name)));
+                let path = has_path.then_some(PATH).into_iter().flatten();
+                for (status, name, description) in shared.chain(body).chain(query).chain(path) {
+                    match op.responses.responses.get_mut(*status) {
+                        None => {
+                            let shared = RefOr::Ref(Ref::from_response_name(*name));
+                            op.responses.responses.insert((*status).to_owned(), shared);
+                        }
+                        // Two shared responses for one status: one description.
+                        Some(r @ RefOr::Ref(_)) => {
+                            let merged = format!("{}; {description}", description_of(r));
+                            *r = RefOr::T(error_response(&merged));
+                        }
+                        Some(RefOr::T(own)) => {
+                            let code = description.split('`').nth(1).unwrap_or_default();
+                            if !own.description.contains(&format!("`{code}`")) {
+                                own.description = format!("{}; {description}", own.description);
+                            }
+                        }
+                    }
                 }
             }
         }
     }
+}
+
+/// The description of a shared response.
+fn description_of(r: &RefOr<Response>) -> String {
+    let RefOr::Ref(r) = r else { return String::new() };
+    let name = r.ref_location.rsplit('/').next().unwrap_or_default();
+    SHARED
+        .iter()
+        .chain(BODY)
+        .chain(QUERY)
+        .chain(PATH)
+        .find(|(_, n, _)| *n == name)
+        .map(|(_, _, d)| (*d).to_owned())
+        .unwrap_or_default()
 }
 
 /// The operations of a path item.

@@ -55,7 +55,6 @@ pub struct RecordsQuery {
 
 #[derive(Serialize, ToSchema)]
 pub struct RecordPage {
-    #[schema(value_type = Vec<Object>)]
     pub records: Vec<StoredRecord>,
     /// Pass as `cursor` for the next page; absent on the last page.
     pub next_cursor: Option<String>,
@@ -148,7 +147,6 @@ pub struct AuditQuery {
 
 #[derive(Serialize, ToSchema)]
 pub struct AuditPage {
-    #[schema(value_type = Vec<Object>)]
     pub events: Vec<AuditEvent>,
 }
 

@@ -13,7 +13,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::json;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
@@ -209,9 +209,8 @@ pub async fn of_connection(_: Owner, State(s): St, Path(id): Path<String>) -> Re
 
 #[derive(Serialize, ToSchema)]
 pub struct RunDetail {
-    #[schema(value_type = Object)]
     pub run: crate::store::RunRow,
-    #[schema(value_type = Vec<Object>)]
+    /// The timeline, oldest first.
     pub events: Vec<RunEvent>,
 }
 
@@ -220,12 +219,12 @@ pub struct RunDetail {
     responses((status = 200, description = "The run and its timeline", body = RunDetail),
         (status = 404, description = "`not_found`: no such run", body = ErrorBody)),
     security(("owner" = [])))]
-pub async fn one(_: Owner, State(s): St, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn one(_: Owner, State(s): St, Path(id): Path<String>) -> Result<Json<RunDetail>, ApiError> {
     let Some(run) = s.dep.store.run(&id).await? else {
         return Err(ApiError::not_found("run", &id));
     };
     let events = s.dep.store.events(&id).await?;
-    Ok(Json(json!(RunDetail { run, events })))
+    Ok(Json(RunDetail { run, events }))
 }
 
 /// What a cancel did.
@@ -292,7 +291,7 @@ pub struct EventsQuery {
 #[utoipa::path(get, path = "/v1/runs/{id}/events", tag = "runs", operation_id = "streamRunEvents",
     params(("id" = String, Path, description = "The run id"), EventsQuery),
     responses((status = 200, description = "Server-Sent Events: one event per timeline entry (`event:` its kind, `id:` its sequence number, `data:` its JSON), live until the run's terminal event, which ends the stream. A host shutting down ends it early; reconnect with `Last-Event-ID`.",
-            content_type = "text/event-stream", body = String),
+            content_type = "text/event-stream", body = TimelineEvent),
         (status = 404, description = "`not_found`: no such run", body = ErrorBody)),
     security(("owner" = [])))]
 pub async fn events(
@@ -346,15 +345,40 @@ pub async fn events(
     Ok(Sse::new(stream.flatten()).keep_alive(KeepAlive::default()))
 }
 
+/// One Server-Sent Event of `GET /v1/runs/{id}/events`: a timeline entry.
+#[derive(ToSchema)]
+pub struct TimelineEvent {
+    /// The entry's kind (`run.started`, …, a terminal `run.succeeded`,
+    /// `run.failed`, `run.cancelled`).
+    pub event: String,
+    /// The entry's sequence number (resume with `after` or `Last-Event-ID`).
+    #[schema(pattern = "^[0-9]+$")]
+    pub id: String,
+    /// The entry's `data`, as JSON text.
+    #[schema(content_media_type = "application/json")]
+    pub data: String,
+}
+
+impl TimelineEvent {
+    fn of(seq: i64, e: &RunEvent) -> Self {
+        TimelineEvent {
+            event: e.kind.clone(),
+            id: seq.to_string(),
+            data: e.data.to_string(),
+        }
+    }
+}
+
+impl From<TimelineEvent> for Event {
+    fn from(t: TimelineEvent) -> Self {
+        Event::default().event(t.event).id(t.id).data(t.data)
+    }
+}
+
 fn to_events(batch: &[(i64, RunEvent)]) -> Vec<Result<Event, Infallible>> {
     batch
         .iter()
-        .map(|(seq, e)| {
-            Ok(Event::default()
-                .event(e.kind.clone())
-                .id(seq.to_string())
-                .data(e.data.to_string()))
-        })
+        .map(|(seq, e)| Ok(TimelineEvent::of(*seq, e).into()))
         .collect()
 }
 

@@ -158,8 +158,7 @@ pub struct RunSummary {
     pub run_id: String,
     pub status: RunStatus,
     pub trigger: Trigger,
-    /// `incremental` or `full_refresh`.
-    #[schema(value_type = String)]
+    #[schema(schema_with = crate::store::collection_mode_schema)]
     pub collection_mode: CollectionMode,
     pub started_at: i64,
     pub finished_at: Option<i64>,
