@@ -292,3 +292,123 @@ fn owner_answers_an_interaction_over_http_and_the_answer_is_never_kept() {
     );
     assert_eq!(status, 404, "answered once");
 }
+
+/// What the OpenAPI document declares is what the server answers: the
+/// contract fixes of docs/api.md#the-openapi-document, on the real server.
+#[test]
+fn the_server_answers_what_its_openapi_document_declares() {
+    let s = serve();
+    let t = Some(s.token.as_str());
+    let (_, doc) = call(&s, "GET", "/openapi.json", None, None);
+    let declared = |method: &str, path: &str, status: u16| {
+        let responses = &doc["paths"][path][method]["responses"];
+        assert!(
+            responses.get(status.to_string()).is_some(),
+            "{method} {path} does not declare {status}: {responses}"
+        );
+    };
+    let (status, e) = call(&s, "GET", "/v1/connections", Some("pdpp_owner_wrong"), None);
+    assert_eq!((status, e["code"].as_str()), (401, Some("unauthenticated")));
+    declared("get", "/v1/connections", 401);
+
+    let (status, created) = call(
+        &s,
+        "POST",
+        "/v1/connections",
+        t,
+        Some(json!({ "connector_id": "demo", "display_name": "Mine", "settings": { "contacts": 3, "events": 1 } })),
+    );
+    assert_eq!(status, 201, "{created}");
+    let id = created["connection"]["connection_id"].as_str().unwrap().to_owned();
+    let run = s.wait_run(created["first_sync"]["run_id"].as_str().unwrap());
+    assert_eq!(run["status"], "succeeded", "{run}");
+
+    // A change names at least one known field, and none is `null`.
+    let path = format!("/v1/connections/{id}");
+    for body in [
+        json!({}),
+        json!({ "display_name": null }),
+        json!({ "settings": null, "display_name": "Mine" }),
+        json!({ "nickname": "Mine" }),
+        json!({ "display_name": " \u{3000}\t" }),
+        json!({ "display_name": "a".repeat(201) }),
+    ] {
+        let (status, e) = call(&s, "PATCH", &path, t, Some(body.clone()));
+        assert_eq!(status, 400, "{body}: {e}");
+        assert!(
+            matches!(
+                e["code"].as_str(),
+                Some("invalid_body" | "invalid_display_name" | "invalid_settings")
+            ),
+            "{body}: {e}"
+        );
+    }
+    declared("patch", "/v1/connections/{id}", 400);
+    let (status, view) = call(&s, "PATCH", &path, t, Some(json!({ "display_name": "a".repeat(200) })));
+    assert_eq!(status, 200, "{view}");
+    // A mode this connector does not offer is a conflict with the connector, not a bad request.
+    let (status, e) = call(&s, "PATCH", &path, t, Some(json!({ "browser_session": "ephemeral" })));
+    assert_eq!(
+        (status, e["code"].as_str()),
+        (409, Some("browser_session_mode_not_offered"))
+    );
+    declared("patch", "/v1/connections/{id}", 409);
+
+    // A path parameter that is not UTF-8 is a typed 400.
+    let (status, e) = call(&s, "GET", "/v1/runs/%FF", t, None);
+    assert_eq!((status, e["code"].as_str()), (400, Some("invalid_request")), "{e}");
+    declared("get", "/v1/runs/{id}", 400);
+
+    // Every string of the cursor's documented pattern is a position; others are refused.
+    let records = |cursor: &str| {
+        call(
+            &s,
+            "GET",
+            &format!("/v1/records?connection_id={id}&stream=contacts&cursor={cursor}"),
+            t,
+            None,
+        )
+    };
+    let pattern = doc["paths"]["/v1/records"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "cursor")
+        .unwrap()["schema"]["pattern"]
+        .clone();
+    assert_eq!(pattern, "^(?:[A-Za-z0-9_-]{4})*(?:[A-Za-z0-9_-]{2,3})?$");
+    for cursor in ["", "_w", "AAA", "8_-z"] {
+        let (status, page) = records(cursor);
+        assert_eq!(status, 200, "{cursor:?}: {page}");
+    }
+    for cursor in ["a", "abcde", "%21%21"] {
+        let (status, e) = records(cursor);
+        assert_eq!(
+            (status, e["code"].as_str()),
+            (400, Some("invalid_cursor")),
+            "{cursor:?}"
+        );
+    }
+
+    // The run-start body is optional and nullable: `null` is no body.
+    let (status, started) = call_raw(
+        &s,
+        "POST",
+        &format!("/v1/connections/{id}/runs"),
+        t,
+        Some("null".into()),
+    );
+    assert_eq!(status, 202, "{started}");
+
+    // The cancel answer is one of the declared results.
+    let run_id = serde_json::from_str::<serde_json::Value>(&started).unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    s.wait_run(&run_id);
+    let (status, cancelled) = call(&s, "POST", &format!("/v1/runs/{run_id}/cancel"), t, None);
+    assert_eq!(status, 200);
+    assert_eq!(cancelled, json!({ "run_id": run_id, "result": "already_terminal" }));
+    let results = &doc["components"]["schemas"]["CancelResult"]["enum"];
+    assert_eq!(*results, json!(["cancel_requested", "already_terminal"]));
+}
