@@ -412,3 +412,164 @@ fn the_server_answers_what_its_openapi_document_declares() {
     let results = &doc["components"]["schemas"]["CancelResult"]["enum"];
     assert_eq!(*results, json!(["cancel_requested", "already_terminal"]));
 }
+
+/// The schema the document declares for `method path` answering `status`,
+/// as a validator (its `$ref`s resolve in the document's components).
+fn declared_schema(doc: &serde_json::Value, method: &str, path: &str, status: u16) -> jsonschema::Validator {
+    let mut response = doc["paths"][path][method]["responses"][status.to_string()].clone();
+    if let Some(r) = response["$ref"].as_str() {
+        response = doc["components"]["responses"][r.rsplit('/').next().unwrap()].clone();
+    }
+    let content = response["content"]
+        .as_object()
+        .unwrap_or_else(|| panic!("{method} {path} {status}: no content"));
+    let (_, media) = content.iter().next().unwrap();
+    let mut schema = media["schema"].clone();
+    schema["components"] = doc["components"].clone();
+    jsonschema::validator_for(&schema).unwrap_or_else(|e| panic!("{method} {path} {status}: {e}"))
+}
+
+/// Each response of a connection's life — including the interaction routes,
+/// which schemathesis cannot reach by itself (no operation makes a run ask)
+/// — fits the schema the document declares for its status, and every
+/// Server-Sent Event fits the declared event schema.
+#[test]
+fn every_response_of_a_connections_life_fits_the_openapi_document() {
+    let s = serve();
+    let t = Some(s.token.as_str());
+    let (_, doc) = call(&s, "GET", "/openapi.json", None, None);
+    // The validators bite: a body missing what the schema requires fails.
+    let created_schema = declared_schema(&doc, "post", "/v1/connections", 201);
+    assert!(!created_schema.is_valid(&json!({ "connection": {} })));
+    let check = |method: &str, path: &str, template: &str, body: Option<serde_json::Value>| {
+        let (status, answer) = call(&s, &method.to_uppercase(), path, t, body);
+        let validator = declared_schema(&doc, method, template, status);
+        if let Some(e) = validator.iter_errors(&answer).next() {
+            panic!("{method} {path} {status}: {e} at {} in {answer}", e.instance_path());
+        }
+        (status, answer)
+    };
+    let (status, created) = check(
+        "post",
+        "/v1/connections",
+        "/v1/connections",
+        Some(json!({ "connector_id": "demo", "settings": { "require_otp": true, "contacts": 3, "events": 1 } })),
+    );
+    assert_eq!(status, 201);
+    let id = created["connection"]["connection_id"].as_str().unwrap().to_owned();
+    let run_id = created["first_sync"]["run_id"].as_str().unwrap().to_owned();
+    check("get", "/v1/connectors", "/v1/connectors", None);
+    check("get", "/v1/connectors/demo", "/v1/connectors/{id}", None);
+    check("get", "/v1/connectors/ghost", "/v1/connectors/{id}", None);
+    check(
+        "post",
+        &format!("/v1/connections/{id}/runs"),
+        "/v1/connections/{id}/runs",
+        None,
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let pending = loop {
+        let (_, list) = check(
+            "get",
+            &format!("/v1/interactions?run_id={run_id}"),
+            "/v1/interactions",
+            None,
+        );
+        if let Some(i) = list["interactions"].as_array().unwrap().first() {
+            break i.clone();
+        }
+        assert!(Instant::now() < deadline, "no interaction appeared");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let ix = pending["interaction_id"].as_str().unwrap();
+    let answer = |body: serde_json::Value| {
+        check(
+            "post",
+            &format!("/v1/interactions/{ix}"),
+            "/v1/interactions/{id}",
+            Some(body),
+        )
+    };
+    assert_eq!(answer(json!({ "status": "success", "data": { "code": 7 } })).0, 400);
+    assert_eq!(answer(json!({ "status": "later" })).0, 400);
+    check(
+        "get",
+        &format!("/v1/interactions/{ix}/screenshot"),
+        "/v1/interactions/{id}/screenshot",
+        None,
+    );
+    let (status, answered) = answer(json!({ "status": "success", "data": { "code": "123456" } }));
+    assert_eq!((status, answered["status"].as_str()), (200, Some("success")));
+    assert_eq!(answer(json!({ "status": "cancelled" })).0, 404);
+    let run = s.wait_run(&run_id);
+    assert_eq!(run["status"], "succeeded", "{run}");
+
+    check("get", &format!("/v1/runs/{run_id}"), "/v1/runs/{id}", None);
+    check("get", &format!("/v1/connections/{id}"), "/v1/connections/{id}", None);
+    check("get", "/v1/connections", "/v1/connections", None);
+    check(
+        "get",
+        &format!("/v1/connections/{id}/setup-status?run_id={run_id}"),
+        "/v1/connections/{id}/setup-status",
+        None,
+    );
+    check(
+        "get",
+        &format!("/v1/connections/{id}/runs"),
+        "/v1/connections/{id}/runs",
+        None,
+    );
+    let (_, page) = check(
+        "get",
+        &format!("/v1/records?connection_id={id}&stream=contacts&limit=2"),
+        "/v1/records",
+        None,
+    );
+    assert_eq!(page["records"].as_array().map(Vec::len), Some(2));
+    check("get", &format!("/v1/audit?connection_id={id}"), "/v1/audit", None);
+
+    // The timeline as Server-Sent Events: each event fits the declared one.
+    let (status, text) = call_raw(&s, "GET", &format!("/v1/runs/{run_id}/events"), t, None);
+    assert_eq!(status, 200);
+    let event_schema = declared_schema(&doc, "get", "/v1/runs/{id}/events", 200);
+    let mut events = 0;
+    for block in text
+        .split("\n\n")
+        .filter(|b| b.lines().any(|l| l.starts_with("event:")))
+    {
+        let field = |name: &str| {
+            block
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{name}:")))
+                .map(|v| v.trim_start().to_owned())
+        };
+        let event = json!({ "event": field("event"), "id": field("id"), "data": field("data") });
+        assert!(event_schema.is_valid(&event), "{event}");
+        serde_json::from_str::<serde_json::Value>(event["data"].as_str().unwrap()).expect("data is JSON");
+        events += 1;
+    }
+    assert!(events >= 3, "{text}");
+
+    check(
+        "post",
+        &format!("/v1/runs/{run_id}/cancel"),
+        "/v1/runs/{id}/cancel",
+        None,
+    );
+    let (status, _) = check(
+        "post",
+        &format!("/v1/connections/{id}/revoke"),
+        "/v1/connections/{id}/revoke",
+        None,
+    );
+    assert_eq!(status, 200);
+    check(
+        "post",
+        &format!("/v1/connections/{id}/revoke"),
+        "/v1/connections/{id}/revoke",
+        None,
+    );
+    let (status, _) = check("delete", &format!("/v1/connections/{id}"), "/v1/connections/{id}", None);
+    assert_eq!(status, 200);
+    check("get", &format!("/v1/connections/{id}"), "/v1/connections/{id}", None);
+}
