@@ -215,7 +215,8 @@ fn answered_status() -> utoipa::openapi::schema::Object {
     responses((status = 200, description = "The run takes the answer", body = Answered),
         (status = 400, description = "`invalid_body`, `invalid_status`, `invalid_answer` (does not fit the question's schema; names where, never echoes it), `not_a_credentials_question`, and the credential codes of `save_credentials`; the question stays pending", body = super::ErrorBody),
         (status = 404, description = "`not_found`: no pending question with this id", body = super::ErrorBody),
-        (status = 409, description = "`interaction_closed`: answered already, or its run stopped waiting", body = super::ErrorBody)),
+        (status = 409, description = "`interaction_closed`: answered already, or its run stopped waiting; with `save_credentials`, `plugin_unavailable` and the credential conflicts (`connection_inactive`, `connection_state_conflict`, …)", body = super::ErrorBody),
+        (status = 503, description = "`plugins_loading` (with `save_credentials`): plugins are still compiling; retry (`Retry-After`)", body = super::ErrorBody)),
     security(("owner" = [])))]
 pub async fn answer(
     _: Owner,

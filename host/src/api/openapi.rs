@@ -6,8 +6,9 @@
 //!   per resource;
 //! - each handler's annotation declares the statuses its own code returns,
 //!   with [`ErrorBody`] and the `code` values in the description;
-//!   [`CommonErrors`] adds those every owner route shares (401, 414, 431,
-//!   500; 400/413/415 for a body, 400 for a query) as response components;
+//!   [`CommonErrors`] adds the shared ones as response components (414
+//!   and 431 everywhere; 401 and 500 on owner routes; 400/413/415 for a
+//!   body; 400 for a query or a path parameter);
 //! - constraints the server enforces come from the same constants the
 //!   handlers check (helpers below);
 //! - [`LINKS`] says which response field feeds which operation's
@@ -96,103 +97,138 @@ pub fn error_response(description: &str) -> Response {
         .build()
 }
 
-/// The error responses every owner route shares, as components.
-const SHARED: &[(&str, &str, &str)] = &[
-    (
-        "401",
-        "Unauthenticated",
-        "`unauthenticated`: no owner bearer token, or not the owner's",
-    ),
-    (
-        "414",
-        "UriTooLong",
-        "`uri_too_long`: the path and query are longer than 8 KiB",
-    ),
-    (
-        "431",
-        "HeadersTooLarge",
-        "`headers_too_large`: the request headers hold more than 32 KiB",
-    ),
-    (
-        "500",
-        "InternalError",
-        "`store_error`, `internal_error`: the host could not complete the request (details in its log)",
-    ),
-];
-/// Added to operations that read a request body.
-const BODY: &[(&str, &str, &str)] = &[
-    (
-        "400",
-        "InvalidBody",
-        "`invalid_body`: the body is not JSON of the expected shape",
-    ),
-    ("413", "BodyTooLarge", "`body_too_large`: the body is larger than 1 MiB"),
-    (
-        "415",
-        "UnsupportedMediaType",
-        "`unsupported_media_type`: the body is not sent as `application/json`",
-    ),
-];
-/// Added to operations that read query parameters.
-const QUERY: &[(&str, &str, &str)] = &[(
-    "400",
-    "InvalidQuery",
-    "`invalid_query`: a query parameter is missing or not of its type",
-)];
+/// Which operations a shared error response applies to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    /// Every route (the limits `typed_errors` enforces before routing).
+    Every,
+    /// Routes that take the owner token.
+    Owner,
+    /// Operations that read a request body.
+    Body,
+    /// Operations that read query parameters.
+    Query,
+    /// Operations with path parameters.
+    Path,
+}
 
-/// Added to operations with path parameters.
-const PATH: &[(&str, &str, &str)] = &[(
-    "400",
-    "InvalidPath",
-    "`invalid_request`: a path parameter is not valid (percent-encoded bytes that are not UTF-8)",
-)];
+/// A shared error response: its status, component name, description
+/// (which names its codes) and scope.
+struct Shared {
+    status: &'static str,
+    name: &'static str,
+    description: String,
+    scope: Scope,
+}
+
+/// The shared error responses, their limits from the constants the server checks.
+fn shared_responses() -> Vec<Shared> {
+    use super::{MAX_BODY_BYTES, MAX_HEADER_BYTES, MAX_URI_BYTES};
+    let shared = |status, name, description: String, scope| Shared {
+        status,
+        name,
+        description,
+        scope,
+    };
+    vec![
+        shared(
+            "414",
+            "UriTooLong",
+            format!("`uri_too_long`: the path and query are longer than {MAX_URI_BYTES} bytes"),
+            Scope::Every,
+        ),
+        shared(
+            "431",
+            "HeadersTooLarge",
+            format!("`headers_too_large`: the request headers hold more than {MAX_HEADER_BYTES} bytes"),
+            Scope::Every,
+        ),
+        shared(
+            "401",
+            "Unauthenticated",
+            "`unauthenticated`: no owner bearer token, or not the owner's".into(),
+            Scope::Owner,
+        ),
+        shared(
+            "500",
+            "InternalError",
+            "`store_error`, `internal_error`: the host could not complete the request (details in its log)".into(),
+            Scope::Owner,
+        ),
+        shared(
+            "400",
+            "InvalidBody",
+            "`invalid_body`: the body is not JSON of the expected shape".into(),
+            Scope::Body,
+        ),
+        shared(
+            "413",
+            "BodyTooLarge",
+            format!("`body_too_large`: the body is larger than {MAX_BODY_BYTES} bytes"),
+            Scope::Body,
+        ),
+        shared(
+            "415",
+            "UnsupportedMediaType",
+            "`unsupported_media_type`: the body is not sent as `application/json`".into(),
+            Scope::Body,
+        ),
+        shared(
+            "400",
+            "InvalidQuery",
+            "`invalid_query`: a query parameter is missing or not of its type".into(),
+            Scope::Query,
+        ),
+        shared(
+            "400",
+            "InvalidPath",
+            "`invalid_request`: a path parameter is not valid (percent-encoded bytes that are not UTF-8)".into(),
+            Scope::Path,
+        ),
+    ]
+}
 
 /// Adds the shared error responses (see the module docs). Where the
 /// handler declares the status itself, its description gains the shared
-/// codes.
+/// codes; where two shared responses meet on one status, one response
+/// names both.
 struct CommonErrors;
 
 impl Modify for CommonErrors {
     fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let all = shared_responses();
         let components = doc.components.get_or_insert_with(Default::default);
-        for (_, name, description) in SHARED.iter().chain(BODY).chain(QUERY).chain(PATH) {
+        for r in &all {
             components
                 .responses
-                .insert((*name).to_owned(), RefOr::T(error_response(description)));
+                .insert(r.name.to_owned(), RefOr::T(error_response(&r.description)));
         }
         for item in doc.paths.paths.values_mut() {
             for op in operations(item) {
-                let owner = op.security.as_ref().is_some_and(|s| !s.is_empty());
-                let has_body = op.request_body.is_some();
-                let has_query = op
-                    .parameters
-                    .iter()
-                    .flatten()
-                    .any(|p| p.parameter_in == ParameterIn::Query);
-                let has_path = op
-                    .parameters
-                    .iter()
-                    .flatten()
-                    .any(|p| p.parameter_in == ParameterIn::Path);
-                let shared = owner.then_some(SHARED).into_iter().flatten();
-                let body = has_body.then_some(BODY).into_iter().flatten();
-                let query = has_query.then_some(QUERY).into_iter().flatten();
-                let path = has_path.then_some(PATH).into_iter().flatten();
-                for (status, name, description) in shared.chain(body).chain(query).chain(path) {
-                    match op.responses.responses.get_mut(*status) {
+                let params = op.parameters.iter().flatten();
+                let has = |place: ParameterIn| params.clone().any(|p| p.parameter_in == place);
+                let applies = |scope| match scope {
+                    Scope::Every => true,
+                    Scope::Owner => op.security.as_ref().is_some_and(|s| !s.is_empty()),
+                    Scope::Body => op.request_body.is_some(),
+                    Scope::Query => has(ParameterIn::Query),
+                    Scope::Path => has(ParameterIn::Path),
+                };
+                let wanted: Vec<&Shared> = all.iter().filter(|r| applies(r.scope)).collect();
+                for r in wanted {
+                    match op.responses.responses.get_mut(r.status) {
                         None => {
-                            let shared = RefOr::Ref(Ref::from_response_name(*name));
-                            op.responses.responses.insert((*status).to_owned(), shared);
+                            let reference = RefOr::Ref(Ref::from_response_name(r.name));
+                            op.responses.responses.insert(r.status.to_owned(), reference);
                         }
-                        // Two shared responses for one status: one description.
-                        Some(r @ RefOr::Ref(_)) => {
-                            let merged = format!("{}; {description}", description_of(r));
-                            *r = RefOr::T(error_response(&merged));
+                        Some(existing @ RefOr::Ref(_)) => {
+                            let merged = format!("{}; {}", description_of(&all, existing), r.description);
+                            *existing = RefOr::T(error_response(&merged));
                         }
                         Some(RefOr::T(own)) => {
-                            let code = description.split('`').nth(1).unwrap_or_default();
+                            let code = r.description.split('`').nth(1).unwrap_or_default();
                             if !own.description.contains(&format!("`{code}`")) {
-                                own.description = format!("{}; {description}", own.description);
+                                own.description = format!("{}; {}", own.description, r.description);
                             }
                         }
                     }
@@ -202,17 +238,13 @@ impl Modify for CommonErrors {
     }
 }
 
-/// The description of a shared response.
-fn description_of(r: &RefOr<Response>) -> String {
+/// The description of a shared response a `$ref` points to.
+fn description_of(all: &[Shared], r: &RefOr<Response>) -> String {
     let RefOr::Ref(r) = r else { return String::new() };
     let name = r.ref_location.rsplit('/').next().unwrap_or_default();
-    SHARED
-        .iter()
-        .chain(BODY)
-        .chain(QUERY)
-        .chain(PATH)
-        .find(|(_, n, _)| *n == name)
-        .map(|(_, _, d)| (*d).to_owned())
+    all.iter()
+        .find(|s| s.name == name)
+        .map(|s| s.description.clone())
         .unwrap_or_default()
 }
 
@@ -472,7 +504,12 @@ impl Modify for Constraints {
 
 /// An integer parameter or field between `min` and `max`, `default` when absent.
 pub fn int_range(min: i64, max: i64, default: Option<i64>) -> utoipa::openapi::schema::Object {
+    let description = match default {
+        Some(d) => format!("{min} to {max}; {d} when absent"),
+        None => format!("{min} to {max}"),
+    };
     ObjectBuilder::new()
+        .description(Some(description))
         .schema_type(SchemaType::Type(Type::Integer))
         .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
             utoipa::openapi::KnownFormat::Int64,
