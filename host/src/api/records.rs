@@ -56,13 +56,17 @@ pub struct RecordsQuery {
 #[derive(Serialize, ToSchema)]
 pub struct RecordPage {
     pub records: Vec<StoredRecord>,
-    /// Pass as `cursor` for the next page; absent on the last page.
+    /// Pass as `cursor` for the next page; `null` on the last page.
     pub next_cursor: Option<String>,
 }
 
 #[utoipa::path(get, path = "/v1/records", tag = "records", operation_id = "listRecords",
     params(RecordsQuery),
-    responses((status = 200, description = "A page of records in key order", body = RecordPage),
+    responses((status = 200, description = "A page of records in key order", body = RecordPage,
+            example = json!({"records": [{"stream": "contacts", "key": "c-0001",
+                "data": {"id": "c-0001", "name": "Ada Lovelace", "updated_at": "2026-01-01T00:00:00Z"},
+                "emitted_at": "2026-12-07T20:00:00.000Z", "run_id": "run_0123", "record_time": "2026-01-01T00:00:00Z"}],
+                "next_cursor": "Yy0wMDAx"})),
         (status = 400, description = "`invalid_query`, `invalid_limit`, `invalid_cursor` (not a `next_cursor` this API returned), `invalid_time` (not RFC 3339)", body = ErrorBody),
         (status = 404, description = "`not_found`: no such connection, or a stream its connector does not declare", body = ErrorBody)),
     security(("owner" = [])))]
