@@ -66,12 +66,18 @@ base="http://127.0.0.1:$port"
 "$host" serve --bind "127.0.0.1:$port" --data-dir "$work/data" --plugin-dir "$work/plugins" \
   --database-url "sqlite://$work/data/pdpp.db?mode=rwc" >"$work/serve.out" 2>"$work/serve.log" &
 server=$!
-# Ready when the demo plugin has loaded.
-for _ in $(seq 1 600); do
-  if curl -fsS "$base/healthz" 2>/dev/null | grep -q '"ready":true'; then break; fi
-  if ! kill -0 "$server" 2>/dev/null; then cat "$work/serve.log" >&2; exit 1; fi
+# Ready when the demo plugin has loaded (compiled; up to five minutes on a slow machine).
+ready=
+for _ in $(seq 1 3000); do
+  if curl -fsS "$base/healthz" 2>/dev/null | grep -q '"ready":true'; then ready=1; break; fi
+  if ! kill -0 "$server" 2>/dev/null; then break; fi
   sleep 0.1
 done
+if [ -z "$ready" ]; then
+  echo "pdpp-host serve did not become ready:" >&2
+  cat "$work/serve.log" >&2
+  exit 1
+fi
 curl -fsS "$base/openapi.json" -o "$work/openapi.json"
 
 echo "==> openapi-spec-validator"
