@@ -73,3 +73,8 @@ for dir in sdk/ sdk/*/ connectors/*/; do
   fi
 done
 cargo test --locked "${packages[@]}"
+
+echo "==> owner API contract"
+# The OpenAPI document checked from outside against a real server
+# (openapi-spec-validator, schemathesis, a generated Python client).
+bash scripts/api-contract.sh

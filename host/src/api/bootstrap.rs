@@ -34,10 +34,12 @@ pub struct BootstrapStarted {
     pub next_step: NextStep,
 }
 
-#[utoipa::path(post, path = "/v1/connections/{id}/bootstrap", tag = "setup",
-    responses((status = 202, body = BootstrapStarted),
-        (status = 404, body = ErrorBody),
-        (status = 409, description = "no bootstrap declared, connection revoked, a run in progress, no browser", body = ErrorBody)),
+#[utoipa::path(post, path = "/v1/connections/{id}/bootstrap", tag = "setup", operation_id = "startBootstrap",
+    params(("id" = String, Path, description = "The connection id")),
+    responses((status = 202, description = "The bootstrap run started; answer its questions at `GET /v1/interactions`", body = BootstrapStarted),
+        (status = 404, description = "`not_found`: no such connection", body = ErrorBody),
+        (status = 409, description = "`bootstrap_not_offered` (the connector declares none), `connection_not_runnable` (revoked or paused), `run_already_active`, `browser_unavailable`, `plugin_unavailable`, …", body = ErrorBody),
+        (status = 503, description = "`plugins_loading`: plugins are still compiling; retry (`Retry-After`)", body = ErrorBody)),
     security(("owner" = [])))]
 pub async fn start(
     _: Owner,

@@ -1,7 +1,7 @@
 //! `GET /v1/connectors`: the plugin directory's connectors with their setup plans.
 
 use super::{ApiError, AppState, Owner};
-use crate::manifest::{Lifecycle, Manifest};
+use crate::manifest::{Lifecycle, LifecycleStatus, Manifest};
 use crate::setup::{SetupPlan, env_present, plan};
 use axum::Json;
 use axum::extract::{Path, State};
@@ -18,11 +18,11 @@ pub struct ConnectorView {
     pub version: String,
     /// `available`: a plugin is loaded; `removed` / `blocked_upstream`:
     /// listed from a manifest only, no new connections.
-    pub availability: String,
+    pub availability: LifecycleStatus,
     /// The plugin file's SHA-256 (none for a manifest-only listing).
     pub sha256: Option<String>,
     pub streams: Vec<String>,
-    #[schema(value_type = Object)]
+    /// For a manifest-only listing: why it takes no new connections.
     pub lifecycle: Option<Lifecycle>,
     pub setup: SetupPlan,
 }
@@ -46,13 +46,9 @@ pub struct Catalog {
 }
 
 fn view(m: &Manifest, sha256: Option<&str>) -> ConnectorView {
-    let availability = match m.closed_for_setup() {
-        None => "available".to_owned(),
-        Some((status, _)) => serde_json::to_value(status)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default(),
-    };
+    let availability = m
+        .closed_for_setup()
+        .map_or(LifecycleStatus::Available, |(status, _)| status);
     ConnectorView {
         connector_id: m.connector_id.clone(),
         name: m.name.clone(),
@@ -66,7 +62,7 @@ fn view(m: &Manifest, sha256: Option<&str>) -> ConnectorView {
     }
 }
 
-#[utoipa::path(get, path = "/v1/connectors", tag = "catalog",
+#[utoipa::path(get, path = "/v1/connectors", tag = "catalog", operation_id = "listConnectors",
     responses((status = 200, body = Catalog)), security(("owner" = [])))]
 pub async fn list(_: Owner, State(s): State<Arc<AppState>>) -> Json<Catalog> {
     let snap = s.catalog.snapshot();
@@ -98,8 +94,11 @@ pub async fn list(_: Owner, State(s): State<Arc<AppState>>) -> Json<Catalog> {
     })
 }
 
-#[utoipa::path(get, path = "/v1/connectors/{id}", tag = "catalog",
-    responses((status = 200, body = ConnectorView), (status = 404, body = super::ErrorBody)),
+#[utoipa::path(get, path = "/v1/connectors/{id}", tag = "catalog", operation_id = "getConnector",
+    params(("id" = String, Path, description = "The connector id", example = "demo")),
+    responses((status = 200, body = ConnectorView),
+        (status = 404, description = "`not_found`: no such connector", body = super::ErrorBody),
+        (status = 503, description = "`plugins_loading`: plugins are still compiling; retry (`Retry-After`)", body = super::ErrorBody)),
     security(("owner" = [])))]
 pub async fn one(
     _: Owner,

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 type St = State<Arc<AppState>>;
 
@@ -38,7 +38,8 @@ pub struct ConnectionView {
     pub setup_state: SetupState,
     /// Whether a run may be started now (never for a revoked connection).
     pub runnable: bool,
-    #[schema(value_type = Object)]
+    /// The account the connector reported, when it did.
+    #[schema(value_type = Option<Object>)]
     pub account_identity: Option<Value>,
     /// Non-secret settings (START.settings of every run).
     #[schema(value_type = Object)]
@@ -126,15 +127,23 @@ pub const PAGE_DEFAULT: u32 = 100;
 /// The most connections one page holds.
 pub const PAGE_MAX: u32 = 500;
 
-#[derive(Deserialize, ToSchema)]
+/// The schema of a connection page size: 1..=[`PAGE_MAX`], default [`PAGE_DEFAULT`].
+fn connection_page_limit() -> utoipa::openapi::schema::Object {
+    super::openapi::int_range(1, i64::from(PAGE_MAX), Some(i64::from(PAGE_DEFAULT)))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Only connections with this status.
     pub status: Option<ConnectionStatus>,
     /// Only connections of this connector.
     pub connector_id: Option<String>,
-    /// Connections per page, 1 to 500 (default 100).
+    /// Connections per page.
+    #[param(schema_with = connection_page_limit)]
     pub limit: Option<u32>,
-    /// Where the page starts: the `next_after` of the page before.
+    /// Where the page starts: the `next_after` of the page before (opaque).
+    #[param(pattern = r"^-?[0-9]{1,18}\.[A-Za-z0-9_]{1,64}$")]
     pub after: Option<String>,
 }
 
@@ -146,10 +155,11 @@ pub struct ConnectionList {
     pub next_after: Option<String>,
 }
 
-#[utoipa::path(get, path = "/v1/connections", tag = "connections",
-    params(("status" = Option<ConnectionStatus>, Query), ("connector_id" = Option<String>, Query),
-        ("limit" = Option<u32>, Query, minimum = 1, maximum = 500), ("after" = Option<String>, Query)),
-    responses((status = 200, body = ConnectionList), (status = 400, body = ErrorBody)), security(("owner" = [])))]
+#[utoipa::path(get, path = "/v1/connections", tag = "connections", operation_id = "listConnections",
+    params(ListQuery),
+    responses((status = 200, body = ConnectionList),
+        (status = 400, body = ErrorBody, description = "`invalid_query`: a parameter out of its range or of an unknown value; `invalid_cursor`: `after` is not a cursor this list handed out")),
+    security(("owner" = [])))]
 pub async fn list(
     _: Owner,
     State(s): St,
@@ -187,16 +197,33 @@ pub async fn list(
 }
 
 #[derive(Deserialize, ToSchema)]
+#[schema(example = json!({"connector_id": "demo", "display_name": "Demo account", "settings": {"contacts": 10, "events": 5}}))]
 pub struct CreateBody {
+    /// A connector of the catalog (`GET /v1/connectors`).
     pub connector_id: String,
+    #[schema(schema_with = display_name_or_null)]
     pub display_name: Option<String>,
-    /// Non-secret setup fields (a JSON object); never a credential.
-    #[schema(value_type = Object)]
+    /// Non-secret setup fields, checked against the connector's
+    /// `settings_schema`; never a credential. Default `{}`.
+    #[schema(value_type = Option<Object>)]
     pub settings: Option<Value>,
     /// For a browser-backed connector: `persistent` (the default) keeps its
     /// login sealed between runs; `ephemeral` destroys it at every run's end
     /// (only where the connector's setup plan offers it).
     pub browser_session: Option<BrowserSessionMode>,
+}
+
+fn display_name_or_null() -> utoipa::openapi::schema::Object {
+    crate::setup::display_name_schema(true)
+}
+
+fn display_name() -> utoipa::openapi::schema::Object {
+    crate::setup::display_name_schema(false)
+}
+
+/// A field that may be absent but, when present, is not `null`.
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
 }
 
 #[derive(Serialize, ToSchema)]
@@ -213,9 +240,13 @@ pub struct Created {
     pub first_sync: Option<FirstSync>,
 }
 
-#[utoipa::path(post, path = "/v1/connections", tag = "connections", request_body = CreateBody,
-    responses((status = 201, body = Created), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody)),
+#[utoipa::path(post, path = "/v1/connections", tag = "connections", operation_id = "createConnection",
+    request_body = CreateBody,
+    responses((status = 201, description = "A draft; its first sync started when the connector needs no credential", body = Created),
+        (status = 400, description = "`invalid_body`, `invalid_display_name`, `invalid_settings`, `secret_in_settings`; nothing was written", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such connector", body = ErrorBody),
+        (status = 409, description = "`connector_removed`, `connector_blocked_upstream`, `setup_not_supported`, `browser_session_mode_not_offered`, `run_already_active`, `connection_not_runnable`: this connector takes no such connection now", body = ErrorBody),
+        (status = 503, description = "`plugins_loading`: plugins are still compiling; retry (`Retry-After`)", body = ErrorBody)),
     security(("owner" = [])))]
 pub async fn create(_: Owner, State(s): St, b: JsonBody<CreateBody>) -> Result<(StatusCode, Json<Created>), ApiError> {
     let b = body(
@@ -267,8 +298,10 @@ pub struct ConnectionDetail {
     pub setup: SetupStatus,
 }
 
-#[utoipa::path(get, path = "/v1/connections/{id}", tag = "connections",
-    responses((status = 200, body = ConnectionDetail), (status = 404, body = ErrorBody)), security(("owner" = [])))]
+#[utoipa::path(get, path = "/v1/connections/{id}", tag = "connections", operation_id = "getConnection",
+    params(("id" = String, Path, description = "The connection id")),
+    responses((status = 200, body = ConnectionDetail), (status = 404, description = "`not_found`: no such connection", body = ErrorBody)),
+    security(("owner" = [])))]
 pub async fn one(_: Owner, State(s): St, Path(id): Path<String>) -> Result<Json<ConnectionDetail>, ApiError> {
     let conn = load_connection(&s, &id).await?;
     let (connection, setup) = views(&s, vec![conn]).await?.pop().expect("one view per connection");
@@ -280,15 +313,18 @@ pub async fn one(_: Owner, State(s): St, Path(id): Path<String>) -> Result<Json<
     }))
 }
 
-#[derive(Deserialize, ToSchema)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct StatusQuery {
     /// A specific run of this connection (default: the current or last one).
     pub run_id: Option<String>,
 }
 
-#[utoipa::path(get, path = "/v1/connections/{id}/setup-status", tag = "setup",
-    params(("run_id" = Option<String>, Query)),
-    responses((status = 200, body = SetupStatus), (status = 404, body = ErrorBody)), security(("owner" = [])))]
+#[utoipa::path(get, path = "/v1/connections/{id}/setup-status", tag = "setup", operation_id = "getSetupStatus",
+    params(("id" = String, Path, description = "The connection id"), StatusQuery),
+    responses((status = 200, body = SetupStatus),
+        (status = 404, description = "`not_found`: no such connection, or no such run of it", body = ErrorBody)),
+    security(("owner" = [])))]
 pub async fn setup_status(
     _: Owner,
     State(s): St,
@@ -310,21 +346,35 @@ pub async fn setup_status(
     Ok(Json(status))
 }
 
+/// At least one field; `null` is not a value of any.
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"display_name": "Work calendar"}))]
 pub struct UpdateBody {
+    #[serde(default, deserialize_with = "present")]
+    #[schema(schema_with = display_name)]
     pub display_name: Option<String>,
     /// New non-secret settings (a JSON object, checked against the
     /// connector's settings schema); the next run starts with them.
+    #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Object)]
     pub settings: Option<Value>,
     /// `ephemeral` destroys the connection's browser login at every run's
     /// end (and forgets what is stored now); only where the connector's
     /// setup plan offers it.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = BrowserSessionMode)]
     pub browser_session: Option<BrowserSessionMode>,
 }
 
-#[utoipa::path(patch, path = "/v1/connections/{id}", tag = "connections", request_body = UpdateBody,
-    responses((status = 200, body = ConnectionView), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody)),
+#[utoipa::path(patch, path = "/v1/connections/{id}", tag = "connections", operation_id = "updateConnection",
+    params(("id" = String, Path, description = "The connection id")),
+    request_body = UpdateBody,
+    responses((status = 200, body = ConnectionView),
+        (status = 400, description = "`invalid_body` (no field, an unknown field, a `null`), `invalid_display_name`, `invalid_settings`, `secret_in_settings`; nothing was written", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such connection", body = ErrorBody),
+        (status = 409, description = "`browser_session_mode_not_offered`, `plugin_unavailable`: the connector does not take this change", body = ErrorBody),
+        (status = 503, description = "`plugins_loading`: plugins are still compiling; retry (`Retry-After`)", body = ErrorBody)),
     security(("owner" = [])))]
 pub async fn update(
     _: Owner,
@@ -377,8 +427,11 @@ pub struct Revoked {
     pub next_step: NextStep,
 }
 
-#[utoipa::path(post, path = "/v1/connections/{id}/revoke", tag = "connections",
-    responses((status = 200, body = Revoked), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+#[utoipa::path(post, path = "/v1/connections/{id}/revoke", tag = "connections", operation_id = "revokeConnection",
+    params(("id" = String, Path, description = "The connection id")),
+    responses((status = 200, description = "Revoked; its run in progress stopped. The records stay until the connection is deleted", body = Revoked),
+        (status = 404, description = "`not_found`: no such connection", body = ErrorBody),
+        (status = 409, description = "`connection_state_conflict`: already revoked", body = ErrorBody)),
     security(("owner" = [])))]
 pub async fn revoke(_: Owner, State(s): St, Path(id): Path<String>) -> Result<Json<Revoked>, ApiError> {
     let revoked_at = s.dep.store.revoke_connection(&id).await?;
@@ -403,8 +456,12 @@ pub struct Reconnected {
     pub first_sync: Option<FirstSync>,
 }
 
-#[utoipa::path(post, path = "/v1/connections/{id}/reconnect", tag = "setup",
-    responses((status = 200, body = Reconnected), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+#[utoipa::path(post, path = "/v1/connections/{id}/reconnect", tag = "setup", operation_id = "reconnectConnection",
+    params(("id" = String, Path, description = "The connection id")),
+    responses((status = 200, description = "The setup path starts again; a setup run started when the credential is usable", body = Reconnected),
+        (status = 404, description = "`not_found`: no such connection", body = ErrorBody),
+        (status = 409, description = "`connection_state_conflict` (not revoked or paused), `connection_run_active`, `plugin_unavailable`, `run_already_active`, `connection_not_runnable`", body = ErrorBody),
+        (status = 503, description = "`plugins_loading`: plugins are still compiling; retry (`Retry-After`)", body = ErrorBody)),
     security(("owner" = [])))]
 pub async fn reconnect(_: Owner, State(s): St, Path(id): Path<String>) -> Result<Json<Reconnected>, ApiError> {
     let conn = load_connection(&s, &id).await?;
@@ -430,8 +487,11 @@ pub async fn reconnect(_: Owner, State(s): St, Path(id): Path<String>) -> Result
     }))
 }
 
-#[utoipa::path(delete, path = "/v1/connections/{id}", tag = "connections",
-    responses((status = 200, body = DeleteReport), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+#[utoipa::path(delete, path = "/v1/connections/{id}", tag = "connections", operation_id = "deleteConnection",
+    params(("id" = String, Path, description = "The connection id")),
+    responses((status = 200, description = "The connection and everything it collected are erased", body = DeleteReport),
+        (status = 404, description = "`not_found`: no such connection", body = ErrorBody),
+        (status = 409, description = "`connection_run_active`: a run is in progress (revoke first, which stops it)", body = ErrorBody)),
     security(("owner" = [])))]
 pub async fn delete(_: Owner, State(s): St, Path(id): Path<String>) -> Result<Json<DeleteReport>, ApiError> {
     // Refused while a run is in progress on any host sharing the store (the
@@ -440,6 +500,7 @@ pub async fn delete(_: Owner, State(s): St, Path(id): Path<String>) -> Result<Js
 }
 
 #[derive(Deserialize, ToSchema)]
+#[schema(example = json!({"kind": "api_key", "fields": {"token": "…"}}))]
 pub struct CredentialBody {
     /// Must equal the manifest's `setup.credential_capture.kind`.
     pub kind: String,
@@ -461,11 +522,15 @@ pub struct Captured {
     pub setup: SetupStatus,
 }
 
-#[utoipa::path(put, path = "/v1/connections/{id}/credential", tag = "setup", request_body = CredentialBody,
+#[utoipa::path(put, path = "/v1/connections/{id}/credential", tag = "setup", operation_id = "putCredential",
+    params(("id" = String, Path, description = "The connection id")),
+    request_body = CredentialBody,
     responses((status = 201, description = "first capture", body = Captured), (status = 200, description = "rotation", body = Captured),
-        (status = 400, description = "invalid or rejected by the probe; nothing stored", body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
-        (status = 502, description = "the probe could not reach the provider; nothing stored", body = ErrorBody)),
+        (status = 400, description = "`invalid_body`, `credential_kind_mismatch`, `credential_too_large`, `unknown_credential_field`, `missing_credential`, `invalid_credential`, `nothing_to_save`, or the probe's refusal (`credential_rejected`, `credential_insufficient_scope`); nothing stored", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such connection", body = ErrorBody),
+        (status = 409, description = "`credential_unsupported` (the connector takes no credential), `connection_inactive`, `credential_identity_mismatch`, `credential_unreadable`, `connection_state_conflict`, `plugin_unavailable`, `run_already_active`", body = ErrorBody),
+        (status = 502, description = "`credential_probe_unavailable` (the provider did not answer), `credential_probe_failed` (the probe broke); nothing stored", body = ErrorBody),
+        (status = 503, description = "`plugins_loading`: plugins are still compiling; retry (`Retry-After`)", body = ErrorBody)),
     security(("owner" = [])))]
 pub async fn put_credential(
     _: Owner,

@@ -136,11 +136,13 @@ impl From<CaptureError> for ApiError {
 impl From<SetupError> for ApiError {
     fn from(e: SetupError) -> Self {
         let status = match &e {
-            SetupError::Closed { .. } | SetupError::NotSupported { .. } => StatusCode::CONFLICT,
-            SetupError::InvalidSettings(_)
-            | SetupError::SecretInSettings(_)
-            | SetupError::InvalidDisplayName
-            | SetupError::BrowserSessionMode { .. } => StatusCode::BAD_REQUEST,
+            // The request is well formed, but this connector does not take it.
+            SetupError::Closed { .. } | SetupError::NotSupported { .. } | SetupError::BrowserSessionMode { .. } => {
+                StatusCode::CONFLICT
+            }
+            SetupError::InvalidSettings(_) | SetupError::SecretInSettings(_) | SetupError::InvalidDisplayName => {
+                StatusCode::BAD_REQUEST
+            }
             SetupError::Store(_) => return ApiError::internal(&e),
         };
         ApiError::new(status, e.code(), e.to_string())
@@ -158,10 +160,13 @@ impl From<RunRefused> for ApiError {
     }
 }
 
-/// The error body every failing route returns.
-#[derive(serde::Serialize, utoipa::ToSchema)]
+/// The error body every failing route returns. Each response of the
+/// OpenAPI document names the `code` values it can carry.
+#[derive(serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[schema(example = json!({"code": "not_found", "message": "connection conn_0123 does not exist"}))]
 pub struct ErrorBody {
-    /// A stable, machine-readable code.
+    /// A stable, machine-readable code (`snake_case`).
+    #[schema(pattern = "^[a-z][a-z0-9_]*$")]
     pub code: String,
     /// For people; never holds a secret.
     pub message: String,
@@ -247,14 +252,40 @@ pub fn router(state: Arc<AppState>) -> axum::Router {
         .with_state(state)
 }
 
+/// `GET /healthz`.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Health {
+    /// Always `ok`: the host answers.
+    #[schema(value_type = String, pattern = "^ok$")]
+    pub status: &'static str,
+    pub plugins: PluginsHealth,
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct PluginsHealth {
+    /// Every plugin file has loaded (none is still compiling).
+    pub ready: bool,
+    #[schema(minimum = 0)]
+    pub loaded: usize,
+    #[schema(minimum = 0)]
+    pub loading: usize,
+}
+
 /// Liveness, and whether every plugin file has loaded (a host listens before
 /// its plugins are compiled). No authentication.
-async fn health(axum::extract::State(s): axum::extract::State<Arc<AppState>>) -> Json<serde_json::Value> {
+#[utoipa::path(get, path = "/healthz", tag = "host", operation_id = "getHealth",
+    responses((status = 200, body = Health,
+        example = json!({"status": "ok", "plugins": {"ready": true, "loaded": 1, "loading": 0}}))))]
+async fn health(axum::extract::State(s): axum::extract::State<Arc<AppState>>) -> Json<Health> {
     let snap = s.catalog.snapshot();
-    Json(json!({
-        "status": "ok",
-        "plugins": { "ready": snap.pending.is_empty(), "loaded": snap.plugins.len(), "loading": snap.pending.len() },
-    }))
+    Json(Health {
+        status: "ok",
+        plugins: PluginsHealth {
+            ready: snap.pending.is_empty(),
+            loaded: snap.plugins.len(),
+            loading: snap.pending.len(),
+        },
+    })
 }
 
 /// Parse a JSON body, or a typed 400 that never echoes the body (it may hold a secret).

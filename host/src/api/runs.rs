@@ -13,11 +13,11 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::json;
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 type St = State<Arc<AppState>>;
 
@@ -129,14 +129,22 @@ fn start_body(headers: &axum::http::HeaderMap, body: &[u8]) -> Result<StartRun, 
     // An object, not just anything serde could read a struct from (an array).
     match serde_json::from_slice::<serde_json::Value>(body) {
         Ok(v @ serde_json::Value::Object(_)) => serde_json::from_value(v).map_err(|_| invalid()),
+        // The document's body is optional and nullable: `null` is no body.
+        Ok(serde_json::Value::Null) => Ok(StartRun::default()),
         _ => Err(invalid()),
     }
 }
 
-#[utoipa::path(post, path = "/v1/connections/{id}/runs", tag = "runs",
-    request_body(content = Option<StartRun>, description = "Optional. `{\"mode\": \"full_refresh\"}` reads everything and, when the run succeeds, deletes the records it no longer returned; no body is an incremental run."),
-    responses((status = 202, body = Started), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody), (status = 415, body = ErrorBody)),
+#[utoipa::path(post, path = "/v1/connections/{id}/runs", tag = "runs", operation_id = "startRun",
+    params(("id" = String, Path, description = "The connection id")),
+    request_body(content = Option<StartRun>, description = "Optional. `{\"mode\": \"full_refresh\"}` reads everything and, when the run succeeds, deletes the records it no longer returned; no body is an incremental run.",
+        example = json!({"mode": "full_refresh"})),
+    responses((status = 202, description = "The run is on record and runs in the background (a run refused at start is on record as failed, with its reason)", body = Started,
+            example = json!({"run_id": "run_0123", "trigger": "manual", "collection_mode": "incremental"})),
+        (status = 400, description = "`invalid_body`: not `{\"mode\": …}`", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such connection", body = ErrorBody),
+        (status = 409, description = "`connection_not_runnable` (revoked or paused), `run_already_active`, `plugin_unavailable`, `browser_unavailable`, …", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: a body not sent as `application/json`", body = ErrorBody)),
     security(("owner" = [])))]
 pub async fn start(
     _: Owner,
@@ -187,8 +195,10 @@ pub struct RunList {
     pub runs: Vec<RunSummary>,
 }
 
-#[utoipa::path(get, path = "/v1/connections/{id}/runs", tag = "runs",
-    responses((status = 200, body = RunList), (status = 404, body = ErrorBody)), security(("owner" = [])))]
+#[utoipa::path(get, path = "/v1/connections/{id}/runs", tag = "runs", operation_id = "listRuns",
+    params(("id" = String, Path, description = "The connection id")),
+    responses((status = 200, body = RunList), (status = 404, description = "`not_found`: no such connection", body = ErrorBody)),
+    security(("owner" = [])))]
 pub async fn of_connection(_: Owner, State(s): St, Path(id): Path<String>) -> Result<Json<RunList>, ApiError> {
     load_connection(&s, &id).await?;
     let runs = s.dep.store.runs_of(&id).await?;
@@ -199,33 +209,57 @@ pub async fn of_connection(_: Owner, State(s): St, Path(id): Path<String>) -> Re
 
 #[derive(Serialize, ToSchema)]
 pub struct RunDetail {
-    #[schema(value_type = Object)]
     pub run: crate::store::RunRow,
-    #[schema(value_type = Vec<Object>)]
+    /// The timeline, oldest first.
     pub events: Vec<RunEvent>,
 }
 
-#[utoipa::path(get, path = "/v1/runs/{id}", tag = "runs",
-    responses((status = 200, body = RunDetail), (status = 404, body = ErrorBody)), security(("owner" = [])))]
-pub async fn one(_: Owner, State(s): St, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/v1/runs/{id}", tag = "runs", operation_id = "getRun",
+    params(("id" = String, Path, description = "The run id")),
+    responses((status = 200, description = "The run and its timeline", body = RunDetail),
+        (status = 404, description = "`not_found`: no such run", body = ErrorBody)),
+    security(("owner" = [])))]
+pub async fn one(_: Owner, State(s): St, Path(id): Path<String>) -> Result<Json<RunDetail>, ApiError> {
     let Some(run) = s.dep.store.run(&id).await? else {
         return Err(ApiError::not_found("run", &id));
     };
     let events = s.dep.store.events(&id).await?;
-    Ok(Json(json!(RunDetail { run, events })))
+    Ok(Json(RunDetail { run, events }))
 }
 
-#[utoipa::path(post, path = "/v1/runs/{id}/cancel", tag = "runs",
-    responses((status = 200, description = "`cancel_requested` or `already_terminal`"), (status = 404, body = ErrorBody)),
+/// What a cancel did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CancelResult {
+    /// The run stops at its next step (on whichever host runs it).
+    CancelRequested,
+    /// The run had ended already.
+    AlreadyTerminal,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Cancelled {
+    pub run_id: String,
+    pub result: CancelResult,
+}
+
+fn cancelled(run_id: String, result: CancelResult) -> Json<Cancelled> {
+    Json(Cancelled { run_id, result })
+}
+
+#[utoipa::path(post, path = "/v1/runs/{id}/cancel", tag = "runs", operation_id = "cancelRun",
+    params(("id" = String, Path, description = "The run id")),
+    responses((status = 200, body = Cancelled, example = json!({"run_id": "run_0123", "result": "cancel_requested"})),
+        (status = 404, description = "`not_found`: no such run", body = ErrorBody)),
     security(("owner" = [])))]
-pub async fn cancel(_: Owner, State(s): St, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn cancel(_: Owner, State(s): St, Path(id): Path<String>) -> Result<Json<Cancelled>, ApiError> {
     match s.runs.cancel(&id) {
         CancelRequest::Requested { connection_id } => {
             s.dep
                 .store
                 .audit(Audit::ok("run.cancel", &connection_id).run(&id))
                 .await?;
-            Ok(Json(json!({ "run_id": id, "result": "cancel_requested" })))
+            Ok(cancelled(id, CancelResult::CancelRequested))
         }
         // Executed by another host sharing the store: the request waits on
         // the run's row until that host sees it.
@@ -238,24 +272,27 @@ pub async fn cancel(_: Owner, State(s): St, Path(id): Path<String>) -> Result<Js
                     .store
                     .audit(Audit::ok("run.cancel", &run.connection_id).run(&id))
                     .await?;
-                Ok(Json(json!({ "run_id": id, "result": "cancel_requested" })))
+                Ok(cancelled(id, CancelResult::CancelRequested))
             } else {
-                Ok(Json(json!({ "run_id": id, "result": "already_terminal" })))
+                Ok(cancelled(id, CancelResult::AlreadyTerminal))
             }
         }
     }
 }
 
-#[derive(Deserialize, ToSchema)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct EventsQuery {
     /// Resume after this event sequence number (also read from `Last-Event-ID`).
+    #[param(schema_with = super::openapi::int64)]
     pub after: Option<i64>,
 }
 
-#[utoipa::path(get, path = "/v1/runs/{id}/events", tag = "runs",
-    params(("after" = Option<i64>, Query)),
-    responses((status = 200, description = "text/event-stream: one event per timeline entry (`event:` kind, `id:` sequence, `data:` JSON), ending after the terminal one"),
-        (status = 404, body = ErrorBody)),
+#[utoipa::path(get, path = "/v1/runs/{id}/events", tag = "runs", operation_id = "streamRunEvents",
+    params(("id" = String, Path, description = "The run id"), EventsQuery),
+    responses((status = 200, description = "Server-Sent Events: one event per timeline entry (`event:` its kind, `id:` its sequence number, `data:` its JSON), live until the run's terminal event, which ends the stream. A host shutting down ends it early; reconnect with `Last-Event-ID`.",
+            content_type = "text/event-stream", body = TimelineEvent),
+        (status = 404, description = "`not_found`: no such run", body = ErrorBody)),
     security(("owner" = [])))]
 pub async fn events(
     _: Owner,
@@ -308,15 +345,40 @@ pub async fn events(
     Ok(Sse::new(stream.flatten()).keep_alive(KeepAlive::default()))
 }
 
+/// One Server-Sent Event of `GET /v1/runs/{id}/events`: a timeline entry.
+#[derive(ToSchema)]
+pub struct TimelineEvent {
+    /// The entry's kind (`run.started`, …, a terminal `run.succeeded`,
+    /// `run.failed`, `run.cancelled`).
+    pub event: String,
+    /// The entry's sequence number (resume with `after` or `Last-Event-ID`).
+    #[schema(pattern = "^[0-9]+$")]
+    pub id: String,
+    /// The entry's `data`, as JSON text.
+    #[schema(content_media_type = "application/json")]
+    pub data: String,
+}
+
+impl TimelineEvent {
+    fn of(seq: i64, e: &RunEvent) -> Self {
+        TimelineEvent {
+            event: e.kind.clone(),
+            id: seq.to_string(),
+            data: e.data.to_string(),
+        }
+    }
+}
+
+impl From<TimelineEvent> for Event {
+    fn from(t: TimelineEvent) -> Self {
+        Event::default().event(t.event).id(t.id).data(t.data)
+    }
+}
+
 fn to_events(batch: &[(i64, RunEvent)]) -> Vec<Result<Event, Infallible>> {
     batch
         .iter()
-        .map(|(seq, e)| {
-            Ok(Event::default()
-                .event(e.kind.clone())
-                .id(seq.to_string())
-                .data(e.data.to_string()))
-        })
+        .map(|(seq, e)| Ok(TimelineEvent::of(*seq, e).into()))
         .collect()
 }
 
@@ -339,6 +401,7 @@ mod tests {
         assert_eq!(start_body(&none, b"").unwrap().mode, RunMode::Incremental);
         assert_eq!(start_body(&json_headers(), b" \n").unwrap().mode, RunMode::Incremental);
         assert_eq!(start_body(&json_headers(), b"{}").unwrap().mode, RunMode::Incremental);
+        assert_eq!(start_body(&json_headers(), b"null").unwrap().mode, RunMode::Incremental);
         let full = start_body(&json_headers(), br#"{"mode":"full_refresh"}"#).unwrap();
         assert_eq!(CollectionMode::from(full.mode), CollectionMode::FullRefresh);
         let refused = |headers: &axum::http::HeaderMap, body: &[u8]| start_body(headers, body).unwrap_err().code;

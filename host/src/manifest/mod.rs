@@ -68,7 +68,7 @@ pub struct Manifest {
 
 /// `lifecycle`: a connector the catalog keeps listing but that takes no new
 /// connections. Data already collected stays readable.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Lifecycle {
     pub status: LifecycleStatus,
     #[serde(default)]
@@ -79,7 +79,7 @@ pub struct Lifecycle {
     pub data_deleted_at: Option<String>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LifecycleStatus {
     Available,

@@ -20,6 +20,34 @@ use std::collections::HashMap;
 /// The longest display name, in characters.
 pub const MAX_DISPLAY_NAME: usize = 200;
 
+/// A display name holds at least one character that is not white space:
+/// this class is exactly the characters `char::is_whitespace` accepts (the
+/// Unicode `White_Space` property), so the OpenAPI document's `pattern`
+/// and [`check_display_name`] agree on every string.
+pub const DISPLAY_NAME_PATTERN: &str =
+    "[^\\t\\n\\u000b\\f\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]";
+
+/// The JSON schema of a display name, from the same constants
+/// [`check_display_name`] uses; `nullable` where `null` means "none".
+pub fn display_name_schema(nullable: bool) -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+    let ty = if nullable {
+        SchemaType::from_iter([Type::String, Type::Null])
+    } else {
+        SchemaType::Type(Type::String)
+    };
+    ObjectBuilder::new()
+        .schema_type(ty)
+        .min_length(Some(1))
+        .max_length(Some(MAX_DISPLAY_NAME))
+        .pattern(Some(DISPLAY_NAME_PATTERN))
+        .description(Some(format!(
+            "1 to {MAX_DISPLAY_NAME} characters, not only white space (stored trimmed)"
+        )))
+        .examples([serde_json::json!("Work calendar")])
+        .build()
+}
+
 /// Why a connection cannot be created. Nothing was written.
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
@@ -80,9 +108,10 @@ pub fn closed(m: &Manifest) -> Option<SetupError> {
     })
 }
 
-/// A display name of 1 to [`MAX_DISPLAY_NAME`] characters (after trimming).
+/// A display name of 1 to [`MAX_DISPLAY_NAME`] characters, not only white
+/// space ([`DISPLAY_NAME_PATTERN`]).
 pub fn check_display_name(name: &str) -> Result<(), SetupError> {
-    if name.trim().is_empty() || name.chars().count() > MAX_DISPLAY_NAME {
+    if name.chars().all(char::is_whitespace) || name.chars().count() > MAX_DISPLAY_NAME {
         return Err(SetupError::InvalidDisplayName);
     }
     Ok(())

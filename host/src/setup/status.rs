@@ -158,8 +158,7 @@ pub struct RunSummary {
     pub run_id: String,
     pub status: RunStatus,
     pub trigger: Trigger,
-    /// `incremental` or `full_refresh`.
-    #[schema(value_type = String)]
+    #[schema(schema_with = crate::store::collection_mode_schema)]
     pub collection_mode: CollectionMode,
     pub started_at: i64,
     pub finished_at: Option<i64>,
@@ -222,7 +221,7 @@ pub struct BrowserSessionView {
     /// The pending question the run waits on, when it does.
     pub interaction_id: Option<String>,
     /// The last run's cleanup status, as its timeline recorded it.
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub cleanup: Option<Value>,
 }
 
@@ -288,7 +287,7 @@ pub struct SetupStatus {
     pub health_state: HealthState,
     pub pending: bool,
     pub running: bool,
-    #[schema(value_type = Object)]
+    #[schema(value_type = Option<Object>)]
     pub account_identity: Option<Value>,
     pub credential: CredentialView,
     pub run: Option<RunSummary>,

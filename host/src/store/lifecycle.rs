@@ -65,7 +65,7 @@ pub struct DeleteReport {
 }
 
 /// One audit entry: who did what to which connection, with what outcome.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct AuditEvent {
     pub seq: i64,
     pub at: i64,
@@ -73,6 +73,8 @@ pub struct AuditEvent {
     pub connection_id: Option<String>,
     pub run_id: Option<String>,
     pub outcome: String,
+    /// Ids, kinds, codes and counts; never a secret.
+    #[schema(value_type = Value)]
     pub detail: Value,
 }
 

@@ -245,9 +245,12 @@ impl StoredCredential {
 }
 
 /// One entry of a run's timeline.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct RunEvent {
+    /// `run.started`, `record.batch`, `run.succeeded`, … (see docs/operations.md).
     pub kind: String,
+    /// The entry's JSON; never a secret.
+    #[schema(value_type = Value)]
     pub data: Value,
 }
 
@@ -271,14 +274,14 @@ pub struct RunEnd {
     pub resource_report: Value,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct RunRow {
     pub run_id: String,
     pub connection_id: String,
     pub connector_id: String,
     pub status: RunStatus,
     pub trigger: Trigger,
-    /// `incremental` or `full_refresh`.
+    #[schema(schema_with = collection_mode_schema)]
     pub collection_mode: CollectionMode,
     pub started_at: i64,
     pub finished_at: Option<i64>,
@@ -286,7 +289,18 @@ pub struct RunRow {
     pub records_written: i64,
     pub failure_reason: Option<String>,
     pub failure_message: Option<String>,
+    /// What the run used of its limits (memory, fuel, time, bytes), once it ended.
+    #[schema(value_type = Option<Object>)]
     pub resource_report: Option<Value>,
+}
+
+/// The schema of a run's collection mode: the profile's `collection_mode`
+/// spellings.
+pub fn collection_mode_schema() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(CollectionMode::ALL.iter().map(|m| m.as_str())))
+        .build()
 }
 
 impl RunRow {
@@ -315,10 +329,13 @@ impl RunRow {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct StoredRecord {
     pub stream: String,
+    /// The record's primary key, as the store orders it.
     pub key: String,
+    /// The record, as its stream's schema describes it.
+    #[schema(value_type = Object)]
     pub data: Value,
     pub emitted_at: String,
     pub run_id: String,
