@@ -56,6 +56,13 @@ pub struct BenchArgs {
     /// Requests per egress-heavy run.
     #[arg(long, default_value_t = 200)]
     pub requests: usize,
+    /// Measure ingest instead: records/s into SQLite (and PostgreSQL with
+    /// `--postgres-url`) against a raw insert of the same rows.
+    #[arg(long)]
+    pub ingest: bool,
+    /// The PostgreSQL server for `--ingest` (a database is created per run).
+    #[arg(long)]
+    pub postgres_url: Option<String>,
 }
 
 struct Count(Arc<AtomicU64>);
@@ -79,6 +86,9 @@ fn ms(d: Duration) -> f64 {
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.browser {
         return super::bench_browser::run(args.runs, &args.node_browser_script).await;
+    }
+    if args.ingest {
+        return super::bench_ingest::run(super::bench_ingest::IngestArgs::from(&args)).await;
     }
     let sandbox = Sandbox::new()?;
     let t = Instant::now();

@@ -4,6 +4,7 @@
 
 mod bench;
 mod bench_browser;
+mod bench_ingest;
 mod connection;
 mod data;
 mod plugins;

@@ -1,0 +1,247 @@
+//! The records and timeline entries of one batch, written as multi-row
+//! statements inside the batch's transaction.
+//!
+//! Per (stream, key) only the batch's last record counts: an upsert replaces
+//! every column of the row and a delete removes it, so the last operation on
+//! a key decides what the table holds after the batch, whatever came before
+//! it in the batch. The batch is first reduced to that last operation per
+//! key; the remaining keys are distinct, so deletes and upserts are written
+//! in any order and no statement touches a key twice (PostgreSQL refuses an
+//! `ON CONFLICT DO UPDATE` that would).
+//!
+//! Rows go in chunks whose sizes are powers of two up to [`MAX_CHUNK`], so a
+//! table has at most a handful of distinct statements, each prepared once
+//! per database connection. The largest statement binds
+//! `3 + 5 × MAX_CHUNK` parameters, far below SQLite's (32,766) and
+//! PostgreSQL's (65,535) limits.
+
+use super::{Result, RunEvent, json_text, key_text};
+use crate::protocol as p;
+use sqlx::Row;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::OnceLock;
+
+type Tx = sqlx::Transaction<'static, sqlx::Any>;
+
+/// The most rows one statement writes.
+pub(super) const MAX_CHUNK: usize = 256;
+/// Distinct chunk sizes: 1, 2, 4, … MAX_CHUNK.
+const SIZES: usize = MAX_CHUNK.trailing_zeros() as usize + 1;
+
+/// `rows` cut into chunks of MAX_CHUNK, then of the binary digits of the rest.
+fn chunks<T>(mut rows: &[T]) -> impl Iterator<Item = &[T]> {
+    std::iter::from_fn(move || {
+        if rows.is_empty() {
+            return None;
+        }
+        let size = MAX_CHUNK.min(1 << rows.len().ilog2());
+        let (chunk, rest) = rows.split_at(size);
+        rows = rest;
+        Some(chunk)
+    })
+}
+
+/// The statement for a chunk of `n` rows, built once per size.
+fn statement(cache: &'static OnceLock<Vec<String>>, build: fn(usize) -> String, n: usize) -> &'static str {
+    debug_assert!(n.is_power_of_two() && n <= MAX_CHUNK);
+    &cache.get_or_init(|| (0..SIZES).map(|i| build(1 << i)).collect())[n.trailing_zeros() as usize]
+}
+
+/// `$1` connection, `$2` run, `$3` written_at; per row stream, key, data,
+/// emitted_at, record time.
+fn upsert_sql(n: usize) -> String {
+    let mut sql = String::from(
+        "INSERT INTO records (connection_id, stream, record_key, data, emitted_at, run_id, written_at, record_time) VALUES ",
+    );
+    for i in 0..n {
+        let b = 4 + 5 * i;
+        if i > 0 {
+            sql.push(',');
+        }
+        sql.push_str(&format!(
+            "($1,${},${},${},${},$2,$3,${})",
+            b,
+            b + 1,
+            b + 2,
+            b + 3,
+            b + 4
+        ));
+    }
+    sql.push_str(
+        " ON CONFLICT (connection_id, stream, record_key) DO UPDATE SET data = excluded.data,
+           emitted_at = excluded.emitted_at, run_id = excluded.run_id, written_at = excluded.written_at,
+           record_time = excluded.record_time",
+    );
+    sql
+}
+
+/// `$1` connection, `$2` stream, then the keys.
+fn delete_sql(n: usize) -> String {
+    let keys: Vec<String> = (0..n).map(|i| format!("${}", i + 3)).collect();
+    format!(
+        "DELETE FROM records WHERE connection_id = $1 AND stream = $2 AND record_key IN ({})",
+        keys.join(",")
+    )
+}
+
+/// `$1` run, `$2` at; per event seq, kind, data.
+fn events_sql(n: usize) -> String {
+    let rows: Vec<String> = (0..n)
+        .map(|i| {
+            let b = 3 + 3 * i;
+            format!("($1,${},$2,${},${})", b, b + 1, b + 2)
+        })
+        .collect();
+    format!(
+        "INSERT INTO run_events (run_id, seq, at, kind, data) VALUES {}",
+        rows.join(",")
+    )
+}
+
+static UPSERT: OnceLock<Vec<String>> = OnceLock::new();
+static DELETE: OnceLock<Vec<String>> = OnceLock::new();
+static EVENTS: OnceLock<Vec<String>> = OnceLock::new();
+
+struct Upsert<'a> {
+    stream: &'a str,
+    key: String,
+    data: String,
+    emitted_at: &'a str,
+    time: &'a str,
+}
+
+/// Write a batch's records; returns how many of them were upserts (deletes
+/// not counted), duplicates included.
+pub(super) async fn write_records(
+    tx: &mut Tx,
+    connection_id: &str,
+    run_id: &str,
+    now: i64,
+    records: &[p::Record],
+    time_fields: &BTreeMap<String, String>,
+) -> Result<u64> {
+    let keys: Vec<String> = records.iter().map(|r| key_text(&r.key)).collect();
+    // Which record is the last of its key in the batch.
+    let last = {
+        let mut at: HashMap<(&str, &str), usize> = HashMap::with_capacity(records.len());
+        for (i, (r, k)) in records.iter().zip(&keys).enumerate() {
+            at.insert((r.stream.as_str(), k.as_str()), i);
+        }
+        let mut last = vec![false; records.len()];
+        for i in at.into_values() {
+            last[i] = true;
+        }
+        last
+    };
+    let mut upserts = Vec::with_capacity(records.len());
+    let mut deletes: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    let mut accepted = 0u64;
+    for ((r, key), last) in records.iter().zip(keys).zip(last) {
+        let delete = r.op.as_deref() == Some("delete");
+        accepted += u64::from(!delete);
+        if !last {
+            continue;
+        }
+        if delete {
+            deletes.entry(&r.stream).or_default().push(key);
+            continue;
+        }
+        let time = time_fields
+            .get(&r.stream)
+            .and_then(|f| r.data.as_ref()?.get(f)?.as_str())
+            .unwrap_or(&r.emitted_at);
+        upserts.push(Upsert {
+            stream: &r.stream,
+            key,
+            data: r.data.as_ref().map(json_text).unwrap_or_else(|| "{}".into()),
+            emitted_at: &r.emitted_at,
+            time,
+        });
+    }
+    for (stream, keys) in &deletes {
+        for chunk in chunks(keys) {
+            let mut q = sqlx::query(statement(&DELETE, delete_sql, chunk.len()))
+                .bind(connection_id)
+                .bind(*stream);
+            for k in chunk {
+                q = q.bind(k.as_str());
+            }
+            q.execute(&mut **tx).await?;
+        }
+    }
+    for chunk in chunks(&upserts) {
+        let mut q = sqlx::query(statement(&UPSERT, upsert_sql, chunk.len()))
+            .bind(connection_id)
+            .bind(run_id)
+            .bind(now);
+        for u in chunk {
+            q = q
+                .bind(u.stream)
+                .bind(u.key.as_str())
+                .bind(u.data.as_str())
+                .bind(u.emitted_at)
+                .bind(u.time);
+        }
+        q.execute(&mut **tx).await?;
+    }
+    Ok(accepted)
+}
+
+/// Append timeline entries to a run, numbered after its last one.
+pub(crate) async fn append_events(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    run_id: &str,
+    events: &[RunEvent],
+) -> Result<()> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let row = sqlx::query("SELECT COALESCE(MAX(seq), 0) AS seq FROM run_events WHERE run_id = $1")
+        .bind(run_id)
+        .fetch_one(&mut **tx)
+        .await?;
+    let mut seq: i64 = row.try_get("seq")?;
+    let now = super::now_ms();
+    let data: Vec<String> = events.iter().map(|e| json_text(&e.data)).collect();
+    let mut offset = 0;
+    for chunk in chunks(events) {
+        let mut q = sqlx::query(statement(&EVENTS, events_sql, chunk.len()))
+            .bind(run_id)
+            .bind(now);
+        for (e, d) in chunk.iter().zip(&data[offset..]) {
+            seq += 1;
+            q = q.bind(seq).bind(e.kind.as_str()).bind(d.as_str());
+        }
+        offset += chunk.len();
+        q.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_are_cut_into_power_of_two_chunks_up_to_the_maximum() {
+        let sizes = |n: usize| chunks(&vec![0u8; n]).map(<[u8]>::len).collect::<Vec<_>>();
+        assert_eq!(sizes(0), Vec::<usize>::new());
+        assert_eq!(sizes(1), [1]);
+        assert_eq!(sizes(250), [128, 64, 32, 16, 8, 2]);
+        assert_eq!(sizes(MAX_CHUNK * 2 + 3), [MAX_CHUNK, MAX_CHUNK, 2, 1]);
+    }
+
+    #[test]
+    fn statements_number_their_parameters_in_order() {
+        assert_eq!(
+            delete_sql(2),
+            "DELETE FROM records WHERE connection_id = $1 AND stream = $2 AND record_key IN ($3,$4)"
+        );
+        assert_eq!(
+            events_sql(2),
+            "INSERT INTO run_events (run_id, seq, at, kind, data) VALUES ($1,$3,$2,$4,$5),($1,$6,$2,$7,$8)"
+        );
+        assert!(upsert_sql(2).contains("VALUES ($1,$4,$5,$6,$7,$2,$3,$8),($1,$9,$10,$11,$12,$2,$3,$13) ON CONFLICT"));
+        assert_eq!(statement(&UPSERT, upsert_sql, 4), upsert_sql(4));
+    }
+}
