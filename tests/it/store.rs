@@ -263,7 +263,7 @@ async fn sigkill_mid_batch_leaves_only_whole_batches() {
     .expect("the database opens after the kill");
     let n = t.store.count_records(&conn).await.unwrap();
     assert!(n >= seen);
-    assert_eq!(n % 256, 0, "only whole batches of 256 are visible, found {n}");
+    assert_eq!(n % 4096, 0, "only whole SDK batches of 4,096 are visible, found {n}");
     let pool = sqlx::AnyPool::connect(&url).await.unwrap();
     let (check,): (String,) = sqlx::query_as("PRAGMA integrity_check").fetch_one(&pool).await.unwrap();
     assert_eq!(check, "ok");

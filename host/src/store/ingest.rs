@@ -11,9 +11,8 @@
 //!
 //! Rows go in chunks whose sizes are powers of two up to [`MAX_CHUNK`], so a
 //! table has at most a handful of distinct statements, each prepared once
-//! per database connection. The largest statement binds
-//! `3 + 5 × MAX_CHUNK` parameters, far below SQLite's (32,766) and
-//! PostgreSQL's (65,535) limits.
+//! per database connection. The largest statement binds `8 × MAX_CHUNK`
+//! parameters, far below SQLite's (32,766) and PostgreSQL's (65,535) limits.
 
 use super::{Result, RunEvent, json_text, key_text};
 use crate::protocol as p;
@@ -41,66 +40,89 @@ fn chunks<T>(mut rows: &[T]) -> impl Iterator<Item = &[T]> {
     })
 }
 
-/// The statement for a chunk of `n` rows, built once per size.
-fn statement(cache: &'static OnceLock<Vec<String>>, build: fn(usize) -> String, n: usize) -> &'static str {
-    debug_assert!(n.is_power_of_two() && n <= MAX_CHUNK);
-    &cache.get_or_init(|| (0..SIZES).map(|i| build(1 << i)).collect())[n.trailing_zeros() as usize]
+/// How a backend's statements number their parameters. SQLite gets
+/// anonymous `?`: sqlx looks up each parameter's name before binding it,
+/// and SQLite finds a name by walking the statement's list of names, which
+/// would make binding a chunk quadratic in its parameters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Style {
+    /// `$1, $2, …` (PostgreSQL).
+    Numbered,
+    /// `?, ?, …` (SQLite).
+    Anonymous,
 }
 
-/// `$1` connection, `$2` run, `$3` written_at; per row stream, key, data,
-/// emitted_at, record time.
-fn upsert_sql(n: usize) -> String {
-    let mut sql = String::from(
-        "INSERT INTO records (connection_id, stream, record_key, data, emitted_at, run_id, written_at, record_time) VALUES ",
-    );
-    for i in 0..n {
-        let b = 4 + 5 * i;
-        if i > 0 {
-            sql.push(',');
+impl Style {
+    fn of(tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Style {
+        if tx.backend_name() == "SQLite" {
+            Style::Anonymous
+        } else {
+            Style::Numbered
         }
-        sql.push_str(&format!(
-            "($1,${},${},${},${},$2,$3,${})",
-            b,
-            b + 1,
-            b + 2,
-            b + 3,
-            b + 4
-        ));
     }
-    sql.push_str(
-        " ON CONFLICT (connection_id, stream, record_key) DO UPDATE SET data = excluded.data,
+
+    /// Parameter number `i` (from 1).
+    fn param(self, i: usize) -> String {
+        match self {
+            Style::Numbered => format!("${i}"),
+            Style::Anonymous => "?".into(),
+        }
+    }
+
+    /// `n` tuples of `width` parameters numbered after the first `before`:
+    /// `($3,$4),($5,$6)` or `(?,?),(?,?)`.
+    fn tuples(self, before: usize, n: usize, width: usize) -> String {
+        let tuple = |t: usize| {
+            let params: Vec<String> = (0..width).map(|j| self.param(before + t * width + j + 1)).collect();
+            format!("({})", params.join(","))
+        };
+        (0..n).map(tuple).collect::<Vec<_>>().join(",")
+    }
+}
+
+/// The statements of one kind, per style, per chunk size; built once.
+type Cache = [OnceLock<Vec<String>>; 2];
+
+/// The statement for a chunk of `n` rows.
+fn statement(cache: &'static Cache, build: fn(Style, usize) -> String, style: Style, n: usize) -> &'static str {
+    debug_assert!(n.is_power_of_two() && n <= MAX_CHUNK);
+    let slot = &cache[usize::from(style == Style::Anonymous)];
+    &slot.get_or_init(|| (0..SIZES).map(|i| build(style, 1 << i)).collect())[n.trailing_zeros() as usize]
+}
+
+/// Per row: connection, stream, key, data, emitted_at, run, written_at,
+/// record time.
+fn upsert_sql(style: Style, n: usize) -> String {
+    format!(
+        "INSERT INTO records (connection_id, stream, record_key, data, emitted_at, run_id, written_at, record_time)
+         VALUES {} ON CONFLICT (connection_id, stream, record_key) DO UPDATE SET data = excluded.data,
            emitted_at = excluded.emitted_at, run_id = excluded.run_id, written_at = excluded.written_at,
            record_time = excluded.record_time",
-    );
-    sql
-}
-
-/// `$1` connection, `$2` stream, then the keys.
-fn delete_sql(n: usize) -> String {
-    let keys: Vec<String> = (0..n).map(|i| format!("${}", i + 3)).collect();
-    format!(
-        "DELETE FROM records WHERE connection_id = $1 AND stream = $2 AND record_key IN ({})",
-        keys.join(",")
+        style.tuples(0, n, 8)
     )
 }
 
-/// `$1` run, `$2` at; per event seq, kind, data.
-fn events_sql(n: usize) -> String {
-    let rows: Vec<String> = (0..n)
-        .map(|i| {
-            let b = 3 + 3 * i;
-            format!("($1,${},$2,${},${})", b, b + 1, b + 2)
-        })
-        .collect();
+/// Connection, stream, then the keys.
+fn delete_sql(style: Style, n: usize) -> String {
+    format!(
+        "DELETE FROM records WHERE connection_id = {} AND stream = {} AND record_key IN {}",
+        style.param(1),
+        style.param(2),
+        style.tuples(2, 1, n)
+    )
+}
+
+/// Per event: run, seq, at, kind, data.
+fn events_sql(style: Style, n: usize) -> String {
     format!(
         "INSERT INTO run_events (run_id, seq, at, kind, data) VALUES {}",
-        rows.join(",")
+        style.tuples(0, n, 5)
     )
 }
 
-static UPSERT: OnceLock<Vec<String>> = OnceLock::new();
-static DELETE: OnceLock<Vec<String>> = OnceLock::new();
-static EVENTS: OnceLock<Vec<String>> = OnceLock::new();
+static UPSERT: Cache = [OnceLock::new(), OnceLock::new()];
+static DELETE: Cache = [OnceLock::new(), OnceLock::new()];
+static EVENTS: Cache = [OnceLock::new(), OnceLock::new()];
 
 struct Upsert<'a> {
     stream: &'a str,
@@ -158,9 +180,10 @@ pub(super) async fn write_records(
             time,
         });
     }
+    let style = Style::of(tx);
     for (stream, keys) in &deletes {
         for chunk in chunks(keys) {
-            let mut q = sqlx::query(statement(&DELETE, delete_sql, chunk.len()))
+            let mut q = sqlx::query(statement(&DELETE, delete_sql, style, chunk.len()))
                 .bind(connection_id)
                 .bind(*stream);
             for k in chunk {
@@ -170,16 +193,16 @@ pub(super) async fn write_records(
         }
     }
     for chunk in chunks(&upserts) {
-        let mut q = sqlx::query(statement(&UPSERT, upsert_sql, chunk.len()))
-            .bind(connection_id)
-            .bind(run_id)
-            .bind(now);
+        let mut q = sqlx::query(statement(&UPSERT, upsert_sql, style, chunk.len()));
         for u in chunk {
             q = q
+                .bind(connection_id)
                 .bind(u.stream)
                 .bind(u.key.as_str())
                 .bind(u.data.as_str())
                 .bind(u.emitted_at)
+                .bind(run_id)
+                .bind(now)
                 .bind(u.time);
         }
         q.execute(&mut **tx).await?;
@@ -203,14 +226,18 @@ pub(crate) async fn append_events(
     let mut seq: i64 = row.try_get("seq")?;
     let now = super::now_ms();
     let data: Vec<String> = events.iter().map(|e| json_text(&e.data)).collect();
+    let style = Style::of(tx);
     let mut offset = 0;
     for chunk in chunks(events) {
-        let mut q = sqlx::query(statement(&EVENTS, events_sql, chunk.len()))
-            .bind(run_id)
-            .bind(now);
+        let mut q = sqlx::query(statement(&EVENTS, events_sql, style, chunk.len()));
         for (e, d) in chunk.iter().zip(&data[offset..]) {
             seq += 1;
-            q = q.bind(seq).bind(e.kind.as_str()).bind(d.as_str());
+            q = q
+                .bind(run_id)
+                .bind(seq)
+                .bind(now)
+                .bind(e.kind.as_str())
+                .bind(d.as_str());
         }
         offset += chunk.len();
         q.execute(&mut **tx).await?;
@@ -234,14 +261,25 @@ mod tests {
     #[test]
     fn statements_number_their_parameters_in_order() {
         assert_eq!(
-            delete_sql(2),
+            delete_sql(Style::Numbered, 2),
             "DELETE FROM records WHERE connection_id = $1 AND stream = $2 AND record_key IN ($3,$4)"
         );
         assert_eq!(
-            events_sql(2),
-            "INSERT INTO run_events (run_id, seq, at, kind, data) VALUES ($1,$3,$2,$4,$5),($1,$6,$2,$7,$8)"
+            delete_sql(Style::Anonymous, 2),
+            "DELETE FROM records WHERE connection_id = ? AND stream = ? AND record_key IN (?,?)"
         );
-        assert!(upsert_sql(2).contains("VALUES ($1,$4,$5,$6,$7,$2,$3,$8),($1,$9,$10,$11,$12,$2,$3,$13) ON CONFLICT"));
-        assert_eq!(statement(&UPSERT, upsert_sql, 4), upsert_sql(4));
+        assert_eq!(
+            events_sql(Style::Numbered, 2),
+            "INSERT INTO run_events (run_id, seq, at, kind, data) VALUES ($1,$2,$3,$4,$5),($6,$7,$8,$9,$10)"
+        );
+        assert!(upsert_sql(Style::Anonymous, 2).contains("VALUES (?,?,?,?,?,?,?,?),(?,?,?,?,?,?,?,?) ON CONFLICT"));
+        assert_eq!(
+            statement(&UPSERT, upsert_sql, Style::Numbered, 4),
+            upsert_sql(Style::Numbered, 4)
+        );
+        assert_eq!(
+            statement(&UPSERT, upsert_sql, Style::Anonymous, 4),
+            upsert_sql(Style::Anonymous, 4)
+        );
     }
 }
