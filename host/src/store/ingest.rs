@@ -192,14 +192,17 @@ pub(super) async fn write_records(
             q.execute(&mut **tx).await?;
         }
     }
-    for chunk in chunks(&upserts) {
-        let mut q = sqlx::query(statement(&UPSERT, upsert_sql, style, chunk.len()));
-        for u in chunk {
+    let sizes: Vec<usize> = chunks(&upserts).map(<[Upsert]>::len).collect();
+    let mut rows = upserts.into_iter();
+    for size in sizes {
+        let mut q = sqlx::query(statement(&UPSERT, upsert_sql, style, size));
+        // Key and data are moved into the statement, not copied.
+        for u in rows.by_ref().take(size) {
             q = q
                 .bind(connection_id)
                 .bind(u.stream)
-                .bind(u.key.as_str())
-                .bind(u.data.as_str())
+                .bind(u.key)
+                .bind(u.data)
                 .bind(u.emitted_at)
                 .bind(run_id)
                 .bind(now)

@@ -105,7 +105,8 @@ fn key_text(key: &Value) -> String {
 }
 
 fn json_text(v: &Value) -> String {
-    v.to_string()
+    // The same compact text as `Display`, without going through `fmt`.
+    serde_json::to_string(v).expect("a JSON value serializes")
 }
 
 fn parse_json(s: &str) -> Result<Value> {
