@@ -189,6 +189,38 @@ on_both_backends! {
     }
 }
 
+on_both_backends! {
+    /// A batch is written while the connector produces the next one, yet
+    /// batches become durable whole and in order, and the run ends only
+    /// after its last one: every record is stored when the run returns,
+    /// each batch's timeline entry precedes the run's end, and the state
+    /// commits after them.
+    async fn batches_are_durable_in_order_before_the_run_ends(t: TestDeployment) {
+        let m = demo_manifest();
+        let c = t.connection(&m, json!({"contacts": 10_000, "events": 0, "checkpoint_every": 1_000}), None).await;
+        let out = run_connection(&t.dep, sandbox(), demo(), m, &c, ConnectionRun::new(Trigger::Manual)).await.unwrap();
+        assert!(out.succeeded(), "{out:?}");
+        let s = &t.dep.store;
+        assert_eq!(s.count_records(&c).await.unwrap(), 10_000);
+        assert_eq!(s.run(&out.run_id).await.unwrap().unwrap().records_written, 10_000);
+        let events = s.events(&out.run_id).await.unwrap();
+        let batches: Vec<u64> = events
+            .iter()
+            .filter(|e| e.kind == "run.batch_written")
+            .map(|e| e.data["records"].as_u64().unwrap())
+            .collect();
+        assert!(batches.len() >= 3, "several batches: {batches:?}");
+        assert_eq!(batches.iter().sum::<u64>(), 10_000);
+        let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+        let last_batch = kinds.iter().rposition(|k| *k == "run.batch_written").unwrap();
+        let advanced = kinds.iter().position(|k| *k == "run.state_advanced").unwrap();
+        assert!(last_batch < advanced, "{kinds:?}");
+        assert_eq!(kinds.last(), Some(&"run.completed"));
+        let state = s.state(&c, &Namespace::Global).await.unwrap();
+        assert_eq!(state["contacts"], json!({"after": "2027-02-21T15:00:00Z"}));
+    }
+}
+
 /// SIGKILL the host in the middle of writing batches: the database opens,
 /// every committed batch is whole, nothing half-written shows, and the
 /// interrupted run is marked failed at the next start.
