@@ -2,7 +2,7 @@
 //!
 //! It holds what START said (scope, mode, prior cursors, bindings, settings)
 //! and buffers what the connector emits: messages go to the host in batches
-//! of up to 256 messages or 1 MiB of JSON, before every interaction, on
+//! of up to 4,096 messages or 1 MiB of JSON, before every interaction, on
 //! [`Run::flush`] and when the run returns, so the host makes one call per
 //! batch instead of one per record.
 
@@ -23,8 +23,10 @@ use crate::time::now_rfc3339;
 use crate::wit;
 use pdpp_types::{DoneStatus, RecordOp};
 
-/// Messages buffered before one `emit.send` call.
-const BATCH_MESSAGES: usize = 256;
+/// Messages buffered before one `emit.send` call. The host writes each
+/// call's records in one transaction, so a batch is also the unit of
+/// durability; larger batches mean fewer commits (docs/storage.md).
+pub(crate) const BATCH_MESSAGES: usize = 4096;
 /// Bytes of JSON buffered before one `emit.send` call.
 const BATCH_BYTES: usize = 1 << 20;
 

@@ -495,17 +495,18 @@ mod tests {
     fn messages_travel_in_batches_and_nothing_is_lost_at_the_end() {
         let host = TestHost::new().stream("s");
         let mut run = host.run();
-        for i in 0..300u64 {
+        let full = crate::run::BATCH_MESSAGES as u64;
+        for i in 0..full + 44 {
             run.record("s", i, &json!({ "id": i })).unwrap();
         }
-        assert_eq!(host.batches(), 1, "256 messages make a batch");
-        assert_eq!(host.records("s").len(), 256);
-        run.checkpoint("s", &json!({ "n": 300 })).unwrap();
+        assert_eq!(host.batches(), 1, "{full} messages make a batch");
+        assert_eq!(host.records("s").len() as u64, full);
+        run.checkpoint("s", &json!({ "n": full + 44 })).unwrap();
         let done = host.finish(run, Ok(()));
         assert_eq!(host.batches(), 2);
-        assert_eq!(host.records("s").len(), 300);
-        assert_eq!(done.records_emitted, 300);
-        assert_eq!(host.checkpoint("s"), Some(Some(json!({ "n": 300 }))));
+        assert_eq!(host.records("s").len() as u64, full + 44);
+        assert_eq!(done.records_emitted, full + 44);
+        assert_eq!(host.checkpoint("s"), Some(Some(json!({ "n": full + 44 }))));
     }
 
     #[test]

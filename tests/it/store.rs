@@ -82,6 +82,145 @@ on_both_backends! {
     }
 }
 
+fn delete(stream: &str, key: &str) -> p::Record {
+    p::Record {
+        op: Some("delete".into()),
+        data: None,
+        ..record(stream, key, json!({}))
+    }
+}
+
+/// The stored (key, data) pairs of a stream, in key order.
+async fn stored(t: &TestDeployment, c: &str, stream: &str) -> Vec<(String, serde_json::Value)> {
+    let rows = t.dep.store.records(c, stream).await.unwrap();
+    rows.into_iter().map(|r| (r.key, r.data)).collect()
+}
+
+on_both_backends! {
+    /// Per key, the last record of a batch wins, as if the batch's records
+    /// were applied one after the other.
+    async fn a_batch_with_the_same_key_twice_keeps_the_last_version(t: TestDeployment) {
+        let m = probe_manifest();
+        let c = t.connection(&m, json!({}), None).await;
+        let s = &t.dep.store;
+        let batch = [
+            record("items", "k1", json!({"v": 1})),
+            record("items", "k2", json!({"v": 1})),
+            record("items", "k1", json!({"v": 2})),
+            record("other", "k1", json!({"v": "other"})),
+            record("items", "k1", json!({"v": 3})),
+        ];
+        assert_eq!(s.write_batch(&c, "run_1", &batch, &[]).await.unwrap(), 5);
+        assert_eq!(stored(&t, &c, "items").await, [("k1".into(), json!({"v": 3})), ("k2".into(), json!({"v": 1}))]);
+        assert_eq!(stored(&t, &c, "other").await, [("k1".into(), json!({"v": "other"}))], "same key, other stream");
+    }
+}
+
+on_both_backends! {
+    /// Deletes and upserts in one batch apply in the order they were sent:
+    /// an upsert after a delete brings the key back, a delete after an
+    /// upsert removes it, a delete reaches a row of an earlier batch.
+    async fn deletes_interleaved_with_upserts_apply_in_order(t: TestDeployment) {
+        let m = probe_manifest();
+        let c = t.connection(&m, json!({}), None).await;
+        let s = &t.dep.store;
+        s.write_batch(&c, "run_1", &[record("items", "old", json!({"v": 0})), record("items", "kept", json!({"v": 0}))], &[])
+            .await
+            .unwrap();
+        let batch = [
+            record("items", "back", json!({"v": 1})),
+            delete("items", "back"),
+            record("items", "gone", json!({"v": 1})),
+            delete("items", "old"),
+            record("items", "back", json!({"v": 2})),
+            delete("items", "gone"),
+            delete("items", "never"),
+            record("items", "new", json!({"v": 1})),
+        ];
+        s.write_batch(&c, "run_2", &batch, &[]).await.unwrap();
+        assert_eq!(
+            stored(&t, &c, "items").await,
+            [("back".into(), json!({"v": 2})), ("kept".into(), json!({"v": 0})), ("new".into(), json!({"v": 1}))]
+        );
+        let runs: Vec<String> = t.dep.store.records(&c, "items").await.unwrap().into_iter().map(|r| r.run_id).collect();
+        assert_eq!(runs, ["run_2", "run_1", "run_2"]);
+    }
+}
+
+on_both_backends! {
+    /// A batch larger than one statement's rows (256) is written whole, and
+    /// when the database refuses a row near its end nothing of it is kept:
+    /// no record, no timeline entry; earlier batches stay.
+    async fn a_batch_larger_than_one_chunk_is_all_or_nothing(t: TestDeployment) {
+        let m = probe_manifest();
+        let c = t.connection(&m, json!({}), None).await;
+        let s = &t.dep.store;
+        let big: Vec<p::Record> = (0..700).map(|i| record("items", &format!("k{i:04}"), json!({"n": i}))).collect();
+        s.write_batch(&c, "run_1", &big, &[RunEvent::new("first", json!({}))]).await.unwrap();
+        let rows = stored(&t, &c, "items").await;
+        assert_eq!(rows.len(), 700);
+        assert!(rows.iter().enumerate().all(|(i, (k, v))| *k == format!("k{i:04}") && *v == json!({"n": i})));
+
+        // The database refuses the key `poison` (a trigger), the batch's last row.
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect(&t.url).await.unwrap();
+        let refuse: &[&str] = if t.url.starts_with("sqlite") {
+            &["CREATE TRIGGER refuse_poison BEFORE INSERT ON records WHEN NEW.record_key = 'poison'
+               BEGIN SELECT RAISE(ABORT, 'poison refused'); END"]
+        } else {
+            &[
+                "CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+                 BEGIN IF NEW.record_key = 'poison' THEN RAISE EXCEPTION 'poison refused'; END IF; RETURN NEW; END $$",
+                "CREATE TRIGGER refuse_poison BEFORE INSERT ON records FOR EACH ROW EXECUTE FUNCTION refuse_poison()",
+            ]
+        };
+        for sql in refuse {
+            sqlx::query(*sql).execute(&pool).await.unwrap();
+        }
+        pool.close().await;
+        let mut second: Vec<p::Record> = (0..700).map(|i| record("items", &format!("x{i:04}"), json!({"n": i}))).collect();
+        second.extend((0..10).map(|i| record("items", &format!("k{i:04}"), json!({"changed": true}))));
+        second.push(record("items", "poison", json!({})));
+        let err = s.write_batch(&c, "run_1", &second, &[RunEvent::new("second", json!({}))]).await.unwrap_err();
+        assert!(err.to_string().contains("poison refused"), "{err}");
+        assert_eq!(stored(&t, &c, "items").await, rows, "nothing of the refused batch is kept");
+        let kinds: Vec<String> = s.events("run_1").await.unwrap().into_iter().map(|e| e.kind).collect();
+        assert_eq!(kinds, ["first"]);
+    }
+}
+
+on_both_backends! {
+    /// A batch is written while the connector produces the next one, yet
+    /// batches become durable whole and in order, and the run ends only
+    /// after its last one: every record is stored when the run returns,
+    /// each batch's timeline entry precedes the run's end, and the state
+    /// commits after them.
+    async fn batches_are_durable_in_order_before_the_run_ends(t: TestDeployment) {
+        let m = demo_manifest();
+        let c = t.connection(&m, json!({"contacts": 10_000, "events": 0, "checkpoint_every": 1_000}), None).await;
+        let out = run_connection(&t.dep, sandbox(), demo(), m, &c, ConnectionRun::new(Trigger::Manual)).await.unwrap();
+        assert!(out.succeeded(), "{out:?}");
+        let s = &t.dep.store;
+        assert_eq!(s.count_records(&c).await.unwrap(), 10_000);
+        assert_eq!(s.run(&out.run_id).await.unwrap().unwrap().records_written, 10_000);
+        let events = s.events(&out.run_id).await.unwrap();
+        let batches: Vec<u64> = events
+            .iter()
+            .filter(|e| e.kind == "run.batch_written")
+            .map(|e| e.data["records"].as_u64().unwrap())
+            .collect();
+        assert!(batches.len() >= 3, "several batches: {batches:?}");
+        assert_eq!(batches.iter().sum::<u64>(), 10_000);
+        let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+        let last_batch = kinds.iter().rposition(|k| *k == "run.batch_written").unwrap();
+        let advanced = kinds.iter().position(|k| *k == "run.state_advanced").unwrap();
+        assert!(last_batch < advanced, "{kinds:?}");
+        assert_eq!(kinds.last(), Some(&"run.completed"));
+        let state = s.state(&c, &Namespace::Global).await.unwrap();
+        assert_eq!(state["contacts"], json!({"after": "2027-02-21T15:00:00Z"}));
+    }
+}
+
 /// SIGKILL the host in the middle of writing batches: the database opens,
 /// every committed batch is whole, nothing half-written shows, and the
 /// interrupted run is marked failed at the next start.
@@ -156,7 +295,7 @@ async fn sigkill_mid_batch_leaves_only_whole_batches() {
     .expect("the database opens after the kill");
     let n = t.store.count_records(&conn).await.unwrap();
     assert!(n >= seen);
-    assert_eq!(n % 256, 0, "only whole batches of 256 are visible, found {n}");
+    assert_eq!(n % 4096, 0, "only whole SDK batches of 4,096 are visible, found {n}");
     let pool = sqlx::AnyPool::connect(&url).await.unwrap();
     let (check,): (String,) = sqlx::query_as("PRAGMA integrity_check").fetch_one(&pool).await.unwrap();
     assert_eq!(check, "ok");

@@ -72,6 +72,13 @@ pub struct BenchArgs {
     /// Seconds per API load row.
     #[arg(long, default_value_t = 5.0)]
     pub api_seconds: f64,
+    /// Measure ingest instead: records/s into SQLite (and PostgreSQL with
+    /// `--postgres-url`) against a raw insert of the same rows.
+    #[arg(long)]
+    pub ingest: bool,
+    /// The PostgreSQL server for `--ingest` (a database is created per run).
+    #[arg(long)]
+    pub postgres_url: Option<String>,
 }
 
 struct Count(Arc<AtomicU64>);
@@ -106,6 +113,9 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
             seconds: args.api_seconds,
         })
         .await;
+    }
+    if args.ingest {
+        return super::bench_ingest::run(super::bench_ingest::IngestArgs::from(&args)).await;
     }
     let sandbox = Sandbox::new()?;
     let t = Instant::now();

@@ -5,6 +5,7 @@
 mod bench;
 mod bench_api;
 mod bench_browser;
+mod bench_ingest;
 mod connection;
 mod data;
 mod plugins;

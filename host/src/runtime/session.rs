@@ -16,7 +16,7 @@ use super::{InteractionHandler, Observer, RunSink, StateInput};
 use crate::manifest::Manifest;
 use crate::protocol::{self as p, StreamScope};
 use crate::sandbox::{
-    Asked, Breach, GuestExit, HookError, HostFault, LogLevel, RunControl, RunHooks, SecretSet, Usage, Violation,
+    Asked, Breach, GuestExit, Held, HookError, HostFault, LogLevel, RunControl, RunHooks, SecretSet, Usage, Violation,
 };
 use crate::store::RunEvent;
 use serde_json::{Value, json};
@@ -38,6 +38,11 @@ pub struct Session {
     /// Credential fields the host typed into the run's browser.
     typed: Vec<String>,
     sink: Option<Arc<dyn RunSink>>,
+    /// The last batch handed to the sink, still being written while the
+    /// guest produces the next one. At most one is in flight, so batches
+    /// commit in order; the run waits for it before it asks the owner
+    /// anything and before it ends.
+    in_flight: Option<InFlight>,
     pending_records: Vec<p::Record>,
     pending_events: Vec<RunEvent>,
     written: u64,
@@ -103,6 +108,7 @@ impl Session {
             reveals: Vec::new(),
             typed: Vec::new(),
             sink,
+            in_flight: None,
             pending_records: Vec::new(),
             pending_events: Vec::new(),
             written: 0,
@@ -154,7 +160,55 @@ impl Session {
         if !matches!(exit, GuestExit::Done(_)) {
             self.pending_records.clear();
         }
-        self.end_batch().await
+        let flushed = self.hand_over(None).await;
+        // The batch in flight is waited for even when the hand-over failed.
+        let written = self.written().await;
+        flushed.and(written)
+    }
+
+    /// Queue what is pending as one batch: wait until the batch before it
+    /// is written, then write this one in the background. `charge` is the
+    /// run budget's hold on the batch, released once it is written.
+    async fn hand_over(&mut self, charge: Option<Held>) -> Result<(), HostFault> {
+        let records = std::mem::take(&mut self.pending_records);
+        if !records.is_empty() {
+            self.event("run.batch_written", json!({ "records": records.len() }));
+        }
+        let events = std::mem::take(&mut self.pending_events);
+        self.written().await?;
+        if let Some(sink) = &self.sink
+            && !(records.is_empty() && events.is_empty())
+        {
+            let sink = sink.clone();
+            self.in_flight = Some(InFlight(tokio::spawn(async move {
+                let _charge = charge;
+                sink.batch(&records, &events).await
+            })));
+        }
+        Ok(())
+    }
+
+    /// Wait for the batch in flight to be durable.
+    async fn written(&mut self) -> Result<(), HostFault> {
+        let Some(mut task) = self.in_flight.take() else {
+            return Ok(());
+        };
+        let result = (&mut task.0)
+            .await
+            .map_err(|e| HostFault(format!("the batch writer stopped: {e}")))?;
+        self.written += result.map_err(|e| {
+            // The store refused the batch because the connection was
+            // revoked (on this host or another): the run stops for that
+            // reason, not as a fault of the host.
+            if matches!(
+                e,
+                super::SinkError::Store(crate::store::StoreError::ConnectionClosed(_))
+            ) {
+                self.control.stop(crate::sandbox::StopCause::ConnectionRevoked);
+            }
+            HostFault(e.to_string())
+        })?;
+        Ok(())
     }
 
     pub(super) fn observe(&mut self, msg: &p::Message) {
@@ -249,29 +303,8 @@ impl RunHooks for Session {
         Ok(())
     }
 
-    async fn end_batch(&mut self) -> Result<(), HostFault> {
-        let records = std::mem::take(&mut self.pending_records);
-        if !records.is_empty() {
-            self.event("run.batch_written", json!({ "records": records.len() }));
-        }
-        let events = std::mem::take(&mut self.pending_events);
-        if let Some(sink) = &self.sink
-            && !(records.is_empty() && events.is_empty())
-        {
-            self.written += sink.batch(&records, &events).await.map_err(|e| {
-                // The store refused the batch because the connection was
-                // revoked (on this host or another): the run stops for that
-                // reason, not as a fault of the host.
-                if matches!(
-                    e,
-                    super::SinkError::Store(crate::store::StoreError::ConnectionClosed(_))
-                ) {
-                    self.control.stop(crate::sandbox::StopCause::ConnectionRevoked);
-                }
-                HostFault(e.to_string())
-            })?;
-        }
-        Ok(())
+    async fn end_batch(&mut self, charge: Held) -> Result<(), HostFault> {
+        self.hand_over(Some(charge)).await
     }
 
     async fn interact(&mut self, req: p::Interaction, screenshot: Option<Vec<u8>>) -> Result<Asked, HookError> {
@@ -301,7 +334,8 @@ impl RunHooks for Session {
         );
         // The question is on the timeline before the run parks, so whoever
         // follows the run (the owner's event stream) sees what is asked.
-        self.end_batch().await?;
+        self.hand_over(None).await?;
+        self.written().await?;
         let unrecorded = |e: super::SinkError| HostFault(format!("cannot record the interaction: {e}"));
         let stored = match &self.sink {
             Some(sink) => Some(sink.interaction_opened(&req, screenshot).await.map_err(unrecorded)?),
@@ -397,6 +431,16 @@ impl RunHooks for Session {
         }
         self.account = Some(identity.to_owned());
         Ok(())
+    }
+}
+
+/// A batch being written. A run dropped before it settled (its task was
+/// cancelled) writes nothing more: the write is aborted and rolls back.
+struct InFlight(tokio::task::JoinHandle<Result<u64, super::SinkError>>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

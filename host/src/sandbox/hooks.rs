@@ -10,6 +10,7 @@
 //! capabilities and gives the caller its own concrete type back when the
 //! store is gone, so nothing downcasts.
 
+use super::budget::Held;
 use super::limits::Breach;
 use crate::protocol as p;
 use std::sync::Arc;
@@ -83,8 +84,12 @@ pub enum Asked {
 pub trait RunHooks: Send {
     /// One message, in order. An error stops the guest.
     fn message(&mut self, msg: p::Message) -> Result<(), Violation>;
-    /// The end of one `emit.send` batch: make it durable. An error stops the guest.
-    async fn end_batch(&mut self) -> Result<(), HostFault>;
+    /// The end of one `emit.send` batch: hand it over to be made durable.
+    /// Batches become durable whole and in order, before the run ends; the
+    /// hooks may still be writing one when the guest sends the next.
+    /// `held` is the run budget's charge for the batch, kept until it is
+    /// written. An error stops the guest.
+    async fn end_batch(&mut self, held: Held) -> Result<(), HostFault>;
     /// A blocking INTERACTION, with what the run's browser shows when the
     /// guest asked with one open (a PNG, for the owner only). An error
     /// stops the guest.
@@ -150,7 +155,7 @@ impl RunHooks for NullHooks {
     fn message(&mut self, _msg: p::Message) -> Result<(), Violation> {
         Ok(())
     }
-    async fn end_batch(&mut self) -> Result<(), HostFault> {
+    async fn end_batch(&mut self, _held: Held) -> Result<(), HostFault> {
         Ok(())
     }
     async fn interact(&mut self, _req: p::Interaction, _screenshot: Option<Vec<u8>>) -> Result<Asked, HookError> {
@@ -205,7 +210,7 @@ pub(crate) mod recording {
             self.messages.push(msg);
             Ok(())
         }
-        async fn end_batch(&mut self) -> Result<(), HostFault> {
+        async fn end_batch(&mut self, _held: Held) -> Result<(), HostFault> {
             self.batches += 1;
             match &self.fault {
                 Some(f) => Err(HostFault(f.clone())),

@@ -3,8 +3,7 @@
 //! Each operation is one transaction that checks the state it expects.
 
 use super::{
-    ConnectionStatus, Result, RunEvent, Store, StoreError, StoredRecord, append_events, json_text, key_text, now_ms,
-    parse_json,
+    ConnectionStatus, Result, RunEvent, Store, StoreError, StoredRecord, append_events, json_text, now_ms, parse_json,
 };
 use crate::protocol as p;
 use serde::Serialize;
@@ -172,44 +171,10 @@ impl Store {
             return Err(StoreError::ConnectionClosed(b.connection_id.to_owned()));
         }
         let now = now_ms();
-        let counts = super::summary::count_changes(&mut tx, b.connection_id, b.records).await?;
-        let mut upserts = 0u64;
-        for r in b.records {
-            let key = key_text(&r.key);
-            if r.op.as_deref() == Some("delete") {
-                sqlx::query("DELETE FROM records WHERE connection_id = $1 AND stream = $2 AND record_key = $3")
-                    .bind(b.connection_id)
-                    .bind(&r.stream)
-                    .bind(key)
-                    .execute(&mut *tx)
-                    .await?;
-                continue;
-            }
-            let time = b
-                .time_fields
-                .get(&r.stream)
-                .and_then(|f| r.data.as_ref()?.get(f)?.as_str().map(str::to_owned))
-                .unwrap_or_else(|| r.emitted_at.clone());
-            sqlx::query(
-                "INSERT INTO records (connection_id, stream, record_key, data, emitted_at, run_id, written_at, record_time)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-                 ON CONFLICT (connection_id, stream, record_key) DO UPDATE SET data = excluded.data,
-                   emitted_at = excluded.emitted_at, run_id = excluded.run_id, written_at = excluded.written_at,
-                   record_time = excluded.record_time",
-            )
-            .bind(b.connection_id)
-            .bind(&r.stream)
-            .bind(key)
-            .bind(r.data.as_ref().map(json_text).unwrap_or_else(|| "{}".into()))
-            .bind(&r.emitted_at)
-            .bind(b.run_id)
-            .bind(now)
-            .bind(time)
-            .execute(&mut *tx)
-            .await?;
-            upserts += 1;
-        }
-        super::summary::apply_counts(&mut tx, b.connection_id, &counts).await?;
+        let written =
+            super::ingest::write_records(&mut tx, b.connection_id, b.run_id, now, b.records, b.time_fields).await?;
+        super::summary::apply_counts(&mut tx, b.connection_id, &written.counts).await?;
+        let upserts = written.accepted;
         let mut events = b.events.to_vec();
         let mut activated = false;
         if b.activate_draft && upserts > 0 {

@@ -9,11 +9,13 @@
 //! rotation) are one transaction each.
 
 mod browser;
+mod ingest;
 mod lifecycle;
 mod model;
 pub mod runner;
 
 pub use browser::*;
+pub(crate) use ingest::append_events;
 pub use lifecycle::*;
 pub use model::*;
 
@@ -106,7 +108,8 @@ fn key_text(key: &Value) -> String {
 }
 
 fn json_text(v: &Value) -> String {
-    v.to_string()
+    // The same compact text as `Display`, without going through `fmt`.
+    serde_json::to_string(v).expect("a JSON value serializes")
 }
 
 fn parse_json(s: &str) -> Result<Value> {
@@ -1061,32 +1064,4 @@ impl Store {
             .map(|r| Ok((r.try_get("kind")?, r.try_get("status")?)))
             .collect()
     }
-}
-
-pub(crate) async fn append_events(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    run_id: &str,
-    events: &[RunEvent],
-) -> Result<()> {
-    if events.is_empty() {
-        return Ok(());
-    }
-    let row = sqlx::query("SELECT COALESCE(MAX(seq), 0) AS seq FROM run_events WHERE run_id = $1")
-        .bind(run_id)
-        .fetch_one(&mut **tx)
-        .await?;
-    let mut seq: i64 = row.try_get("seq")?;
-    let now = now_ms();
-    for e in events {
-        seq += 1;
-        sqlx::query("INSERT INTO run_events (run_id, seq, at, kind, data) VALUES ($1, $2, $3, $4, $5)")
-            .bind(run_id)
-            .bind(seq)
-            .bind(now)
-            .bind(&e.kind)
-            .bind(json_text(&e.data))
-            .execute(&mut **tx)
-            .await?;
-    }
-    Ok(())
 }

@@ -260,49 +260,6 @@ impl Store {
     }
 }
 
-/// How a batch changes each stream's record count: for every key it
-/// touches, whether the key exists after the batch (its last operation)
-/// against whether it existed before (looked up in the batch's own
-/// transaction, before anything of the batch is written).
-pub(super) async fn count_changes(
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
-    connection_id: &str,
-    records: &[p::Record],
-) -> Result<BTreeMap<String, i64>> {
-    // Last operation per key, per stream.
-    let mut after: BTreeMap<&str, HashMap<String, bool>> = BTreeMap::new();
-    for r in records {
-        after
-            .entry(r.stream.as_str())
-            .or_default()
-            .insert(key_text(&r.key), r.op.as_deref() != Some("delete"));
-    }
-    let mut delta = BTreeMap::new();
-    for (stream, keys) in after {
-        let exists_after = keys.values().filter(|e| **e).count() as i64;
-        let keys: Vec<&String> = keys.keys().collect();
-        let mut existed = 0i64;
-        for chunk in keys.chunks(COUNT_CHUNK) {
-            let sql = format!(
-                "SELECT COUNT(*) AS n FROM records WHERE connection_id = $1 AND stream = $2 AND record_key IN ({})",
-                placeholders(3, chunk.len())
-            );
-            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(connection_id).bind(stream);
-            for k in chunk {
-                q = q.bind(k.as_str());
-            }
-            existed += q.fetch_one(&mut **tx).await?.try_get::<i64, _>("n")?;
-        }
-        if exists_after != existed {
-            delta.insert(stream.to_owned(), exists_after - existed);
-        }
-    }
-    Ok(delta)
-}
-
-/// Keys looked up per query when a batch's count change is computed.
-const COUNT_CHUNK: usize = 500;
-
 /// Apply count changes, in the transaction that made them.
 pub(super) async fn apply_counts(
     tx: &mut sqlx::Transaction<'static, sqlx::Any>,

@@ -9,7 +9,7 @@
 //! violation without the hooks seeing anything more.
 //!
 //! What the host holds for a batch is charged to the run's budget: the
-//! lowered batch while it is converted and handed over, and for good the
+//! lowered batch while it is converted, handed over and written, and for good the
 //! messages the runtime keeps until the run ends (SKIP_RESULT,
 //! DETAIL_COVERAGE, DETAIL_GAP). Every message but a RECORD, and every batch
 //! of records, is one timeline event of the run's event budget.
@@ -85,7 +85,7 @@ impl emit::Host for EmitView<'_> {
         } else {
             0
         };
-        let _held = budget.hold(held).map_err(wasmtime::Error::new)?;
+        let charge = budget.hold(held).map_err(wasmtime::Error::new)?;
         let events = batch.len() as u64 - records + u64::from(records > 0);
         budget.events(events).map_err(wasmtime::Error::new)?;
         let mut hooks = self.hooks.lock().await;
@@ -103,7 +103,7 @@ impl emit::Host for EmitView<'_> {
                 return Err(self.violation.stop(v));
             }
         }
-        hooks.end_batch().await.map_err(wasmtime::Error::new)
+        hooks.end_batch(charge).await.map_err(wasmtime::Error::new)
     }
 }
 
