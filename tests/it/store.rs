@@ -222,13 +222,17 @@ on_both_backends! {
 }
 
 /// SIGKILL the host in the middle of writing batches: the database opens,
-/// every committed batch is whole, nothing half-written shows, and the
-/// interrupted run is marked failed at the next start.
-#[tokio::test]
-async fn sigkill_mid_batch_leaves_only_whole_batches() {
+/// every committed batch is whole, nothing half-written shows (records,
+/// their per-stream counts, state), and the interrupted run is marked
+/// failed at the next start. On SQLite and on PostgreSQL.
+async fn sigkill_mid_batch(backend: pdpp_host::store::Backend) {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let data_s = data.to_str().unwrap().to_owned();
+    let url = match backend {
+        pdpp_host::store::Backend::Sqlite => format!("sqlite://{}?mode=rwc", data.join("pdpp.db").display()),
+        pdpp_host::store::Backend::Postgres => fresh_postgres_database().await,
+    };
     let m = probe_manifest_path();
     let cred = dir.path().join("cred.json");
     std::fs::write(
@@ -240,6 +244,8 @@ async fn sigkill_mid_batch_leaves_only_whole_batches() {
     let conn = cli_add_connection(&[
         "--data-dir",
         &data_s,
+        "--database-url",
+        &url,
         "--plugin",
         probe.to_str().unwrap(),
         "--manifest",
@@ -258,6 +264,8 @@ async fn sigkill_mid_batch_leaves_only_whole_batches() {
             m.to_str().unwrap(),
             "--data-dir",
             &data_s,
+            "--database-url",
+            &url,
             "--connection",
             &conn,
         ])
@@ -266,7 +274,6 @@ async fn sigkill_mid_batch_leaves_only_whole_batches() {
         .spawn()
         .unwrap();
 
-    let url = format!("sqlite://{}?mode=ro", data.join("pdpp.db").display());
     sqlx::any::install_default_drivers();
     let mut seen = 0i64;
     for _ in 0..600 {
@@ -288,7 +295,7 @@ async fn sigkill_mid_batch_leaves_only_whole_batches() {
 
     let t = pdpp_host::deploy::Deployment::open(pdpp_host::deploy::DeployOptions {
         data_dir: data.clone(),
-        database_url: None,
+        database_url: Some(url.clone()),
         key_file: None,
     })
     .await
@@ -296,9 +303,16 @@ async fn sigkill_mid_batch_leaves_only_whole_batches() {
     let n = t.store.count_records(&conn).await.unwrap();
     assert!(n >= seen);
     assert_eq!(n % 4096, 0, "only whole SDK batches of 4,096 are visible, found {n}");
+    let counted: i64 = t.store.record_counts(&conn).await.unwrap().values().sum();
+    assert_eq!(counted, n, "the kept counts are those of the whole batches");
     let pool = sqlx::AnyPool::connect(&url).await.unwrap();
-    let (check,): (String,) = sqlx::query_as("PRAGMA integrity_check").fetch_one(&pool).await.unwrap();
-    assert_eq!(check, "ok");
+    if backend == pdpp_host::store::Backend::Sqlite {
+        let (check,): (String,) = sqlx::query_as("PRAGMA integrity_check").fetch_one(&pool).await.unwrap();
+        assert_eq!(check, "ok");
+    }
+    // The next start (here: the store's sweep, as `serve` runs it) closes
+    // the run whose process died.
+    t.store.fail_interrupted_runs().await.unwrap();
     let (status, reason): (String, Option<String>) = sqlx::query_as("SELECT status, failure_reason FROM runs")
         .fetch_one(&pool)
         .await
@@ -311,6 +325,17 @@ async fn sigkill_mid_batch_leaves_only_whole_batches() {
         t.store.state(&conn, &Namespace::Global).await.unwrap().is_empty(),
         "no state was committed"
     );
+}
+
+mod sigkill_mid_batch_leaves_only_whole_batches {
+    #[tokio::test]
+    async fn sqlite() {
+        super::sigkill_mid_batch(pdpp_host::store::Backend::Sqlite).await
+    }
+    #[tokio::test]
+    async fn postgres() {
+        super::sigkill_mid_batch(pdpp_host::store::Backend::Postgres).await
+    }
 }
 
 /// `pdpp-host runs list` and `runs show` read the stored runs and timelines.
