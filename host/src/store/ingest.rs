@@ -91,13 +91,18 @@ fn statement(cache: &'static Cache, build: fn(Style, usize) -> String, style: St
 }
 
 /// Per row: connection, stream, key, data, emitted_at, run, written_at,
-/// record time.
+/// record time. On PostgreSQL each row written says whether it was new
+/// (`xmax = 0`: no earlier version of the row), for the stream's count.
 fn upsert_sql(style: Style, n: usize) -> String {
+    let returning = match style {
+        Style::Numbered => " RETURNING stream, (xmax = 0) AS inserted",
+        Style::Anonymous => "",
+    };
     format!(
         "INSERT INTO records (connection_id, stream, record_key, data, emitted_at, run_id, written_at, record_time)
          VALUES {} ON CONFLICT (connection_id, stream, record_key) DO UPDATE SET data = excluded.data,
            emitted_at = excluded.emitted_at, run_id = excluded.run_id, written_at = excluded.written_at,
-           record_time = excluded.record_time",
+           record_time = excluded.record_time{returning}",
         style.tuples(0, n, 8)
     )
 }
@@ -215,10 +220,15 @@ pub(super) async fn write_records(
             *counts.entry((*stream).to_owned()).or_default() -= removed;
         }
     }
-    // The upserted keys already in the table, per stream: the rest are new.
+    // SQLite: the upserted keys already in the table, per stream, looked up
+    // before the write (the rest are new). PostgreSQL says it per row
+    // written (below): a lookup there would be planned once, on the empty
+    // table of a new deployment, as a scan.
     let mut by_stream: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for u in &upserts {
-        by_stream.entry(u.stream).or_default().push(u.key.as_str());
+    if style == Style::Anonymous {
+        for u in &upserts {
+            by_stream.entry(u.stream).or_default().push(u.key.as_str());
+        }
     }
     for (stream, keys) in by_stream {
         let mut existed = 0i64;
@@ -233,7 +243,6 @@ pub(super) async fn write_records(
         }
         *counts.entry(stream.to_owned()).or_default() += keys.len() as i64 - existed;
     }
-    counts.retain(|_, n| *n != 0);
     let sizes: Vec<usize> = chunks(&upserts).map(<[Upsert]>::len).collect();
     let mut rows = upserts.into_iter();
     for size in sizes {
@@ -250,8 +259,20 @@ pub(super) async fn write_records(
                 .bind(now)
                 .bind(u.time);
         }
-        q.execute(&mut **tx).await?;
+        match style {
+            Style::Anonymous => {
+                q.execute(&mut **tx).await?;
+            }
+            Style::Numbered => {
+                for row in q.fetch_all(&mut **tx).await? {
+                    if row.try_get::<bool, _>("inserted")? {
+                        *counts.entry(row.try_get("stream")?).or_default() += 1;
+                    }
+                }
+            }
+        }
     }
+    counts.retain(|_, n| *n != 0);
     Ok(Written { accepted, counts })
 }
 
