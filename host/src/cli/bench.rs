@@ -56,6 +56,10 @@ pub struct BenchArgs {
     /// Requests per egress-heavy run.
     #[arg(long, default_value_t = 200)]
     pub requests: usize,
+    #[command(flatten)]
+    pub parked: super::bench_parked::ParkedArgs,
+    #[command(flatten)]
+    pub process: super::bench_process::ProcessArgs,
 }
 
 struct Count(Arc<AtomicU64>);
@@ -79,6 +83,12 @@ fn ms(d: Duration) -> f64 {
 pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if args.browser {
         return super::bench_browser::run(args.runs, &args.node_browser_script).await;
+    }
+    if !args.parked.parked.is_empty() {
+        return super::bench_parked::run(&args.parked).await;
+    }
+    if args.process.process {
+        return super::bench_process::run(&args).await;
     }
     let sandbox = Sandbox::new()?;
     let t = Instant::now();

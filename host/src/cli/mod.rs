@@ -4,6 +4,8 @@
 
 mod bench;
 mod bench_browser;
+mod bench_parked;
+mod bench_process;
 mod connection;
 mod data;
 mod plugins;

@@ -585,22 +585,31 @@ impl Store {
     }
 
     /// Close every run in progress whose process is gone: on this machine,
-    /// its process no longer exists; on another, it has not sent a heartbeat
-    /// for [`runner::STALE_AFTER_MS`]. Runs of live processes (a `serve` next
+    /// its process no longer exists; on another, neither the run nor the
+    /// serving host that holds it has sent a heartbeat for
+    /// [`runner::STALE_AFTER_MS`]. Runs of live processes (a `serve` next
     /// to a CLI command, other hosts) are left alone. Each closed run ends as
     /// `failed` with reason `host_interrupted`, its pending interactions are
     /// cancelled and its timeline gets its terminal event, in one transaction
     /// per run. Returns how many runs were closed.
     pub async fn fail_interrupted_runs(&self) -> Result<u64> {
-        let rows = sqlx::query("SELECT run_id, runner, heartbeat_at FROM runs WHERE status = 'running'")
-            .fetch_all(&self.pool)
-            .await?;
+        // A serving host's heartbeat (in `hosts`) vouches for every run it
+        // holds; a process that does not serve refreshes its run's own.
+        let rows = sqlx::query(
+            "SELECT r.run_id, r.runner, r.heartbeat_at, h.heartbeat_at AS host_heartbeat_at
+             FROM runs r LEFT JOIN hosts h ON h.runner = r.runner
+             WHERE r.status = 'running'",
+        )
+        .fetch_all(&self.pool)
+        .await?;
         let now = now_ms();
         let mut failed = 0;
         for r in rows {
             let run_id: String = r.try_get("run_id")?;
             let runner_id: Option<String> = r.try_get("runner")?;
-            let heartbeat: Option<i64> = r.try_get("heartbeat_at")?;
+            let run_heartbeat: Option<i64> = r.try_get("heartbeat_at")?;
+            let host_heartbeat: Option<i64> = r.try_get("host_heartbeat_at")?;
+            let heartbeat = run_heartbeat.max(host_heartbeat);
             if runner::alive(runner_id.as_deref(), heartbeat, now) {
                 continue;
             }
