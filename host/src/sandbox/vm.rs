@@ -62,10 +62,14 @@ fn map(len: usize) -> std::io::Result<*mut u8> {
         )
     };
     if p == libc::MAP_FAILED {
-        Err(std::io::Error::last_os_error())
-    } else {
-        Ok(p.cast())
+        return Err(std::io::Error::last_os_error());
     }
+    // A parked run touches a few pages here and there; with transparent huge
+    // pages set to `always`, khugepaged would back them with 2 MiB pages.
+    // (Every mapping of ours carries the flag, so they still merge.)
+    // SAFETY: advice on our own fresh mapping; failure changes nothing.
+    unsafe { libc::madvise(p, len, libc::MADV_NOHUGEPAGE) };
+    Ok(p.cast())
 }
 
 fn capacity_error(what: &str, len: usize, e: std::io::Error) -> OutOfCapacity {
