@@ -26,6 +26,18 @@ pub struct ConfigFile {
     pub browser: BrowserFile,
     #[serde(default)]
     pub collection: CollectionFile,
+    #[serde(default)]
+    pub capacity: CapacityFile,
+}
+
+/// `[capacity]`: how much this host holds at once.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CapacityFile {
+    /// Runs and credential probes live at once (running or parked on a
+    /// question); one more is refused as `host_capacity`. Default
+    /// [`crate::sandbox::DEFAULT_MAX_LIVE_RUNS`].
+    pub max_live_runs: Option<usize>,
 }
 
 /// `[collection]`: how the deployment schedules collection.

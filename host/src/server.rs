@@ -40,6 +40,9 @@ pub struct ServeConfig {
     /// `[collection] full_refresh_interval_seconds`: overrides every
     /// manifest's periodic full-refresh recommendation (0: off).
     pub full_refresh_interval_seconds: Option<u64>,
+    /// `[capacity] max_live_runs`: runs and probes live at once; one more is
+    /// refused as `host_capacity`.
+    pub max_live_runs: usize,
 }
 
 /// Why the host could not start serving. Nothing was left half done: a
@@ -88,6 +91,7 @@ pub async fn serve(
         source,
     })?;
     let sandbox = Arc::new(Sandbox::new().map_err(|e| ServeError::Engine(e.to_string()))?);
+    sandbox.set_max_live_runs(config.max_live_runs);
     // No process starts until a run asks for a browser; a host without
     // Chromium serves every other connector and refuses browser runs.
     let browser = crate::browser::BrowserService::new(config.browser.clone())?;
@@ -123,6 +127,8 @@ pub async fn serve(
     });
 
     dep.store.host_heartbeat().await.map_err(DeployError::from)?;
+    // From now on this host's heartbeat vouches for its runs (no timer per run).
+    crate::store::runner::set_serving(true);
     let background = [
         tokio::spawn(record_catalog_changes(catalog.clone(), dep.store.clone())),
         tokio::spawn(sweep_interrupted_runs(dep.store.clone())),
@@ -168,6 +174,7 @@ pub async fn serve(
             Err(e) => tracing::warn!("the plugin scan failed: {e}"),
         }
     }
+    crate::store::runner::set_serving(false);
     if let Err(e) = store.host_stopped().await {
         tracing::warn!("cannot record that this host stopped: {e}");
     }

@@ -18,6 +18,7 @@ mod interaction;
 mod isolation;
 mod limits;
 mod operations;
+mod parked;
 mod plugins;
 mod providers;
 mod quickstart;

@@ -698,3 +698,86 @@ async fn removed_plugin_leaves_connections_and_data_marked_unavailable() {
         "and so do its records"
     );
 }
+
+/// `pdpp-host run` of a stored-nowhere plugin (no `--connection`) uses the
+/// same AOT cache as `serve`: the first invocation compiles and writes the
+/// entry, the second loads it without compiling (the entry is not rewritten).
+#[test]
+fn run_loads_the_plugin_from_the_aot_cache_on_its_second_invocation() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let demo = guest_path("demo");
+    let m = demo_manifest_path();
+    let args = [
+        "run",
+        demo.to_str().unwrap(),
+        "--manifest",
+        m.to_str().unwrap(),
+        "--settings",
+        r#"{"contacts": 1, "events": 0}"#,
+        "--data-dir",
+        data.to_str().unwrap(),
+    ];
+    let debug = [("RUST_LOG", "pdpp_host=debug")];
+    let (code, lines, first) = cli(&args, &debug, None);
+    assert_eq!(code, 0, "{first}");
+    assert_eq!(lines.iter().filter(|l| l["type"] == "RECORD").count(), 1);
+    assert!(first.contains("compiled in"), "the first run compiles: {first}");
+    let entries = cwasm_files(&data.join("cache"));
+    assert_eq!(entries.len(), 1, "one cache entry: {entries:?}");
+    use std::os::unix::fs::MetadataExt;
+    let before = std::fs::metadata(&entries[0]).unwrap();
+
+    let (code, lines, second) = cli(&args, &debug, None);
+    assert_eq!(code, 0, "{second}");
+    assert_eq!(lines.iter().filter(|l| l["type"] == "RECORD").count(), 1);
+    assert!(second.contains("loaded from the AOT cache"), "{second}");
+    assert!(
+        !second.contains("compiled in"),
+        "the second run does not compile: {second}"
+    );
+    let after = std::fs::metadata(&entries[0]).unwrap();
+    assert_eq!(
+        (before.ino(), before.mtime_nsec()),
+        (after.ino(), after.mtime_nsec()),
+        "the entry was not rewritten"
+    );
+}
+
+/// The cache's validation applies to `run`: a damaged entry is not
+/// deserialized; the plugin is compiled again and the entry rewritten whole.
+#[test]
+fn run_recompiles_a_damaged_cache_entry_instead_of_loading_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let demo = guest_path("demo");
+    let m = demo_manifest_path();
+    let args = [
+        "run",
+        demo.to_str().unwrap(),
+        "--manifest",
+        m.to_str().unwrap(),
+        "--settings",
+        r#"{"contacts": 1, "events": 0}"#,
+        "--data-dir",
+        data.to_str().unwrap(),
+    ];
+    let debug = [("RUST_LOG", "pdpp_host=debug")];
+    let (code, _, err) = cli(&args, &debug, None);
+    assert_eq!(code, 0, "{err}");
+    let entry = cwasm_files(&data.join("cache")).remove(0);
+    let intact = std::fs::read(&entry).unwrap();
+    let mut damaged = intact.clone();
+    damaged[intact.len() / 2] ^= 0xff;
+    std::fs::write(&entry, &damaged).unwrap();
+
+    let (code, lines, err) = cli(&args, &debug, None);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(lines.iter().filter(|l| l["type"] == "RECORD").count(), 1);
+    assert!(err.contains("damaged"), "{err}");
+    assert!(err.contains("compiled in"), "{err}");
+    assert_eq!(std::fs::read(&entry).unwrap(), intact, "the entry is whole again");
+    let (code, _, err) = cli(&args, &debug, None);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("loaded from the AOT cache"), "{err}");
+}

@@ -79,6 +79,10 @@ pub struct BenchArgs {
     /// The PostgreSQL server for `--ingest` (a database is created per run).
     #[arg(long)]
     pub postgres_url: Option<String>,
+    #[command(flatten)]
+    pub parked: super::bench_parked::ParkedArgs,
+    #[command(flatten)]
+    pub process: super::bench_process::ProcessArgs,
 }
 
 struct Count(Arc<AtomicU64>);
@@ -116,6 +120,12 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     }
     if args.ingest {
         return super::bench_ingest::run(super::bench_ingest::IngestArgs::from(&args)).await;
+    }
+    if !args.parked.parked.is_empty() {
+        return super::bench_parked::run(&args.parked).await;
+    }
+    if args.process.process {
+        return super::bench_process::run(&args).await;
     }
     let sandbox = Sandbox::new()?;
     let t = Instant::now();

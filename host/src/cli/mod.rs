@@ -6,6 +6,8 @@ mod bench;
 mod bench_api;
 mod bench_browser;
 mod bench_ingest;
+mod bench_parked;
+mod bench_process;
 mod connection;
 mod data;
 mod plugins;

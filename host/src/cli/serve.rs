@@ -30,6 +30,10 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
         egress: file.egress.config().context("the [egress] configuration")?,
         browser: file.browser.config(),
         full_refresh_interval_seconds: file.collection.full_refresh_interval_seconds,
+        max_live_runs: file
+            .capacity
+            .max_live_runs
+            .unwrap_or(pdpp_host::sandbox::DEFAULT_MAX_LIVE_RUNS),
     };
     // Ctrl-C or SIGTERM (a service manager's stop) start a graceful shutdown.
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

@@ -318,11 +318,14 @@ pub fn compile(
         return Ok((c, false));
     };
     if let Some(c) = cache.load(engine, sha256) {
+        tracing::debug!("plugin {sha256} loaded from the AOT cache");
         return Ok((c, true));
     }
+    let t = std::time::Instant::now();
     let code = engine
         .precompile_component(bytes)
         .map_err(|e| PluginError::NotWasm(e.root_cause().to_string()))?;
+    tracing::debug!("plugin {sha256} compiled in {} ms", t.elapsed().as_millis());
     if let Err(e) = cache.store(sha256, &code) {
         tracing::warn!("cannot write the AOT cache in {}: {e}", cache.dir().display());
     }

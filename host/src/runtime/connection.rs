@@ -298,20 +298,21 @@ impl BegunRun {
             notes,
         } = self;
         let connection_id = connection_id.as_str();
-        // While the run goes on, its heartbeat tells other processes sharing
-        // the database that it is alive.
-        let heartbeat = {
+        // While the run goes on, a heartbeat tells other processes sharing
+        // the database that it is alive: a serving host's one heartbeat
+        // covers all its runs; any other process (the CLI) beats for its run.
+        let heartbeat = (!crate::store::runner::serving()).then(|| {
             let store = store.clone();
             let run_id = run_id.clone();
-            tokio::spawn(async move {
+            AbortOnDrop(tokio::spawn(async move {
                 let every = std::time::Duration::from_millis(crate::store::runner::HEARTBEAT_EVERY_MS);
                 loop {
                     tokio::time::sleep(every).await;
                     let _ = store.heartbeat(&run_id).await;
                 }
-            })
-        };
-        let _stop_heartbeat = AbortOnDrop(heartbeat);
+            }))
+        });
+        let _stop_heartbeat = heartbeat;
         let started = RunEvent::new(
             "run.started",
             json!({

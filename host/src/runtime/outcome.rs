@@ -51,6 +51,9 @@ pub enum FailureReason {
     ConnectionRevoked,
     /// The host shut down while the run ran.
     HostShutdown,
+    /// The host had no room for the run (its live-run limit, or the kernel
+    /// refused the run's memory or stack). Not the connector's fault.
+    HostCapacity,
 }
 
 impl FailureReason {
@@ -75,6 +78,7 @@ impl FailureReason {
             FailureReason::OwnerCancelForced => "owner_cancel_forced",
             FailureReason::ConnectionRevoked => "connection_revoked",
             FailureReason::HostShutdown => "host_shutdown",
+            FailureReason::HostCapacity => "host_capacity",
         }
     }
 }
@@ -224,6 +228,7 @@ pub(crate) fn evaluate(
         ),
         // The host failed to keep what the guest did (not the guest's fault).
         GuestExit::HostFault(f) => (Failed, Some(FailureReason::RuntimeError), Some(f), None),
+        GuestExit::HostCapacity(why) => (Failed, Some(FailureReason::HostCapacity), Some(why), None),
         GuestExit::Cancelled(c) => (
             p::DoneStatus::Cancelled,
             Some(if c.forced {

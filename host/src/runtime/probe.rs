@@ -5,7 +5,7 @@
 
 use crate::egress::EgressConfig;
 use crate::manifest::Manifest;
-use crate::sandbox::{GuestProbe, Plugin, ProbeAnswer, RunControl, RunLimits, Sandbox, SecretSet};
+use crate::sandbox::{GuestExit, GuestProbe, Plugin, ProbeAnswer, RunControl, RunLimits, Sandbox, SecretSet};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -99,6 +99,8 @@ pub async fn probe_credential(sandbox: &Sandbox, plugin: &Plugin, req: ProbeRequ
         Ok(ProbeAnswer::InsufficientScope(m)) => ProbeVerdict::InsufficientScope(redact(m)),
         Ok(ProbeAnswer::Unavailable(m)) => ProbeVerdict::Unavailable(redact(m)),
         Ok(ProbeAnswer::Unsupported) => ProbeVerdict::NoProbe,
+        // No room on this host: nothing is known about the credential.
+        Err(GuestExit::HostCapacity(why)) => ProbeVerdict::Unavailable(redact(why)),
         Err(exit) => ProbeVerdict::Broken(redact(format!("{exit:?}"))),
     }
 }

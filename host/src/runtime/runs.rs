@@ -49,6 +49,9 @@ pub struct Runs {
     active: Mutex<HashMap<String, ActiveRun>>,
     /// The deployment's periodic full-refresh interval, overriding manifests.
     full_refresh_interval_seconds: Option<u64>,
+    /// Set while [`Runs::attend_forever`] runs: it wakes each waiting run
+    /// whose answer is in the store, so a parked run needs no timer of its own.
+    attending: std::sync::atomic::AtomicBool,
 }
 
 /// What a cancel request found.
@@ -69,6 +72,7 @@ impl Runs {
             sandbox,
             active: Mutex::default(),
             full_refresh_interval_seconds,
+            attending: Default::default(),
         })
     }
 
@@ -110,6 +114,15 @@ impl Runs {
 
     /// Attend forever, every [`ATTENTION_POLL`] (a serving host's task).
     pub async fn attend_forever(self: Arc<Self>) {
+        /// Clears `attending` when the task ends (aborted at shutdown).
+        struct Attending<'a>(&'a std::sync::atomic::AtomicBool);
+        impl Drop for Attending<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, std::sync::atomic::Ordering::Release);
+            }
+        }
+        self.attending.store(true, std::sync::atomic::Ordering::Release);
+        let _attending = Attending(&self.attending);
         let mut tick = tokio::time::interval(ATTENTION_POLL);
         loop {
             tick.tick().await;
@@ -276,10 +289,17 @@ impl InteractionHandler for StoredInteractions {
                 Ok(None) => {}
                 Err(e) => tracing::warn!(run_id = %self.run_id, "cannot read answers: {e}"),
             }
+            // The host's poll (or this process's API) wakes us: it notifies
+            // again every poll while the answer waits in the store, so a
+            // parked run keeps no timer. Without a poll (a registry nobody
+            // attends) the run looks for itself every second.
+            let attended = runs.attending.load(std::sync::atomic::Ordering::Acquire);
             drop(runs);
-            // The host's poll (or this process's API) wakes us; a missed wake
-            // costs at most one poll interval.
-            let _ = tokio::time::timeout(ATTENTION_POLL * 4, notified).await;
+            if attended {
+                notified.await;
+            } else {
+                let _ = tokio::time::timeout(ATTENTION_POLL * 4, notified).await;
+            }
         }
     }
 }

@@ -241,9 +241,15 @@ impl ResourceLimiter for StoreLimiter {
         Ok(true)
     }
 
-    fn memory_grow_failed(&mut self, _error: wasmtime::Error) -> wasmtime::Result<()> {
+    fn memory_grow_failed(&mut self, error: wasmtime::Error) -> wasmtime::Result<()> {
         self.budget.release(std::mem::take(&mut self.last_memory));
-        Ok(())
+        // The budget allowed the growth and the host could not map it: the
+        // run stops on the host's capacity (a guest would only see -1 and
+        // fail as if it were its own fault).
+        match error.downcast_ref::<super::OutOfCapacity>() {
+            Some(full) => Err(wasmtime::Error::new(full.clone())),
+            None => Ok(()),
+        }
     }
 
     fn table_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {

@@ -29,6 +29,7 @@ mod limits;
 mod linker;
 mod run;
 mod state;
+mod vm;
 
 pub use budget::{Held, RunBudget};
 pub use caps::http::{HttpLimits, RequestSummary};
@@ -39,13 +40,14 @@ pub use grants::{Capability, CapabilitySet, Grants};
 pub use hooks::{Asked, HookError, HostFault, LogLevel, RunHooks, Violation};
 pub use limits::{Breach, LOG_LINE_MIN_BYTES, RunLimits};
 pub use run::{Entry, GuestExit, GuestProbe, GuestRun, ProbeAnswer, Usage};
+pub use vm::OutOfCapacity;
 
 use bindings::ConnectorPre;
 use linker::Linkers;
 use state::RunState;
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 use wasmtime::component::Component;
 use wasmtime::{Config, Engine};
@@ -53,6 +55,11 @@ use wasmtime::{Config, Engine};
 /// How often the engine's epoch advances; the granularity of CPU and
 /// wall-clock enforcement.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Runs (and credential probes) one host holds live at once unless its
+/// operator says otherwise (`[capacity] max_live_runs`): each is a guest
+/// instance with its memory and stack, parked or not.
+pub const DEFAULT_MAX_LIVE_RUNS: usize = 50_000;
 
 /// Why a `.wasm` cannot be a plugin.
 #[derive(Debug, thiserror::Error)]
@@ -114,6 +121,23 @@ pub struct Sandbox {
     engine: Engine,
     linkers: Linkers,
     ticker_stop: Arc<AtomicBool>,
+    live: Arc<LiveRuns>,
+}
+
+/// How many guest instances are live, against the deployment's limit.
+#[derive(Debug)]
+struct LiveRuns {
+    max: AtomicUsize,
+    now: AtomicUsize,
+}
+
+/// One live instance; the count drops with it.
+pub(crate) struct LiveSlot(Arc<LiveRuns>);
+
+impl Drop for LiveSlot {
+    fn drop(&mut self) {
+        self.0.now.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Drop for Sandbox {
@@ -122,11 +146,31 @@ impl Drop for Sandbox {
     }
 }
 
+/// How linear memories and fiber stacks are made.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum MemoryTuning {
+    /// One merged mapping per memory and stack, no reservation (the host's
+    /// configuration; docs/sandbox.md, "Capacity").
+    #[default]
+    Lean,
+    /// wasmtime's defaults (4 GiB reservation and guard regions per memory,
+    /// copy-on-write data images, `PROT_NONE` stack guards): only for
+    /// comparing in `pdpp-host bench --parked`.
+    WasmtimeDefaults,
+}
+
 impl Sandbox {
     pub fn new() -> anyhow::Result<Self> {
+        Self::with_tuning(MemoryTuning::Lean)
+    }
+
+    pub fn with_tuning(tuning: MemoryTuning) -> anyhow::Result<Self> {
         let mut cfg = Config::new();
         cfg.wasm_component_model(true);
         cfg.epoch_interruption(true);
+        if tuning == MemoryTuning::Lean {
+            Self::lean(&mut cfg);
+        }
         let engine = Engine::new(&cfg)?;
         let linkers = Linkers::new(&engine);
         // The core linker now, so a linking mistake fails the host at start.
@@ -145,7 +189,52 @@ impl Sandbox {
             engine,
             linkers,
             ticker_stop,
+            live: Arc::new(LiveRuns {
+                max: AtomicUsize::new(DEFAULT_MAX_LIVE_RUNS),
+                now: AtomicUsize::new(0),
+            }),
         })
+    }
+
+    /// Parked runs are cheap (docs/sandbox.md, "Capacity"): no virtual
+    /// reservation or guard region per linear memory (bounds are checked by
+    /// the compiled code), memories and stacks from [`vm`], which cost the
+    /// kernel no mapping of their own beyond what merges. Data segments are
+    /// copied in (a copy-on-write image would be one more file mapping per run).
+    fn lean(cfg: &mut Config) {
+        cfg.memory_reservation(0);
+        cfg.memory_guard_size(0);
+        cfg.memory_reservation_for_growth(0);
+        cfg.guard_before_linear_memory(false);
+        cfg.memory_init_cow(false);
+        cfg.with_host_memory(Arc::new(vm::LeanMemories));
+        cfg.with_host_stack(Arc::new(vm::GuardedStacks));
+    }
+
+    /// Set how many runs and probes may be live at once; one more is
+    /// refused as `host_capacity` (never queued, never blamed on the connector).
+    pub fn set_max_live_runs(&self, max: usize) {
+        self.live.max.store(max, Ordering::Release);
+    }
+
+    /// Runs and probes live right now.
+    pub fn live_runs(&self) -> usize {
+        self.live.now.load(Ordering::Acquire)
+    }
+
+    /// A slot for one more live instance, or the refusal.
+    fn admit(&self) -> Result<LiveSlot, OutOfCapacity> {
+        let max = self.live.max.load(Ordering::Acquire);
+        let taken = self
+            .live
+            .now
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < max).then_some(n + 1));
+        match taken {
+            Ok(_) => Ok(LiveSlot(self.live.clone())),
+            Err(_) => Err(OutOfCapacity(format!(
+                "this host already holds {max} live runs (its [capacity] max_live_runs)"
+            ))),
+        }
     }
 
     pub fn engine(&self) -> &Engine {

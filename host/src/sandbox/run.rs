@@ -56,6 +56,9 @@ pub enum GuestExit {
     HostFault(String),
     /// The owner cancelled the run.
     Cancelled(Cancelled),
+    /// The host had no room for the run (its live-run limit, or the kernel
+    /// refused memory or a stack): the host's capacity, not the connector's fault.
+    HostCapacity(String),
 }
 
 /// What the run consumed.
@@ -135,6 +138,10 @@ impl Sandbox {
     /// Run the guest once in a fresh store, with `hooks` as the runtime's
     /// side of it; the hooks come back with the guest's exit and usage.
     pub async fn run<H: RunHooks + 'static>(&self, plugin: &Plugin, run: GuestRun, hooks: H) -> (GuestExit, Usage, H) {
+        let _slot = match self.admit() {
+            Ok(slot) => slot,
+            Err(full) => return (GuestExit::HostCapacity(full.0), Usage::default(), hooks),
+        };
         let (lent, shared) = hooks::lend(hooks);
         let mut store = self.store(
             plugin,
@@ -149,17 +156,18 @@ impl Sandbox {
         );
         let start = convert::start(&run.start, &run.settings);
         let result = async {
-            let instance = plugin.pre.instantiate_async(&mut store).await?;
+            let instance = plugin.pre.instantiate_async(&mut store).await.map_err(Instantiation)?;
             match &run.entry {
                 Entry::Run => instance.call_run(&mut store, &start).await,
                 Entry::Bootstrap { field } => instance.call_bootstrap(&mut store, &start, field).await,
             }
+            .map_err(Called)
         }
         .await;
         let mut state = store.into_data();
         let exit = match result {
             Ok(done) => GuestExit::Done(convert::done(done)),
-            Err(e) => state.classify(&e),
+            Err(e) => e.classify(&state),
         };
         // The browser ends before the run does: its login material is kept
         // only when the guest returned DONE.
@@ -173,6 +181,10 @@ impl Sandbox {
     /// Call the guest's credential probe once in a fresh store. Emitting and
     /// asking the owner are not available to a probe (the hooks drop and refuse them).
     pub async fn probe(&self, plugin: &Plugin, probe: GuestProbe) -> (Result<ProbeAnswer, GuestExit>, Usage) {
+        let _slot = match self.admit() {
+            Ok(slot) => slot,
+            Err(full) => return (Err(GuestExit::HostCapacity(full.0)), Usage::default()),
+        };
         let (_lent, hooks) = hooks::lend(NullHooks);
         let mut store = self.store(
             plugin,
@@ -187,15 +199,44 @@ impl Sandbox {
         );
         let settings = probe.settings.to_string();
         let result = async {
-            let instance = plugin.pre.instantiate_async(&mut store).await?;
-            instance.call_validate_credential(&mut store, &settings).await
+            let instance = plugin.pre.instantiate_async(&mut store).await.map_err(Instantiation)?;
+            instance
+                .call_validate_credential(&mut store, &settings)
+                .await
+                .map_err(Called)
         }
         .await;
         let state = store.into_data();
         let answer = match result {
             Ok(a) => Ok(convert::probe_answer(a)),
-            Err(e) => Err(state.classify(&e)),
+            Err(e) => Err(e.classify(&state)),
         };
         (answer, state.usage())
+    }
+}
+
+/// Where a run's error arose: creating the instance or calling it.
+enum Failed {
+    Instantiation(wasmtime::Error),
+    Called(wasmtime::Error),
+}
+use Failed::{Called, Instantiation};
+
+impl Failed {
+    fn classify(self, state: &RunState) -> GuestExit {
+        match self {
+            Called(e) => state.classify(&e),
+            // Instantiation runs no guest code of ours beyond data and
+            // element initialisation (which trap) and asks the limiter for
+            // memory (a breach): any other failure is the host not finding
+            // room for the instance.
+            Instantiation(e) => match state.classify(&e) {
+                GuestExit::Trap(_) if e.downcast_ref::<wasmtime::Trap>().is_none() => GuestExit::HostCapacity(format!(
+                    "the host could not create the run's instance: {}",
+                    super::root(&e)
+                )),
+                other => other,
+            },
+        }
     }
 }

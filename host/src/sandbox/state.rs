@@ -295,6 +295,9 @@ impl RunState {
         if let Some(f) = e.downcast_ref::<HostFault>() {
             return GuestExit::HostFault(f.0.clone());
         }
+        if let Some(full) = e.downcast_ref::<super::OutOfCapacity>() {
+            return GuestExit::HostCapacity(full.to_string());
+        }
         match e.downcast_ref::<wasmtime::Trap>() {
             Some(trap) => GuestExit::Trap(trap.to_string()),
             None => GuestExit::Trap(super::root(e)),

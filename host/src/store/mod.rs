@@ -24,6 +24,7 @@ use crate::vault::Sealed;
 use serde_json::Value;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Row};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 /// The columns each row type's `from_row` reads: one list per table, so a
@@ -593,22 +594,31 @@ impl Store {
     }
 
     /// Close every run in progress whose process is gone: on this machine,
-    /// its process no longer exists; on another, it has not sent a heartbeat
-    /// for [`runner::STALE_AFTER_MS`]. Runs of live processes (a `serve` next
+    /// its process no longer exists; on another, neither the run nor the
+    /// serving host that holds it has sent a heartbeat for
+    /// [`runner::STALE_AFTER_MS`]. Runs of live processes (a `serve` next
     /// to a CLI command, other hosts) are left alone. Each closed run ends as
     /// `failed` with reason `host_interrupted`, its pending interactions are
     /// cancelled and its timeline gets its terminal event, in one transaction
     /// per run. Returns how many runs were closed.
     pub async fn fail_interrupted_runs(&self) -> Result<u64> {
-        let rows = sqlx::query("SELECT run_id, runner, heartbeat_at FROM runs WHERE status = 'running'")
-            .fetch_all(&self.pool)
-            .await?;
+        // A serving host's heartbeat (in `hosts`) vouches for every run it
+        // holds; a process that does not serve refreshes its run's own.
+        let rows = sqlx::query(
+            "SELECT r.run_id, r.runner, r.heartbeat_at, h.heartbeat_at AS host_heartbeat_at
+             FROM runs r LEFT JOIN hosts h ON h.runner = r.runner
+             WHERE r.status = 'running'",
+        )
+        .fetch_all(&self.pool)
+        .await?;
         let now = now_ms();
         let mut failed = 0;
         for r in rows {
             let run_id: String = r.try_get("run_id")?;
             let runner_id: Option<String> = r.try_get("runner")?;
-            let heartbeat: Option<i64> = r.try_get("heartbeat_at")?;
+            let run_heartbeat: Option<i64> = r.try_get("heartbeat_at")?;
+            let host_heartbeat: Option<i64> = r.try_get("host_heartbeat_at")?;
+            let heartbeat = run_heartbeat.max(host_heartbeat);
             if runner::alive(runner_id.as_deref(), heartbeat, now) {
                 continue;
             }
@@ -1012,30 +1022,32 @@ impl Store {
     }
 
     /// Runs of this process with a waiting answer or a cancel request from
-    /// any host: (run id, answer waiting, cancel requested). One query per
-    /// host, however many runs it parks.
+    /// any host: (run id, answer waiting, cancel requested). Two queries per
+    /// host that read only what waits (partial indexes
+    /// `interactions_answered` and `runs_cancel_requested`), however many
+    /// runs it parks.
     pub async fn runs_needing_attention(&self) -> Result<Vec<(String, bool, bool)>> {
-        let rows = sqlx::query(
-            "SELECT r.run_id,
-               CAST(CASE WHEN EXISTS (SELECT 1 FROM interactions i WHERE i.run_id = r.run_id
-                    AND i.status = 'pending' AND i.answer IS NOT NULL) THEN 1 ELSE 0 END AS BIGINT) AS answered,
-               CAST(CASE WHEN r.cancel_requested_at IS NOT NULL THEN 1 ELSE 0 END AS BIGINT) AS cancel
-             FROM runs r WHERE r.runner = $1 AND r.status = 'running'
-               AND (r.cancel_requested_at IS NOT NULL OR EXISTS (SELECT 1 FROM interactions i
-                    WHERE i.run_id = r.run_id AND i.status = 'pending' AND i.answer IS NOT NULL))",
+        let answered = sqlx::query(
+            "SELECT DISTINCT i.run_id FROM interactions i JOIN runs r ON r.run_id = i.run_id
+             WHERE i.status = 'pending' AND i.answer IS NOT NULL AND r.runner = $1 AND r.status = 'running'",
         )
         .bind(runner::id())
         .fetch_all(&self.pool)
         .await?;
-        rows.iter()
-            .map(|r| {
-                Ok((
-                    r.try_get("run_id")?,
-                    r.try_get::<i64, _>("answered")? == 1,
-                    r.try_get::<i64, _>("cancel")? == 1,
-                ))
-            })
-            .collect()
+        let cancelled = sqlx::query(
+            "SELECT run_id FROM runs WHERE status = 'running' AND cancel_requested_at IS NOT NULL AND runner = $1",
+        )
+        .bind(runner::id())
+        .fetch_all(&self.pool)
+        .await?;
+        let mut needing: BTreeMap<String, (bool, bool)> = BTreeMap::new();
+        for r in &answered {
+            needing.entry(r.try_get("run_id")?).or_default().0 = true;
+        }
+        for r in &cancelled {
+            needing.entry(r.try_get("run_id")?).or_default().1 = true;
+        }
+        Ok(needing.into_iter().map(|(id, (a, c))| (id, a, c)).collect())
     }
 
     /// Ask whichever host runs `run_id` to cancel it. Returns false when it

@@ -7,8 +7,29 @@ use std::sync::OnceLock;
 
 /// A run on another machine is presumed dead after this long without a heartbeat.
 pub const STALE_AFTER_MS: i64 = 60_000;
-/// How often a running run's heartbeat is refreshed.
+/// How often a heartbeat is refreshed: a serving host's (one for all the
+/// runs it holds), or the run's of a process that does not serve.
 pub const HEARTBEAT_EVERY_MS: u64 = 10_000;
+
+/// Servers in this process keeping a host heartbeat (usually 0 or 1).
+static SERVING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Whether this process keeps a host heartbeat (in `hosts`, under [`id`])
+/// that vouches for every run it holds, so its runs need no timer each.
+pub fn serving() -> bool {
+    SERVING.load(std::sync::atomic::Ordering::Acquire) > 0
+}
+
+/// A server of this process starts (`true`) or stops (`false`) keeping the
+/// host heartbeat.
+pub fn set_serving(on: bool) {
+    use std::sync::atomic::Ordering::{AcqRel, Acquire};
+    if on {
+        SERVING.fetch_add(1, AcqRel);
+    } else {
+        let _ = SERVING.fetch_update(AcqRel, Acquire, |n| n.checked_sub(1));
+    }
+}
 
 fn machine() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")

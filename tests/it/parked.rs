@@ -1,0 +1,132 @@
+//! Parked runs: the host's live-run limit refuses one run more as the host's
+//! capacity (never the connector's fault), and a serving host's one heartbeat
+//! vouches for every run it holds.
+
+use crate::conformance::{done, manifest};
+use crate::on_both_backends;
+use crate::support::*;
+use pdpp_host::protocol::{self as p, Interaction, InteractionAnswer};
+use pdpp_host::runtime::{ConnectionRun, InteractionHandler, run_connection};
+use pdpp_host::sandbox::{Grants, RunControl, Sandbox};
+use pdpp_host::store::Trigger;
+use serde_json::json;
+use std::sync::Arc;
+use std::time::Duration;
+
+struct Never;
+
+#[async_trait::async_trait]
+impl InteractionHandler for Never {
+    async fn answer(&self, _req: &Interaction) -> InteractionAnswer {
+        std::future::pending().await
+    }
+}
+
+fn ask() -> serde_json::Value {
+    json!({ "type": "INTERACTION", "kind": "otp", "message": "Enter the code",
+            "schema": { "type": "object", "properties": { "code": { "type": "string" } } } })
+}
+
+fn parked_opts(control: &RunControl) -> ConnectionRun {
+    let mut opts = ConnectionRun::new(Trigger::Manual);
+    opts.interaction = Some(Arc::new(Never));
+    opts.control = control.clone();
+    opts
+}
+
+on_both_backends! {
+    /// With `max_live_runs = 2` and two runs parked on a question, a third
+    /// run is refused as `host_capacity` (not `connector_exit_without_done`):
+    /// it is stored failed with that reason and a `run.failed` event. Once
+    /// the parked runs end, the host runs again.
+    async fn a_run_past_the_live_run_limit_is_refused_as_host_capacity(t: TestDeployment) {
+        // A sandbox of its own: the limit must not reach other tests.
+        let sandbox = Arc::new(Sandbox::new().unwrap());
+        sandbox.set_max_live_runs(2);
+        let bytes = std::fs::read(guest_path("script")).unwrap();
+        let plugin = Arc::new(sandbox.compile(&bytes, &Grants::none()).unwrap());
+        let m = manifest(&["a"]);
+
+        let mut parked = Vec::new();
+        for _ in 0..2 {
+            let conn = t.connection(&m, json!({ "script": [ask(), done()] }), None).await;
+            let control = RunControl::new();
+            let (dep, sandbox, plugin, m) = (t.dep.clone(), sandbox.clone(), plugin.clone(), m.clone());
+            let opts = parked_opts(&control);
+            let task = tokio::spawn(async move {
+                run_connection(&dep, &sandbox, &plugin, m, &conn, opts).await.expect("the run starts")
+            });
+            parked.push((control, task));
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while sandbox.live_runs() < 2 {
+            assert!(tokio::time::Instant::now() < deadline, "two runs never became live");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+
+        let third = t.connection(&m, json!({ "script": [ask(), done()] }), None).await;
+        let control = RunControl::new();
+        let out = run_connection(&t.dep, &sandbox, &plugin, m.clone(), &third, parked_opts(&control))
+            .await
+            .expect("the run is on record");
+        assert_eq!(out.status, p::DoneStatus::Failed);
+        assert_eq!(out.reason.as_ref().map(|r| r.code()), Some("host_capacity"));
+        let message = out.message.clone().unwrap_or_default();
+        assert!(message.contains("max_live_runs"), "the refusal says which limit: {message}");
+        let row = t.dep.store.run(&out.run_id).await.unwrap().unwrap();
+        assert_eq!(row.failure_reason.as_deref(), Some("host_capacity"));
+        let events = t.dep.store.events(&out.run_id).await.unwrap();
+        let last = events.last().expect("a terminal event");
+        assert_eq!(last.kind, "run.failed");
+        assert_eq!(last.data["reason"], "host_capacity");
+
+        for (control, task) in parked {
+            control.cancel();
+            let out = task.await.unwrap();
+            assert_eq!(out.reason.map(|r| r.code()), Some("owner_cancelled"), "the parked runs were untouched");
+        }
+        assert_eq!(sandbox.live_runs(), 0, "ended runs give their slot back");
+        let fourth = t.connection(&m, json!({ "script": [done()] }), None).await;
+        let out = run_connection(&t.dep, &sandbox, &plugin, m, &fourth, ConnectionRun::new(Trigger::Manual))
+            .await
+            .unwrap();
+        assert!(out.succeeded(), "{:?}", out.reason);
+    }
+}
+
+on_both_backends! {
+    /// A run held by a serving host on another machine stays running while
+    /// that host's heartbeat is fresh, even though the run itself sends
+    /// none; once the host's heartbeat is stale, the run is failed as
+    /// `host_interrupted`.
+    async fn a_serving_hosts_heartbeat_vouches_for_its_runs(t: TestDeployment) {
+        let m = manifest(&["a"]);
+        let conn = t.connection(&m, json!({ "script": [done()] }), None).await;
+        let store = &t.dep.store;
+        store
+            .create_run("run_elsewhere", &conn, "script", Trigger::Manual, p::CollectionMode::Incremental)
+            .await
+            .unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis();
+        let host = "elsewhere-machine:4242:aa";
+        crate::conformance::sql(
+            &t,
+            &[
+                &format!("UPDATE runs SET runner = '{host}', heartbeat_at = 0 WHERE run_id = 'run_elsewhere'"),
+                &format!("INSERT INTO hosts (runner, started_at, heartbeat_at) VALUES ('{host}', {now}, {now})"),
+            ],
+        )
+        .await;
+        assert_eq!(store.fail_interrupted_runs().await.unwrap(), 0, "the host's heartbeat is fresh");
+        let row = store.run("run_elsewhere").await.unwrap().unwrap();
+        assert_eq!(row.status.as_str(), "running");
+
+        crate::conformance::sql(&t, &[&format!("UPDATE hosts SET heartbeat_at = 0 WHERE runner = '{host}'")]).await;
+        assert_eq!(store.fail_interrupted_runs().await.unwrap(), 1, "the host's heartbeat is stale");
+        let row = store.run("run_elsewhere").await.unwrap().unwrap();
+        assert_eq!(row.failure_reason.as_deref(), Some("host_interrupted"));
+    }
+}
