@@ -74,6 +74,14 @@ on_both_backends! {
         s.write_batch(&c, "run_4", &many, &[]).await.unwrap();
         assert_eq!(s.record_counts(&c).await.unwrap()["items"], 1_235);
         assert_eq!(s.record_counts(&c).await.unwrap(), counted(&t, &c, &streams).await);
+        // One chunk of a key already there and a new one: both written, one counted.
+        let mut changed = upsert("items", "m0");
+        changed.data = Some(json!({ "k": "m0", "v": 2 }));
+        s.write_batch(&c, "run_5", &[changed, upsert("items", "zz")], &[]).await.unwrap();
+        assert_eq!(s.record_counts(&c).await.unwrap()["items"], 1_236);
+        let items = s.records(&c, "items").await.unwrap();
+        let m0 = items.iter().find(|r| r.key == "m0").unwrap();
+        assert_eq!((&m0.data, m0.run_id.as_str()), (&json!({ "k": "m0", "v": 2 }), "run_5"), "the old key is updated");
     }
 }
 

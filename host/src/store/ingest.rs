@@ -117,13 +117,13 @@ fn delete_sql(style: Style, n: usize) -> String {
     )
 }
 
-/// Connection, stream, then the keys: how many of them the table holds.
-fn count_sql(style: Style, n: usize) -> String {
+/// As [`upsert_sql`], but a row whose key is there already is left alone:
+/// what the statement changed is the number of new rows (SQLite).
+fn insert_new_sql(style: Style, n: usize) -> String {
     format!(
-        "SELECT COUNT(*) AS n FROM records WHERE connection_id = {} AND stream = {} AND record_key IN {}",
-        style.param(1),
-        style.param(2),
-        style.tuples(2, 1, n)
+        "INSERT INTO records (connection_id, stream, record_key, data, emitted_at, run_id, written_at, record_time)
+         VALUES {} ON CONFLICT (connection_id, stream, record_key) DO NOTHING",
+        style.tuples(0, n, 8)
     )
 }
 
@@ -138,7 +138,7 @@ fn events_sql(style: Style, n: usize) -> String {
 static UPSERT: Cache = [OnceLock::new(), OnceLock::new()];
 static DELETE: Cache = [OnceLock::new(), OnceLock::new()];
 static EVENTS: Cache = [OnceLock::new(), OnceLock::new()];
-static COUNT: Cache = [OnceLock::new(), OnceLock::new()];
+static INSERT_NEW: Cache = [OnceLock::new(), OnceLock::new()];
 
 /// What a batch's records did.
 pub(super) struct Written {
@@ -220,50 +220,26 @@ pub(super) async fn write_records(
             *counts.entry((*stream).to_owned()).or_default() -= removed;
         }
     }
-    // SQLite: the upserted keys already in the table, per stream, looked up
-    // before the write (the rest are new). PostgreSQL says it per row
-    // written (below): a lookup there would be planned once, on the empty
-    // table of a new deployment, as a scan.
-    let mut by_stream: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    if style == Style::Anonymous {
-        for u in &upserts {
-            by_stream.entry(u.stream).or_default().push(u.key.as_str());
-        }
-    }
-    for (stream, keys) in by_stream {
-        let mut existed = 0i64;
-        for chunk in chunks(&keys) {
-            let mut q = sqlx::query(statement(&COUNT, count_sql, style, chunk.len()))
-                .bind(connection_id)
-                .bind(stream);
-            for k in chunk {
-                q = q.bind(*k);
-            }
-            existed += q.fetch_one(&mut **tx).await?.try_get::<i64, _>("n")?;
-        }
-        *counts.entry(stream.to_owned()).or_default() += keys.len() as i64 - existed;
-    }
-    let sizes: Vec<usize> = chunks(&upserts).map(<[Upsert]>::len).collect();
-    let mut rows = upserts.into_iter();
-    for size in sizes {
-        let mut q = sqlx::query(statement(&UPSERT, upsert_sql, style, size));
-        // Key and data are moved into the statement, not copied.
-        for u in rows.by_ref().take(size) {
-            q = q
-                .bind(connection_id)
-                .bind(u.stream)
-                .bind(u.key)
-                .bind(u.data)
-                .bind(u.emitted_at)
-                .bind(run_id)
-                .bind(now)
-                .bind(u.time);
-        }
-        match style {
-            Style::Anonymous => {
-                q.execute(&mut **tx).await?;
-            }
-            Style::Numbered => {
+    match style {
+        Style::Anonymous => upsert_counting_new(tx, connection_id, run_id, now, upserts, &mut counts).await?,
+        Style::Numbered => {
+            // PostgreSQL says per row written whether it was new.
+            let sizes: Vec<usize> = chunks(&upserts).map(<[Upsert]>::len).collect();
+            let mut rows = upserts.into_iter();
+            for size in sizes {
+                let mut q = sqlx::query(statement(&UPSERT, upsert_sql, style, size));
+                // Key and data are moved into the statement, not copied.
+                for u in rows.by_ref().take(size) {
+                    q = q
+                        .bind(connection_id)
+                        .bind(u.stream)
+                        .bind(u.key)
+                        .bind(u.data)
+                        .bind(u.emitted_at)
+                        .bind(run_id)
+                        .bind(now)
+                        .bind(u.time);
+                }
                 for row in q.fetch_all(&mut **tx).await? {
                     if row.try_get::<bool, _>("inserted")? {
                         *counts.entry(row.try_get("stream")?).or_default() += 1;
@@ -274,6 +250,58 @@ pub(super) async fn write_records(
     }
     counts.retain(|_, n| *n != 0);
     Ok(Written { accepted, counts })
+}
+
+/// SQLite's upserts, one stream at a time: each chunk is first inserted
+/// where its keys are new (the rows it changed are the stream's new
+/// records), and only when some key was there already is the chunk written
+/// again as an upsert. A first sync, all new keys, costs one statement per
+/// chunk; SQLite cannot tell an upsert's inserts from its updates.
+async fn upsert_counting_new(
+    tx: &mut Tx,
+    connection_id: &str,
+    run_id: &str,
+    now: i64,
+    mut upserts: Vec<Upsert<'_>>,
+    counts: &mut BTreeMap<String, i64>,
+) -> Result<()> {
+    let style = Style::Anonymous;
+    // Keys are distinct (one row per key), so their order does not matter.
+    upserts.sort_by(|a, b| a.stream.cmp(b.stream));
+    let mut rest = upserts.as_slice();
+    while let Some(first) = rest.first() {
+        let same = rest.iter().take_while(|u| u.stream == first.stream).count();
+        let (group, tail) = rest.split_at(same);
+        rest = tail;
+        for chunk in chunks(group) {
+            let bind = |sql: &'static str| {
+                let mut q = sqlx::query(sql);
+                for u in chunk {
+                    q = q
+                        .bind(connection_id)
+                        .bind(u.stream)
+                        .bind(u.key.as_str())
+                        .bind(u.data.as_str())
+                        .bind(u.emitted_at)
+                        .bind(run_id)
+                        .bind(now)
+                        .bind(u.time);
+                }
+                q
+            };
+            let new = bind(statement(&INSERT_NEW, insert_new_sql, style, chunk.len()))
+                .execute(&mut **tx)
+                .await?
+                .rows_affected();
+            *counts.entry(first.stream.to_owned()).or_default() += new as i64;
+            if (new as usize) < chunk.len() {
+                bind(statement(&UPSERT, upsert_sql, style, chunk.len()))
+                    .execute(&mut **tx)
+                    .await?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Append timeline entries to a run, numbered after its last one.
