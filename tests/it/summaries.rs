@@ -9,7 +9,7 @@ use crate::{on_both_backends, server_on_both_backends};
 use pdpp_host::protocol::{self as p};
 use pdpp_host::runtime::{ConnectionRun, run_connection};
 use pdpp_host::setup::{StatusNeeds, status, status_with_credential, statuses};
-use pdpp_host::store::{Backend, Trigger};
+use pdpp_host::store::Trigger;
 use pdpp_host::vault::Bundle;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;

@@ -226,7 +226,35 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         ),
         Err(e) => return Err(e),
     }
+    // The price of the lean memories (explicit bounds checks, data copied
+    // in) that let 50,000 runs park: the same runs on wasmtime's defaults.
+    println!("memory tuning (docs/sandbox.md, Capacity): wasmtime defaults vs lean (the host's), medians");
+    let defaults = Sandbox::with_tuning(pdpp_host::sandbox::MemoryTuning::WasmtimeDefaults)?;
+    let other = pdpp_host::plugins::load_file(&defaults, &args.plugin, &opts)?;
+    let (mut inst_d, mut inst_l) = (Vec::new(), Vec::new());
+    for _ in 0..args.runs.max(1) {
+        inst_d.push(defaults.instantiate_only(&other.plugin).await?);
+        inst_l.push(sandbox.instantiate_only(plugin).await?);
+    }
+    tuning_row("instantiate only", median(inst_d), median(inst_l));
+    for records in [1_000u64, 10_000] {
+        let (mut d, mut l) = (Vec::new(), Vec::new());
+        for _ in 0..args.runs.max(1) {
+            d.push(demo_run(&defaults, &other.plugin, &manifest, records).await?);
+            l.push(demo_run(&sandbox, plugin, &manifest, records).await?);
+        }
+        tuning_row(&format!("demo {records} records"), median(d), median(l));
+    }
     Ok(())
+}
+
+fn tuning_row(what: &str, defaults: Duration, lean: Duration) {
+    println!(
+        "  {what:<36} defaults {:>9.3} ms   lean {:>9.3} ms   {:+.1}%",
+        ms(defaults),
+        ms(lean),
+        (lean.as_secs_f64() / defaults.as_secs_f64() - 1.0) * 100.0
+    );
 }
 
 fn row(what: &str, off: Duration, on: Duration) {
