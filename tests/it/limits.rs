@@ -160,6 +160,22 @@ async fn stack_overflow_is_a_failed_run_and_the_host_stays_healthy() {
     assert!(next.succeeded());
 }
 
+/// A hostile connector that grows its memory (the host's lean memory is
+/// moved to a new mapping) and then reads past its end gets a trap: no byte
+/// of the host's memory beside it, and the host runs the next connector.
+#[tokio::test]
+async fn a_read_past_the_end_of_a_grown_memory_traps() {
+    let (out, _) = run_with(probe(), probe_request("past_memory"), None).await;
+    assert_eq!(out.reason, Some(FailureReason::ConnectorExitWithoutDone), "{out:?}");
+    let message = out.message.as_deref().unwrap();
+    assert!(
+        message.contains("wasm trap") && message.contains("out of bounds"),
+        "{message}"
+    );
+    let (next, _) = run_with(probe(), probe_request("items"), None).await;
+    assert!(next.succeeded());
+}
+
 #[tokio::test]
 async fn manifest_limits_only_lower_the_deployment_limits() {
     let mut m: serde_json::Value =

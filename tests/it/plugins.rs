@@ -699,6 +699,21 @@ async fn removed_plugin_leaves_connections_and_data_marked_unavailable() {
     );
 }
 
+/// `pdpp-host run` of the demo plugin, one record, on the data directory `data`.
+fn demo_run_once(data: &std::path::Path) -> Vec<String> {
+    let (demo, m) = (guest_path("demo"), demo_manifest_path());
+    ["run", demo.to_str().unwrap(), "--manifest", m.to_str().unwrap()]
+        .into_iter()
+        .chain([
+            "--settings",
+            r#"{"contacts": 1, "events": 0}"#,
+            "--data-dir",
+            data.to_str().unwrap(),
+        ])
+        .map(str::to_owned)
+        .collect()
+}
+
 /// `pdpp-host run` of a stored-nowhere plugin (no `--connection`) uses the
 /// same AOT cache as `serve`: the first invocation compiles and writes the
 /// entry, the second loads it without compiling (the entry is not rewritten).
@@ -706,18 +721,8 @@ async fn removed_plugin_leaves_connections_and_data_marked_unavailable() {
 fn run_loads_the_plugin_from_the_aot_cache_on_its_second_invocation() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let demo = guest_path("demo");
-    let m = demo_manifest_path();
-    let args = [
-        "run",
-        demo.to_str().unwrap(),
-        "--manifest",
-        m.to_str().unwrap(),
-        "--settings",
-        r#"{"contacts": 1, "events": 0}"#,
-        "--data-dir",
-        data.to_str().unwrap(),
-    ];
+    let owned = demo_run_once(&data);
+    let args: Vec<&str> = owned.iter().map(String::as_str).collect();
     let debug = [("RUST_LOG", "pdpp_host=debug")];
     let (code, lines, first) = cli(&args, &debug, None);
     assert_eq!(code, 0, "{first}");
@@ -750,18 +755,8 @@ fn run_loads_the_plugin_from_the_aot_cache_on_its_second_invocation() {
 fn run_recompiles_a_damaged_cache_entry_instead_of_loading_it() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let demo = guest_path("demo");
-    let m = demo_manifest_path();
-    let args = [
-        "run",
-        demo.to_str().unwrap(),
-        "--manifest",
-        m.to_str().unwrap(),
-        "--settings",
-        r#"{"contacts": 1, "events": 0}"#,
-        "--data-dir",
-        data.to_str().unwrap(),
-    ];
+    let owned = demo_run_once(&data);
+    let args: Vec<&str> = owned.iter().map(String::as_str).collect();
     let debug = [("RUST_LOG", "pdpp_host=debug")];
     let (code, _, err) = cli(&args, &debug, None);
     assert_eq!(code, 0, "{err}");

@@ -156,6 +156,18 @@ pub trait RunSink: Send + Sync {
     async fn interaction_resolved(&self, id: &str, status: p::InteractionStatus) -> Result<(), SinkError>;
 }
 
+/// The run's secrets as the manifest declares them: which fields may be
+/// revealed, where each may be substituted, which are public.
+pub(crate) fn secret_set(
+    manifest: &crate::manifest::Manifest,
+    values: std::collections::BTreeMap<String, zeroize::Zeroizing<String>>,
+) -> SecretSet {
+    let fields = manifest.credential_fields();
+    SecretSet::new(fields.iter().map(|f| (f.name.clone(), f.reveal)), values)
+        .with_policies(fields.iter().map(|f| (f.name.clone(), field_policy(f))))
+        .with_public_fields(fields.iter().filter(|f| !f.is_secret()).map(|f| f.name.clone()))
+}
+
 /// Where a credential field's placeholder may be substituted, from its
 /// manifest `inject` (absent: the `authorization` header only).
 pub(crate) fn field_policy(f: &crate::manifest::CredentialField) -> crate::sandbox::caps::secrets::FieldPolicy {
@@ -211,25 +223,7 @@ pub async fn execute_with_start(
 ) -> RunOutcome {
     // A manifest may only lower the deployment's limits.
     let limits = req.limits.lowered_by(req.manifest.runtime_requirements.limits.as_ref());
-    let declared = req
-        .manifest
-        .credential_fields()
-        .iter()
-        .map(|f| (f.name.clone(), f.reveal));
-    let policies = req
-        .manifest
-        .credential_fields()
-        .iter()
-        .map(|f| (f.name.clone(), field_policy(f)));
-    let public = req
-        .manifest
-        .credential_fields()
-        .iter()
-        .filter(|f| !f.is_secret())
-        .map(|f| f.name.clone());
-    let secrets = SecretSet::new(declared, req.secrets)
-        .with_policies(policies)
-        .with_public_fields(public);
+    let secrets = secret_set(&req.manifest, req.secrets);
     let mut session = Session::new(
         req.manifest.clone(),
         &start,

@@ -5,7 +5,7 @@
 
 use crate::egress::EgressConfig;
 use crate::manifest::Manifest;
-use crate::sandbox::{GuestExit, GuestProbe, Plugin, ProbeAnswer, RunControl, RunLimits, Sandbox, SecretSet};
+use crate::sandbox::{GuestExit, GuestProbe, Plugin, ProbeAnswer, RunControl, RunLimits, Sandbox};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -59,25 +59,7 @@ impl ProbeVerdict {
 
 /// Run the connector's credential probe once.
 pub async fn probe_credential(sandbox: &Sandbox, plugin: &Plugin, req: ProbeRequest) -> ProbeVerdict {
-    let declared = req
-        .manifest
-        .credential_fields()
-        .iter()
-        .map(|f| (f.name.clone(), f.reveal));
-    let policies = req
-        .manifest
-        .credential_fields()
-        .iter()
-        .map(|f| (f.name.clone(), super::field_policy(f)));
-    let public = req
-        .manifest
-        .credential_fields()
-        .iter()
-        .filter(|f| !f.is_secret())
-        .map(|f| f.name.clone());
-    let secrets = SecretSet::new(declared, req.secrets)
-        .with_policies(policies)
-        .with_public_fields(public);
+    let secrets = super::secret_set(&req.manifest, req.secrets);
     let redact = |s: String| secrets.redactor().redact(&s);
     let mut limits = req.limits.lowered_by(req.manifest.runtime_requirements.limits.as_ref());
     limits.wall_clock = limits.wall_clock.min(PROBE_WALL_CLOCK);

@@ -41,6 +41,12 @@ macro_rules! select_credentials {
          captured_at, rotated_at FROM credentials"
     };
 }
+macro_rules! select_pending {
+    () => {
+        "SELECT interaction_id, run_id, connection_id, request_id, kind, message, schema, stream, timeout_seconds, \
+         created_at, CAST(CASE WHEN screenshot IS NULL THEN 0 ELSE 1 END AS BIGINT) AS has_screenshot FROM interactions"
+    };
+}
 macro_rules! select_runs {
     () => {
         "SELECT run_id, connection_id, connector_id, status, run_trigger, collection_mode, started_at, finished_at, \
@@ -943,14 +949,12 @@ impl Store {
         run_id: Option<&str>,
         connection_id: Option<&str>,
     ) -> Result<Vec<PendingInteraction>> {
-        let rows = sqlx::query(
-            "SELECT interaction_id, run_id, connection_id, request_id, kind, message, schema, stream, timeout_seconds,
-               created_at, CAST(CASE WHEN screenshot IS NULL THEN 0 ELSE 1 END AS BIGINT) AS has_screenshot
-             FROM interactions
-             WHERE status = 'pending' AND answered_at IS NULL
+        let rows = sqlx::query(concat!(
+            select_pending!(),
+            " WHERE status = 'pending' AND answered_at IS NULL
                AND ($1 IS NULL OR run_id = $1) AND ($2 IS NULL OR connection_id = $2)
-             ORDER BY created_at, interaction_id",
-        )
+             ORDER BY created_at, interaction_id"
+        ))
         .bind(run_id)
         .bind(connection_id)
         .fetch_all(&self.pool)
@@ -960,11 +964,10 @@ impl Store {
 
     /// One question waiting for the owner.
     pub async fn pending_interaction(&self, interaction_id: &str) -> Result<Option<PendingInteraction>> {
-        let row = sqlx::query(
-            "SELECT interaction_id, run_id, connection_id, request_id, kind, message, schema, stream, timeout_seconds,
-               created_at, CAST(CASE WHEN screenshot IS NULL THEN 0 ELSE 1 END AS BIGINT) AS has_screenshot
-             FROM interactions WHERE interaction_id = $1 AND status = 'pending' AND answered_at IS NULL",
-        )
+        let row = sqlx::query(concat!(
+            select_pending!(),
+            " WHERE interaction_id = $1 AND status = 'pending' AND answered_at IS NULL"
+        ))
         .bind(interaction_id)
         .fetch_optional(&self.pool)
         .await?;

@@ -197,11 +197,9 @@ impl Store {
             return Ok(HashMap::new());
         }
         let sql = format!(
-            "SELECT interaction_id, run_id, connection_id, request_id, kind, message, schema, stream, timeout_seconds,
-               created_at, CAST(CASE WHEN screenshot IS NULL THEN 0 ELSE 1 END AS BIGINT) AS has_screenshot
-             FROM interactions
-             WHERE status = 'pending' AND answered_at IS NULL AND run_id IN ({})
+            "{} WHERE status = 'pending' AND answered_at IS NULL AND run_id IN ({})
              ORDER BY created_at, interaction_id",
+            select_pending!(),
             placeholders(1, run_ids.len())
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));

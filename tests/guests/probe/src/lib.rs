@@ -212,6 +212,20 @@ impl Connector for Probe {
                 }
                 observe(run, "recurse", json!({ "depth": deeper(0) }))
             }
+            "past_memory" => {
+                // Grow the linear memory (a lean memory is moved when it
+                // grows), then read one byte past its end: a trap, never
+                // the host's memory next to it.
+                let grown = std::hint::black_box(vec![7u8; 8 << 20]);
+                let end = core::arch::wasm32::memory_size(0) * 65536;
+                // SAFETY: deliberately out of bounds; the host must trap.
+                let beyond = unsafe { core::ptr::read_volatile(end as *const u8) };
+                observe(
+                    run,
+                    "past_memory",
+                    json!({ "read": beyond, "kept": grown[grown.len() - 1] }),
+                )
+            }
             "reject" => Err(Failure::new("the provider said 401")
                 .code("credential_rejected")
                 .recovery(pdpp_sdk::Recovery::RefreshCredentials)),
