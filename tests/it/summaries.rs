@@ -8,7 +8,7 @@ use crate::support::*;
 use crate::{on_both_backends, server_on_both_backends};
 use pdpp_host::protocol::{self as p};
 use pdpp_host::runtime::{ConnectionRun, run_connection};
-use pdpp_host::setup::{StatusNeeds, status, status_with_credential, statuses};
+use pdpp_host::setup::{StatusNeeds, status, status_by_id, statuses};
 use pdpp_host::store::Trigger;
 use pdpp_host::vault::Bundle;
 use serde_json::{Value, json};
@@ -118,16 +118,23 @@ on_both_backends! {
             let alone = status(s, conn, &needs, None).await.unwrap();
             assert_eq!(serde_json::to_value(got).unwrap(), serde_json::to_value(&alone).unwrap());
         }
-        // The same through the one-query read of a connection and its credential.
+        // The same through the one-query read of a connection with its
+        // credential and history, for the newest and for an older run.
         for conn in &conns {
-            let (loaded, credential) = s.connection_with_credential(&conn.connection_id).await.unwrap().unwrap();
+            let (loaded, via) = status_by_id(s, &conn.connection_id, None, |_| needs.clone()).await.unwrap().unwrap();
             assert_eq!(&loaded, conn);
-            let via = status_with_credential(s, &loaded, credential, &needs, None).await.unwrap();
             let alone = status(s, conn, &needs, None).await.unwrap();
             assert_eq!(serde_json::to_value(via).unwrap(), serde_json::to_value(alone).unwrap());
         }
-        assert!(s.connection_with_credential("con_missing").await.unwrap().is_none());
-        let with = s.connection_with_credential(&once).await.unwrap().unwrap().1.expect("its credential");
+        let (_, older_by_id) = status_by_id(s, &twice, Some(&first), |_| needs.clone()).await.unwrap().unwrap();
+        let older_alone = status(s, &conns[2], &needs, Some(&first)).await.unwrap();
+        assert_eq!(serde_json::to_value(older_by_id).unwrap(), serde_json::to_value(older_alone).unwrap());
+        assert!(status_by_id(s, "con_missing", None, |_| needs.clone()).await.unwrap().is_none());
+        assert!(
+            status_by_id(s, &once, Some(&first), |_| needs.clone()).await.is_err(),
+            "a run of another connection"
+        );
+        let with = s.connection_for_status(&once, None, &[]).await.unwrap().unwrap().credential.expect("its credential");
         assert_eq!(with, s.credential(&once).await.unwrap().unwrap());
         let to_json = |v| serde_json::to_value(v).unwrap();
         assert!(to_json(&together[0])["run"].is_null(), "no run yet");

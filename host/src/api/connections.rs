@@ -332,17 +332,11 @@ pub async fn setup_status(
     q: Result<Query<StatusQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<SetupStatus>, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))?;
-    // Two queries: the connection with its credential, then its history.
-    let (conn, credential) = s
-        .dep
-        .store
-        .connection_with_credential(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("connection", &id))?;
-    let needs = needs_of(&s, &conn);
-    let status = crate::setup::status_with_credential(&s.dep.store, &conn, credential, &needs, q.run_id.as_deref())
+    // One query: the connection, its credential and its bounded history.
+    let (_, status) = crate::setup::status_by_id(&s.dep.store, &id, q.run_id.as_deref(), |conn| needs_of(&s, conn))
         .await
-        .map_err(status_error)?;
+        .map_err(status_error)?
+        .ok_or_else(|| ApiError::not_found("connection", &id))?;
     Ok(Json(status))
 }
 

@@ -12,7 +12,7 @@ pub use status::*;
 use crate::manifest::{LifecycleStatus, Manifest};
 use crate::store::{
     BrowserSessionMode, Connection, ConnectionStatus, NewConnection, PendingInteraction, RunEndEvent, RunEvent, RunRow,
-    RunStatus, Store, StoreError, StoredCredential, TERMINAL_EVENTS, Trigger,
+    RunStatus, StatusHistory, Store, StoreError, StoredCredential, TERMINAL_EVENTS, Trigger,
 };
 use serde_json::Value;
 use std::collections::HashMap;
@@ -262,18 +262,28 @@ pub async fn status(
     Ok(one.pop().expect("one status per connection"))
 }
 
-/// [`status`] of a connection whose credential is already read (see
-/// `Store::connection_with_credential`).
-pub async fn status_with_credential(
+/// The setup status of the connection with this id, read with the
+/// connection in one query (`Store::connection_for_status`); `needs` is
+/// asked of the connection read. `None` when there is no such connection.
+pub async fn status_by_id(
     store: &Store,
-    conn: &Connection,
-    credential: Option<StoredCredential>,
-    needs: &StatusNeeds,
+    id: &str,
     run_id: Option<&str>,
-) -> Result<SetupStatus, StatusError> {
-    let credentials = credential.map(|c| (c.connection_id.clone(), c)).into_iter().collect();
-    let mut one = project_all(store, &[(conn, needs)], credentials, run_id).await?;
-    Ok(one.pop().expect("one status per connection"))
+    needs: impl FnOnce(&Connection) -> StatusNeeds,
+) -> Result<Option<(Connection, SetupStatus)>, StatusError> {
+    let Some(read) = store.connection_for_status(id, run_id, &STATUS_EVENTS).await? else {
+        return Ok(None);
+    };
+    let needs = needs(&read.connection);
+    let conn = &read.connection;
+    let credentials = read
+        .credential
+        .map(|c| (c.connection_id.clone(), c))
+        .into_iter()
+        .collect();
+    let mut one = project_all(store, &[(conn, &needs)], credentials, (read.runs, read.events), run_id).await?;
+    let status = one.pop().expect("one status per connection");
+    Ok(Some((read.connection, status)))
 }
 
 /// The setup status of several connections (of their last runs, or of
@@ -286,17 +296,17 @@ pub async fn statuses(
 ) -> Result<Vec<SetupStatus>, StatusError> {
     let ids: Vec<&str> = conns.iter().map(|(c, _)| c.connection_id.as_str()).collect();
     let credentials = store.credentials_of(&ids).await?;
-    project_all(store, conns, credentials, run_id).await
+    let history = store.status_history(&ids, run_id, &STATUS_EVENTS).await?;
+    project_all(store, conns, credentials, history, run_id).await
 }
 
 async fn project_all(
     store: &Store,
     conns: &[(&Connection, &StatusNeeds)],
     credentials: HashMap<String, StoredCredential>,
+    (runs, events): StatusHistory,
     run_id: Option<&str>,
 ) -> Result<Vec<SetupStatus>, StatusError> {
-    let ids: Vec<&str> = conns.iter().map(|(c, _)| c.connection_id.as_str()).collect();
-    let (runs, events) = store.status_history(&ids, run_id, &STATUS_EVENTS).await?;
     if let Some(id) = run_id
         && !runs.iter().any(|r| r.run_id == id)
     {

@@ -54,6 +54,7 @@ macro_rules! select_runs {
     };
 }
 
+mod readers;
 mod summary;
 pub use summary::*;
 
@@ -90,6 +91,8 @@ pub enum Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// SQLite only: connections for the owner's views (see `readers`).
+    readers: Option<std::sync::Arc<readers::Readers>>,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -157,7 +160,8 @@ impl Store {
             Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&pool).await?,
             Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
         }
-        Ok(Store { pool, backend })
+        let readers = (backend == Backend::Sqlite).then(|| std::sync::Arc::new(readers::Readers::new(url)));
+        Ok(Store { pool, backend, readers })
     }
 
     /// The embedded default: one SQLite file, created if missing.
@@ -196,6 +200,9 @@ impl Store {
     }
 
     pub async fn close(&self) {
+        if let Some(readers) = &self.readers {
+            readers.close().await;
+        }
         self.pool.close().await;
     }
 

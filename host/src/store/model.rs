@@ -305,24 +305,30 @@ pub fn collection_mode_schema() -> utoipa::openapi::schema::Object {
 
 impl RunRow {
     pub(super) fn from_row(r: &AnyRow) -> Result<Self> {
-        let mode: String = r.try_get("collection_mode")?;
+        Self::from_columns(r, "")
+    }
+
+    /// From columns named with `prefix` (a run joined to another row).
+    pub(super) fn from_columns(r: &AnyRow, prefix: &str) -> Result<Self> {
+        let col = |name: &str| format!("{prefix}{name}");
+        let mode: String = r.try_get(col("collection_mode").as_str())?;
         Ok(RunRow {
-            run_id: r.try_get("run_id")?,
-            connection_id: r.try_get("connection_id")?,
-            connector_id: r.try_get("connector_id")?,
-            status: RunStatus::parse(&r.try_get::<String, _>("status")?)?,
-            trigger: Trigger::parse(&r.try_get::<String, _>("run_trigger")?)?,
+            run_id: r.try_get(col("run_id").as_str())?,
+            connection_id: r.try_get(col("connection_id").as_str())?,
+            connector_id: r.try_get(col("connector_id").as_str())?,
+            status: RunStatus::parse(&r.try_get::<String, _>(col("status").as_str())?)?,
+            trigger: Trigger::parse(&r.try_get::<String, _>(col("run_trigger").as_str())?)?,
             collection_mode: mode
                 .parse()
                 .map_err(|e| StoreError::Corrupt(format!("run collection mode: {e}")))?,
-            started_at: r.try_get("started_at")?,
-            finished_at: r.try_get("finished_at")?,
-            records_emitted: r.try_get("records_emitted")?,
-            records_written: r.try_get("records_written")?,
-            failure_reason: r.try_get("failure_reason")?,
-            failure_message: r.try_get("failure_message")?,
+            started_at: r.try_get(col("started_at").as_str())?,
+            finished_at: r.try_get(col("finished_at").as_str())?,
+            records_emitted: r.try_get(col("records_emitted").as_str())?,
+            records_written: r.try_get(col("records_written").as_str())?,
+            failure_reason: r.try_get(col("failure_reason").as_str())?,
+            failure_message: r.try_get(col("failure_message").as_str())?,
             resource_report: r
-                .try_get::<Option<String>, _>("resource_report")?
+                .try_get::<Option<String>, _>(col("resource_report").as_str())?
                 .map(|s| parse_json(&s))
                 .transpose()?,
         })

@@ -73,31 +73,48 @@ impl Store {
         .bind(after.map_or(i64::MIN, |c| c.created_at))
         .bind(after.map_or("", |c| c.connection_id.as_str()))
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.read().await?)
         .await?;
         rows.iter().map(Connection::from_row).collect()
     }
 
-    /// A connection and its credential, in one query.
-    pub async fn connection_with_credential(&self, id: &str) -> Result<Option<(Connection, Option<StoredCredential>)>> {
-        let row = sqlx::query(concat!(
-            "SELECT c.*, k.connection_id AS k_connection_id, k.kind AS k_kind, k.field_names AS k_field_names,
-               k.status AS k_status, k.format_version AS k_format_version, k.key_id AS k_key_id, k.nonce AS k_nonce,
-               k.ciphertext AS k_ciphertext, k.fingerprint AS k_fingerprint, k.captured_at AS k_captured_at,
-               k.rotated_at AS k_rotated_at
-             FROM (",
+    /// A connection, its credential and the bounded slice of its history
+    /// that its setup status projects (see [`Store::status_history`]), in
+    /// one query: the owner's most frequent read is one round trip.
+    pub async fn connection_for_status(
+        &self,
+        id: &str,
+        also: Option<&str>,
+        kinds: &[&str],
+    ) -> Result<Option<ConnectionForStatus>> {
+        let sql = format!(
+            "SELECT c.*, {}, {}, e.seq AS event_seq, e.kind AS event_kind, e.data AS event_data
+             FROM ({} WHERE connection_id = $2) c
+             LEFT JOIN credentials k ON k.connection_id = c.connection_id
+             LEFT JOIN runs x ON x.connection_id = c.connection_id AND x.run_id IN ({})
+             LEFT JOIN run_events e ON e.run_id = x.run_id AND e.kind IN ({})",
+            prefixed(select_credentials!(), "k", "k_"),
+            run_columns(),
             select_connections!(),
-            " WHERE connection_id = $1) c LEFT JOIN credentials k ON k.connection_id = c.connection_id"
-        ))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(r) = row else { return Ok(None) };
-        let credential = match r.try_get::<Option<String>, _>("k_connection_id")? {
-            Some(_) => Some(StoredCredential::from_columns(&r, "k_")?),
+            picks(&[2]),
+            placeholders(3, kinds.len().max(1))
+        );
+        let rows = bind_kinds(sqlx::query(sqlx::AssertSqlSafe(sql)).bind(also).bind(id), kinds)
+            .fetch_all(&mut *self.read().await?)
+            .await?;
+        let Some(first) = rows.first() else { return Ok(None) };
+        let credential = match first.try_get::<Option<String>, _>("k_connection_id")? {
+            Some(_) => Some(StoredCredential::from_columns(first, "k_")?),
             None => None,
         };
-        Ok(Some((Connection::from_row(&r)?, credential)))
+        let connection = Connection::from_row(first)?;
+        let (runs, events) = history_of_rows(&rows)?;
+        Ok(Some(ConnectionForStatus {
+            connection,
+            credential,
+            runs,
+            events,
+        }))
     }
 
     /// The credentials of these connections, by connection id.
@@ -114,7 +131,7 @@ impl Store {
         for id in ids {
             q = q.bind(*id);
         }
-        let rows = q.fetch_all(&self.pool).await?;
+        let rows = q.fetch_all(&mut *self.read().await?).await?;
         rows.iter()
             .map(|r| StoredCredential::from_row(r).map(|c| (c.connection_id.clone(), c)))
             .collect()
@@ -126,69 +143,26 @@ impl Store {
     /// newest bootstrap; and `also` (a run asked for by id, of any of
     /// them). One query of indexed lookups, however many runs and
     /// timeline entries the connections have.
-    pub async fn status_history(
-        &self,
-        ids: &[&str],
-        also: Option<&str>,
-        kinds: &[&str],
-    ) -> Result<(Vec<RunRow>, HashMap<String, Vec<RunEvent>>)> {
+    pub async fn status_history(&self, ids: &[&str], also: Option<&str>, kinds: &[&str]) -> Result<StatusHistory> {
         if ids.is_empty() {
             return Ok((Vec::new(), HashMap::new()));
         }
-        let newest = |n: usize, cond: &str| {
-            format!(
-                "(SELECT run_id FROM runs WHERE connection_id = ${n} AND {cond}
-                  ORDER BY started_at DESC, run_id DESC LIMIT 1)"
-            )
-        };
-        let mut picks = vec!["$1".to_owned()];
-        for i in 0..ids.len() {
-            let n = i + 2;
-            picks.push(newest(n, "run_trigger <> 'bootstrap'"));
-            picks.push(newest(n, "run_trigger <> 'bootstrap' AND status <> 'running'"));
-            picks.push(newest(n, "run_trigger = 'bootstrap'"));
-        }
         let sql = format!(
-            "SELECT r.*, e.seq AS event_seq, e.kind AS event_kind, e.data AS event_data
-             FROM ({} WHERE connection_id IN ({}) AND run_id IN ({})) r
-             LEFT JOIN run_events e ON e.run_id = r.run_id AND e.kind IN ({})",
-            select_runs!(),
-            placeholders(2, ids.len()),
-            picks.join(", "),
-            placeholders(ids.len() + 2, kinds.len().max(1))
+            "SELECT {}, e.seq AS event_seq, e.kind AS event_kind, e.data AS event_data
+             FROM runs x
+             LEFT JOIN run_events e ON e.run_id = x.run_id AND e.kind IN ({})
+             WHERE x.connection_id IN ({}) AND x.run_id IN ({})",
+            run_columns(),
+            placeholders(2, kinds.len().max(1)),
+            placeholders(kinds.len().max(1) + 2, ids.len()),
+            picks(&(kinds.len().max(1) + 2..kinds.len().max(1) + 2 + ids.len()).collect::<Vec<_>>()),
         );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(also);
+        let mut q = bind_kinds(sqlx::query(sqlx::AssertSqlSafe(sql)).bind(also), kinds);
         for id in ids {
             q = q.bind(*id);
         }
-        if kinds.is_empty() {
-            q = q.bind(None::<&str>);
-        }
-        for k in kinds {
-            q = q.bind(*k);
-        }
-        let mut runs: Vec<RunRow> = Vec::new();
-        let mut events: Vec<(String, i64, RunEvent)> = Vec::new();
-        for r in q.fetch_all(&self.pool).await? {
-            let run = RunRow::from_row(&r)?;
-            if let Some(seq) = r.try_get::<Option<i64>, _>("event_seq")? {
-                let event = RunEvent {
-                    kind: r.try_get("event_kind")?,
-                    data: parse_json(&r.try_get::<String, _>("event_data")?)?,
-                };
-                events.push((run.run_id.clone(), seq, event));
-            }
-            if !runs.iter().any(|k| k.run_id == run.run_id) {
-                runs.push(run);
-            }
-        }
-        runs.sort_by(|a, b| (b.started_at, &b.run_id).cmp(&(a.started_at, &a.run_id)));
-        events.sort_by_key(|(_, seq, _)| *seq);
-        let mut by_run: HashMap<String, Vec<RunEvent>> = HashMap::new();
-        for (run_id, _, event) in events {
-            by_run.entry(run_id).or_default().push(event);
-        }
-        Ok((runs, by_run))
+        let rows = q.fetch_all(&mut *self.read().await?).await?;
+        history_of_rows(&rows)
     }
 
     /// The questions these runs wait on, by run id, oldest first.
@@ -207,7 +181,7 @@ impl Store {
             q = q.bind(*id);
         }
         let mut out: HashMap<String, Vec<PendingInteraction>> = HashMap::new();
-        for r in q.fetch_all(&self.pool).await? {
+        for r in q.fetch_all(&mut *self.read().await?).await? {
             let p = PendingInteraction::from_row(&r)?;
             out.entry(p.run_id.clone()).or_default().push(p);
         }
@@ -227,7 +201,7 @@ impl Store {
         for id in ids {
             q = q.bind(*id);
         }
-        q.fetch_all(&self.pool)
+        q.fetch_all(&mut *self.read().await?)
             .await?
             .iter()
             .map(|r| Ok(r.try_get("connection_id")?))
@@ -249,13 +223,112 @@ impl Store {
             q = q.bind(*id);
         }
         let mut out: HashMap<String, BTreeMap<String, i64>> = HashMap::new();
-        for r in q.fetch_all(&self.pool).await? {
+        for r in q.fetch_all(&mut *self.read().await?).await? {
             out.entry(r.try_get("connection_id")?)
                 .or_default()
                 .insert(r.try_get("stream")?, r.try_get("records")?);
         }
         Ok(out)
     }
+}
+
+/// Runs newest first, and their timeline entries of the asked kinds by run
+/// id, in order.
+pub type StatusHistory = (Vec<RunRow>, HashMap<String, Vec<RunEvent>>);
+
+/// What [`Store::connection_for_status`] reads.
+#[derive(Debug)]
+pub struct ConnectionForStatus {
+    pub connection: Connection,
+    pub credential: Option<StoredCredential>,
+    /// At most three runs (four with a requested one), newest first.
+    pub runs: Vec<RunRow>,
+    /// Their timeline entries of the asked kinds, by run id, in order.
+    pub events: HashMap<String, Vec<RunEvent>>,
+}
+
+/// `SELECT a, b FROM t` as `alias.a AS {prefix}a, alias.b AS {prefix}b`.
+fn prefixed(select: &str, alias: &str, prefix: &str) -> String {
+    let columns = select
+        .strip_prefix("SELECT ")
+        .and_then(|s| s.rsplit_once(" FROM "))
+        .map_or("", |(cols, _)| cols);
+    columns
+        .split(',')
+        .map(|c| format!("{alias}.{0} AS {prefix}{0}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The columns of the runs table `x`, each named `r_…` so that a run
+/// joins to another row without a clash of names.
+fn run_columns() -> &'static str {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| prefixed(select_runs!(), "x", "r_"))
+}
+
+/// The runs a setup status projects, for the connections whose ids are
+/// bound at these parameter numbers: the one asked for (`$1`, may be
+/// null), and per connection its newest collection run, its newest
+/// finished one and its newest bootstrap.
+fn picks(id_params: &[usize]) -> String {
+    let newest = |n: usize, cond: &str| {
+        format!(
+            "(SELECT run_id FROM runs WHERE connection_id = ${n} AND {cond}
+              ORDER BY started_at DESC, run_id DESC LIMIT 1)"
+        )
+    };
+    let mut picks = vec!["$1".to_owned()];
+    for &n in id_params {
+        picks.push(newest(n, "run_trigger <> 'bootstrap'"));
+        picks.push(newest(n, "run_trigger <> 'bootstrap' AND status <> 'running'"));
+        picks.push(newest(n, "run_trigger = 'bootstrap'"));
+    }
+    picks.join(", ")
+}
+
+/// The timeline kinds, bound in order (a null when there are none, so
+/// that `IN (…)` is never empty).
+fn bind_kinds<'q>(
+    mut q: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments>,
+    kinds: &[&'q str],
+) -> sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments> {
+    if kinds.is_empty() {
+        q = q.bind(None::<&str>);
+    }
+    for k in kinds {
+        q = q.bind(*k);
+    }
+    q
+}
+
+/// The runs (`r_…` columns) and timeline entries of rows joined as in
+/// [`Store::status_history`]: runs newest first, entries in order.
+fn history_of_rows(rows: &[sqlx::any::AnyRow]) -> Result<StatusHistory> {
+    let mut runs: Vec<RunRow> = Vec::new();
+    let mut events: Vec<(String, i64, RunEvent)> = Vec::new();
+    for r in rows {
+        let Some(run_id) = r.try_get::<Option<String>, _>("r_run_id")? else {
+            continue;
+        };
+        if let Some(seq) = r.try_get::<Option<i64>, _>("event_seq")? {
+            let event = RunEvent {
+                kind: r.try_get("event_kind")?,
+                data: parse_json(&r.try_get::<String, _>("event_data")?)?,
+            };
+            events.push((run_id.clone(), seq, event));
+        }
+        if !runs.iter().any(|k| k.run_id == run_id) {
+            runs.push(RunRow::from_columns(r, "r_")?);
+        }
+    }
+    runs.sort_by(|a, b| (b.started_at, &b.run_id).cmp(&(a.started_at, &a.run_id)));
+    events.sort_by_key(|(_, seq, _)| *seq);
+    let mut by_run: HashMap<String, Vec<RunEvent>> = HashMap::new();
+    for (run_id, _, event) in events {
+        by_run.entry(run_id).or_default().push(event);
+    }
+    Ok((runs, by_run))
 }
 
 /// Apply count changes, in the transaction that made them.
