@@ -7,6 +7,7 @@
 
 use super::*;
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::OnceLock;
 
 /// `$first, $first+1, …` for `n` bound values.
 fn placeholders(first: usize, n: usize) -> String {
@@ -87,18 +88,26 @@ impl Store {
         also: Option<&str>,
         kinds: &[&str],
     ) -> Result<Option<ConnectionForStatus>> {
-        let sql = format!(
-            "SELECT c.*, {}, {}, e.seq AS event_seq, e.kind AS event_kind, e.data AS event_data
-             FROM ({} WHERE connection_id = $2) c
-             LEFT JOIN credentials k ON k.connection_id = c.connection_id
-             LEFT JOIN runs x ON x.connection_id = c.connection_id AND x.run_id IN ({})
-             LEFT JOIN run_events e ON e.run_id = x.run_id AND e.kind IN ({})",
-            prefixed(select_credentials!(), "k", "k_"),
-            run_columns(),
-            select_connections!(),
-            picks(&[2]),
-            placeholders(3, kinds.len().max(1))
-        );
+        // Built once per number of kinds: it is the same text every time.
+        static SQL: [OnceLock<String>; 9] = [const { OnceLock::new() }; 9];
+        let build = || {
+            format!(
+                "SELECT c.*, {}, {}, e.seq AS event_seq, e.kind AS event_kind, e.data AS event_data
+                 FROM ({} WHERE connection_id = $2) c
+                 LEFT JOIN credentials k ON k.connection_id = c.connection_id
+                 LEFT JOIN runs x ON x.connection_id = c.connection_id AND x.run_id IN ({})
+                 LEFT JOIN run_events e ON e.run_id = x.run_id AND e.kind IN ({})",
+                prefixed(select_credentials!(), "k", "k_"),
+                run_columns(),
+                select_connections!(),
+                picks(&[2]),
+                placeholders(3, kinds.len().max(1))
+            )
+        };
+        let sql = match SQL.get(kinds.len()) {
+            Some(slot) => slot.get_or_init(build).clone(),
+            None => build(),
+        };
         let rows = bind_kinds(sqlx::query(sqlx::AssertSqlSafe(sql)).bind(also).bind(id), kinds)
             .fetch_all(&mut *self.read().await?)
             .await?;
@@ -263,7 +272,7 @@ fn prefixed(select: &str, alias: &str, prefix: &str) -> String {
 /// The columns of the runs table `x`, each named `r_…` so that a run
 /// joins to another row without a clash of names.
 fn run_columns() -> &'static str {
-    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    static SQL: OnceLock<String> = OnceLock::new();
     SQL.get_or_init(|| prefixed(select_runs!(), "x", "r_"))
 }
 
