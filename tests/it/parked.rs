@@ -269,3 +269,37 @@ fn sandbox_memory_unknown_value_stops_run_naming_the_choices() {
     }
     assert!(!data.join("cache").exists(), "nothing was compiled");
 }
+
+/// `serve` applies `[sandbox] memory` to its engine: the plugin it loads is
+/// compiled into the AOT cache under the engine hash of that tuning
+/// (`<sha256>-<engine hash>.cwasm`), the same wasm under two hashes for the
+/// two tunings, and the host serves either way.
+#[test]
+fn sandbox_memory_serve_compiles_its_plugins_with_the_configured_tuning() {
+    use crate::server::{ServeOptions, serve_with};
+    use pdpp_host::plugins::cache::engine_hash;
+    use pdpp_host::sandbox::MemoryTuning;
+
+    let entry = |config: Option<&str>| {
+        let mut opts = ServeOptions::default().plugin("demo", &demo_manifest_path());
+        if let Some(toml) = config {
+            opts = opts.config(toml);
+        }
+        let server = serve_with(opts);
+        let names: Vec<String> = std::fs::read_dir(server.dir.path().join("data/cache"))
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.ends_with(".cwasm"))
+            .collect();
+        assert_eq!(names.len(), 1, "one compiled plugin: {names:?}");
+        let (sha, engine) = names[0].trim_end_matches(".cwasm").split_once('-').unwrap();
+        (sha.to_owned(), engine.to_owned())
+    };
+    let hash = |t: MemoryTuning| engine_hash(Sandbox::with_tuning(t).unwrap().engine());
+    let (lean_wasm, lean) = entry(None);
+    let (reserved_wasm, reserved) = entry(Some("[sandbox]\nmemory = \"reserved\"\n"));
+    assert_eq!(lean_wasm, reserved_wasm, "the same plugin");
+    assert_eq!(lean, hash(MemoryTuning::Lean), "lean by default");
+    assert_eq!(reserved, hash(MemoryTuning::Reserved), "reserved when configured");
+    assert_ne!(lean, reserved);
+}
