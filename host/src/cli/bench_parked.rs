@@ -219,6 +219,11 @@ async fn park(
     manifest: &Arc<Manifest>,
     n: usize,
 ) -> anyhow::Result<()> {
+    // Heap pages the previous round freed would be reused by this one
+    // without showing in its RSS delta: give them back to the kernel before
+    // the baseline is read, so each N is measured as if from a fresh process.
+    // SAFETY: glibc's malloc_trim has no preconditions.
+    unsafe { libc::malloc_trim(0) };
     let rss0 = status_kib("VmRSS:");
     let split0 = resident_split();
     let maps0 = mappings();
