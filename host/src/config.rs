@@ -28,6 +28,18 @@ pub struct ConfigFile {
     pub collection: CollectionFile,
     #[serde(default)]
     pub capacity: CapacityFile,
+    #[serde(default)]
+    pub sandbox: SandboxFile,
+}
+
+/// `[sandbox]`: how the engine runs guests.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SandboxFile {
+    /// `lean` (the default: many live runs per host) or `reserved`
+    /// (wasmtime's defaults: faster guest code, ~9,000 live runs); read by
+    /// `serve` and `run` (docs/sandbox.md, "Capacity").
+    pub memory: Option<crate::sandbox::MemoryTuning>,
 }
 
 /// `[capacity]`: how much this host holds at once.
@@ -234,6 +246,31 @@ mod tests {
         let e = c.egress.config().unwrap();
         assert_eq!(e.rewrites.len(), 1);
         assert!(e.allow_loopback_for_rewrites);
+    }
+
+    #[test]
+    fn sandbox_memory_is_lean_unless_the_file_says_reserved() {
+        use crate::sandbox::MemoryTuning;
+        assert_eq!(parse("").unwrap().sandbox.memory, None);
+        assert_eq!(MemoryTuning::default(), MemoryTuning::Lean);
+        let lean = parse("[sandbox]\nmemory = \"lean\"").unwrap();
+        assert_eq!(lean.sandbox.memory, Some(MemoryTuning::Lean));
+        let reserved = parse("[sandbox]\nmemory = \"reserved\"").unwrap();
+        assert_eq!(reserved.sandbox.memory, Some(MemoryTuning::Reserved));
+    }
+
+    #[test]
+    fn sandbox_memory_unknown_value_is_a_typed_error_naming_the_choices() {
+        let e = parse("[sandbox]\nmemory = \"fast\"").unwrap_err();
+        assert!(matches!(e, ConfigError::Invalid { .. }), "{e}");
+        let text = e.to_string();
+        assert!(
+            text.contains("fast") && text.contains("lean") && text.contains("reserved"),
+            "{text}"
+        );
+        assert!(text.contains("c.toml"), "the error names the file: {text}");
+        let typo = parse("[sandbox]\nmemroy = \"lean\"").unwrap_err();
+        assert!(typo.to_string().contains("memroy"), "{typo}");
     }
 
     #[test]

@@ -43,6 +43,8 @@ pub struct ServeConfig {
     /// `[capacity] max_live_runs`: runs and probes live at once; one more is
     /// refused as `host_capacity`.
     pub max_live_runs: usize,
+    /// `[sandbox] memory`: how guests' memories and stacks are made.
+    pub memory: crate::sandbox::MemoryTuning,
 }
 
 /// Why the host could not start serving. Nothing was left half done: a
@@ -90,7 +92,7 @@ pub async fn serve(
         path: config.plugin_dir.clone(),
         source,
     })?;
-    let sandbox = Arc::new(Sandbox::new().map_err(|e| ServeError::Engine(e.to_string()))?);
+    let sandbox = Arc::new(Sandbox::with_tuning(config.memory).map_err(|e| ServeError::Engine(e.to_string()))?);
     sandbox.set_max_live_runs(config.max_live_runs);
     // No process starts until a run asks for a browser; a host without
     // Chromium serves every other connector and refuses browser runs.

@@ -229,7 +229,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     // The price of the lean memories (explicit bounds checks, data copied
     // in) that let 50,000 runs park: the same runs on wasmtime's defaults.
     println!("memory tuning (docs/sandbox.md, Capacity): wasmtime defaults vs lean (the host's), medians");
-    let defaults = Sandbox::with_tuning(pdpp_host::sandbox::MemoryTuning::WasmtimeDefaults)?;
+    let defaults = Sandbox::with_tuning(pdpp_host::sandbox::MemoryTuning::Reserved)?;
     let other = pdpp_host::plugins::load_file(&defaults, &args.plugin, &opts)?;
     let (mut inst_d, mut inst_l) = (Vec::new(), Vec::new());
     for _ in 0..args.runs.max(1) {

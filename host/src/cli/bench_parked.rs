@@ -11,8 +11,14 @@
 //! checks how each ended. The baseline is one Node.js connector process
 //! blocked on stdin before START (its RSS and PSS).
 //!
-//! `--parked-tuning wasmtime-defaults` measures the same with wasmtime's own
-//! memory settings, for comparison.
+//! Where a parked run's bytes are: the size of the run's future (held by its
+//! task), and the resident memory added, split by `/proc/self/smaps` into the
+//! guest's linear memories and fiber stacks (the lean mappings carry the
+//! `nh` flag), the rest of the anonymous memory (the host's heap) and
+//! file-backed pages.
+//!
+//! `--parked-tuning reserved` (alias `wasmtime-defaults`) measures the same
+//! with wasmtime's own memory settings (`[sandbox] memory = "reserved"`).
 
 use anyhow::{Context, bail};
 use pdpp_host::manifest::Manifest;
@@ -43,6 +49,8 @@ pub struct ParkedArgs {
 #[derive(Clone, Copy, clap::ValueEnum)]
 pub enum Tuning {
     Lean,
+    /// wasmtime's defaults (`[sandbox] memory = "reserved"`).
+    #[value(alias = "reserved")]
     WasmtimeDefaults,
 }
 
@@ -90,6 +98,35 @@ fn mappings() -> usize {
         .unwrap_or(0)
 }
 
+/// Resident KiB by kind, from `/proc/self/smaps`: the sandbox's guest
+/// memories and fiber stacks (anonymous, flagged `nh` by `sandbox/vm.rs`),
+/// the rest of the anonymous memory (the host's heap: malloc arenas, `[heap]`,
+/// thread stacks) and file-backed pages (code).
+fn resident_split() -> (u64, u64, u64) {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap_or_default();
+    let (mut guest, mut host, mut file) = (0, 0, 0);
+    let (mut rss, mut anon_region) = (0u64, false);
+    for line in smaps.lines() {
+        let mut words = line.split_whitespace();
+        let first = words.next().unwrap_or("");
+        if first.contains('-') && first.chars().next().is_some_and(|c| c.is_ascii_hexdigit()) {
+            // A mapping's header: address perms offset dev inode [path].
+            let path = line.split_whitespace().nth(5).unwrap_or("");
+            anon_region = path.is_empty() || path.starts_with('[');
+        } else if first == "Rss:" {
+            rss = words.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+        } else if first == "VmFlags:" {
+            let nohuge = line.split_whitespace().any(|f| f == "nh");
+            match (anon_region, nohuge) {
+                (true, true) => guest += rss,
+                (true, false) => host += rss,
+                (false, _) => file += rss,
+            }
+        }
+    }
+    (guest, host, file)
+}
+
 fn max_map_count() -> String {
     std::fs::read_to_string("/proc/sys/vm/max_map_count")
         .map(|s| s.trim().to_owned())
@@ -123,7 +160,7 @@ fn script_manifest() -> anyhow::Result<Arc<Manifest>> {
 pub async fn run(args: &ParkedArgs) -> anyhow::Result<()> {
     let tuning = match args.parked_tuning {
         Tuning::Lean => MemoryTuning::Lean,
-        Tuning::WasmtimeDefaults => MemoryTuning::WasmtimeDefaults,
+        Tuning::WasmtimeDefaults => MemoryTuning::Reserved,
     };
     let (counts, plugin) = (&args.parked, &args.parked_plugin);
     let sandbox = Arc::new(Sandbox::with_tuning(tuning)?);
@@ -155,9 +192,20 @@ pub async fn run(args: &ParkedArgs) -> anyhow::Result<()> {
         "instantiate only (median of 200): {:.3} ms",
         inst[inst.len() / 2].as_secs_f64() * 1e3
     );
+    // The host's part of a parked run that is not allocated on its own:
+    // the run's future, held by its task.
+    {
+        let req = RunRequest::new(manifest.clone());
+        let fut = runtime::execute(&sandbox, &compiled, req, None, Box::new(Quiet), None);
+        println!(
+            "the run's future (runtime::execute): {} bytes",
+            std::mem::size_of_val(&fut)
+        );
+    }
     // One run first, so that lazily built parts of the engine and runtime
     // are not charged to the first N.
     park(&sandbox, &compiled, &manifest, 1).await?;
+
     for &n in counts {
         park(&sandbox, &compiled, &manifest, n).await?;
     }
@@ -171,7 +219,13 @@ async fn park(
     manifest: &Arc<Manifest>,
     n: usize,
 ) -> anyhow::Result<()> {
+    // Heap pages the previous round freed would be reused by this one
+    // without showing in its RSS delta: give them back to the kernel before
+    // the baseline is read, so each N is measured as if from a fresh process.
+    // SAFETY: glibc's malloc_trim has no preconditions.
+    unsafe { libc::malloc_trim(0) };
     let rss0 = status_kib("VmRSS:");
+    let split0 = resident_split();
     let maps0 = mappings();
     let asked = Arc::new(AtomicUsize::new(0));
     let ended = Arc::new(AtomicUsize::new(0));
@@ -204,6 +258,7 @@ async fn park(
     let parked = asked.load(Ordering::Acquire);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss = status_kib("VmRSS:");
+    let split = resident_split();
     let maps = mappings();
 
     let ticks0 = cpu_ticks();
@@ -228,6 +283,16 @@ async fn park(
             per_run(rss, rss0),
             (maps as f64 - maps0 as f64) / n as f64,
             idle * 100.0,
+        );
+    }
+    // Only the lean memories and stacks carry the `nh` flag the split reads.
+    if n > 1 && sandbox.tuning() == MemoryTuning::Lean {
+        let per_run = |now: u64, before: u64| now.saturating_sub(before) as f64 / n as f64;
+        println!(
+            "         per run: {:.1} KiB guest memories and fiber stacks, {:.1} KiB host heap, {:.1} KiB file-backed",
+            per_run(split.0, split0.0),
+            per_run(split.1, split0.1),
+            per_run(split.2, split0.2),
         );
     }
     if parked < n && n > 1 {

@@ -124,8 +124,9 @@ impl ConnectorArgs {
     fn load(&self, data: &DataArgs) -> anyhow::Result<Connector> {
         match (&self.plugin, &self.manifest) {
             (Some(path), manifest) => {
-                let sandbox = Sandbox::new()?;
-                let mut opts = data.resolve()?.load;
+                let settings = data.resolve()?;
+                let sandbox = Sandbox::with_tuning(settings.file.sandbox.memory.unwrap_or_default())?;
+                let mut opts = settings.load;
                 opts.manifest_file = manifest.clone();
                 let loaded = pdpp_host::plugins::load_file(&sandbox, path, &opts)
                     .with_context(|| format!("cannot load plugin {}", path.display()))?;

@@ -69,7 +69,8 @@ fn list(data: &DataArgs) -> anyhow::Result<i32> {
     }
     let mut options = CatalogOptions::new(dir);
     options.load = settings.load;
-    let catalog = Catalog::open(Arc::new(Sandbox::new()?), options);
+    let tuning = settings.file.sandbox.memory.unwrap_or_default();
+    let catalog = Catalog::open(Arc::new(Sandbox::with_tuning(tuning)?), options);
     let snapshot = catalog.snapshot();
     let mut out = std::io::BufWriter::new(std::io::stdout());
     for p in snapshot.plugins.values() {

@@ -240,7 +240,8 @@ pub async fn run(args: RunArgs) -> anyhow::Result<i32> {
     if !settings.is_object() {
         bail!("--settings must be a JSON object");
     }
-    let sandbox = Sandbox::new()?;
+    let tuning = args.data.resolve()?.file.sandbox.memory.unwrap_or_default();
+    let sandbox = Sandbox::with_tuning(tuning)?;
     let loaded = pdpp_host::plugins::load_file(&sandbox, &args.plugin, &args.load_options()?)
         .with_context(|| format!("cannot load plugin {}", args.plugin.display()))?;
     for w in &loaded.warnings {

@@ -34,6 +34,7 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<i32> {
             .capacity
             .max_live_runs
             .unwrap_or(pdpp_host::sandbox::DEFAULT_MAX_LIVE_RUNS),
+        memory: file.sandbox.memory.unwrap_or_default(),
     };
     // Ctrl-C or SIGTERM (a service manager's stop) start a graceful shutdown.
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

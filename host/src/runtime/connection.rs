@@ -322,7 +322,7 @@ impl BegunRun {
             }),
         );
         let opening: Vec<RunEvent> = std::iter::once(started).chain(notes).collect();
-        store.append_events(&run_id, &opening).await?;
+        Box::pin(store.append_events(&run_id, &opening)).await?;
 
         // What START scoped, for full-refresh reconciliation after the run.
         let scope = start.scope.streams.clone();
@@ -348,7 +348,10 @@ impl BegunRun {
                 records = outcome.records_written,
                 "run ended"
             );
-            let browser_events = settle_browser(dep, connection_id, &run_id, &browser, &outcome).await?;
+            // Boxed, like every step after the guest: the run's future holds
+            // only the largest state it is in while the run waits for its
+            // owner, not the database writes that follow it.
+            let browser_events = Box::pin(settle_browser(dep, connection_id, &run_id, &browser, &outcome)).await?;
             let ended = Ended {
                 connection_id,
                 run_id: &run_id,
@@ -358,7 +361,7 @@ impl BegunRun {
                 manifest: &manifest,
                 scope: &scope,
             };
-            finish(store, ended, &mut outcome, browser_events).await?;
+            Box::pin(finish(store, ended, &mut outcome, browser_events)).await?;
             Ok(outcome)
         }
         .instrument(span)

@@ -196,62 +196,93 @@ pub fn new_run_id() -> String {
 }
 
 /// Run a plugin once: build START, then [`execute_with_start`].
-pub async fn execute(
-    sandbox: &Sandbox,
-    plugin: &Plugin,
+pub fn execute<'a>(
+    sandbox: &'a Sandbox,
+    plugin: &'a Plugin,
     req: RunRequest,
     interaction: Option<Arc<dyn InteractionHandler>>,
     observer: Box<dyn Observer>,
     sink: Option<Arc<dyn RunSink>>,
-) -> Result<RunOutcome, StartError> {
+) -> impl Future<Output = Result<RunOutcome, StartError>> + 'a {
+    use futures::FutureExt;
+    use futures::future::Either;
+    // Not an `async fn`: its arguments would be kept in the future beside
+    // the run's own copy of them for as long as the run lives.
     let run_id = req.run_id.clone().unwrap_or_else(new_run_id);
-    let start = build_start_for(&req, &run_id, interaction.is_some(), plugin.grants())?;
-    Ok(execute_with_start(sandbox, plugin, req, start, interaction, observer, sink).await)
+    match build_start_for(&req, &run_id, interaction.is_some(), plugin.grants()) {
+        Ok(start) => Either::Left(execute_with_start(sandbox, plugin, req, start, interaction, observer, sink).map(Ok)),
+        Err(e) => Either::Right(std::future::ready(Err(e))),
+    }
 }
 
 /// Run a plugin once with the START already built for this request by
 /// [`build_start_for`] (same plugin, same `interaction.is_some()`); the run
 /// id is START's.
-pub async fn execute_with_start(
-    sandbox: &Sandbox,
-    plugin: &Plugin,
+///
+/// The session and the sandbox's run are built when this is called; the
+/// future keeps what the run needs while it goes on or waits for its owner,
+/// and no second copy of its inputs (a parked run's host memory,
+/// docs/sandbox.md, "Capacity").
+pub fn execute_with_start<'a>(
+    sandbox: &'a Sandbox,
+    plugin: &'a Plugin,
     req: RunRequest,
     start: p::Start,
     interaction: Option<Arc<dyn InteractionHandler>>,
     observer: Box<dyn Observer>,
     sink: Option<Arc<dyn RunSink>>,
-) -> RunOutcome {
+) -> impl Future<Output = RunOutcome> + 'a {
+    use futures::FutureExt;
+    // What the run needs while it goes on, taken out of the request; the
+    // rest of the request (its scope, its capabilities) is freed now rather
+    // than held for as long as the run waits for its owner.
+    let RunRequest {
+        manifest,
+        state,
+        settings,
+        secrets,
+        limits,
+        control,
+        egress,
+        browser,
+        session_account,
+        entry,
+        ..
+    } = { req };
     // A manifest may only lower the deployment's limits.
-    let limits = req.limits.lowered_by(req.manifest.runtime_requirements.limits.as_ref());
-    let secrets = secret_set(&req.manifest, req.secrets);
+    let limits = limits.lowered_by(manifest.runtime_requirements.limits.as_ref());
+    let secrets = secret_set(&manifest, secrets);
     let mut session = Session::new(
-        req.manifest.clone(),
+        manifest,
         &start,
         interaction,
         observer,
         secrets.clone(),
         sink,
-        req.control.clone(),
+        control.clone(),
     )
-    .expecting_account(req.session_account)
-    .bootstrapping(matches!(req.entry, Entry::Bootstrap { .. }));
+    .expecting_account(session_account)
+    .bootstrapping(matches!(entry, Entry::Bootstrap { .. }));
     session.observe(&p::Message::Start(start.clone()));
     let run_id = start.run_id.clone();
 
     let guest = GuestRun {
         start,
-        settings: req.settings,
+        settings,
         secrets,
         limits,
-        control: req.control,
-        egress: req.egress,
-        browser: req.browser,
-        entry: req.entry,
+        control,
+        egress,
+        browser,
+        entry,
     };
-    let (exit, usage, mut session) = sandbox.run(plugin, guest, session).await;
-    let exit = match session.settle(&exit).await {
-        Ok(()) => exit,
-        Err(fault) => GuestExit::HostFault(fault.0),
-    };
-    session.finish(run_id, exit, usage, &req.state)
+    sandbox
+        .run(plugin, guest, session)
+        .then(move |(exit, usage, mut session)| async move {
+            let exit = match session.settle(&exit).await {
+                Ok(()) => exit,
+                Err(fault) => GuestExit::HostFault(fault.0),
+            };
+            session.finish(run_id, exit, usage, &state)
+        })
 }

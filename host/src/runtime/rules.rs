@@ -10,13 +10,43 @@ use crate::manifest::Manifest;
 use crate::protocol::{self as p, StreamScope};
 use crate::sandbox::Violation;
 use serde_json::{Value, json};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 /// What a message is checked against.
 pub(super) struct Rules<'a> {
     pub manifest: &'a Manifest,
     /// The run's scope, by stream name.
-    pub scope: &'a BTreeMap<String, StreamScope>,
+    pub scope: &'a Scope,
+}
+
+/// START's streams by name. A run keeps its scope for as long as it lives
+/// (parked runs included), so it is a vector of exactly its length sorted by
+/// name, not a map with a node of eleven slots for a one-stream scope.
+#[derive(Debug, Default)]
+pub(super) struct Scope(Vec<StreamScope>);
+
+impl Scope {
+    /// The streams, the last one of a name winning (as a map would keep it).
+    pub fn new(streams: &[StreamScope]) -> Self {
+        let mut v: Vec<StreamScope> = streams.iter().rev().cloned().collect();
+        v.sort_by(|a, b| a.name.cmp(&b.name));
+        v.dedup_by(|a, b| a.name == b.name);
+        v.shrink_to_fit();
+        Scope(v)
+    }
+
+    pub fn get(&self, stream: &str) -> Option<&StreamScope> {
+        let i = self.0.binary_search_by(|s| s.name.as_str().cmp(stream)).ok()?;
+        self.0.get(i)
+    }
+
+    pub fn contains_key(&self, stream: &str) -> bool {
+        self.get(stream).is_some()
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &String> {
+        self.0.iter().map(|s| &s.name)
+    }
 }
 
 /// SKIP_RESULT diagnostics are kept only while small and shallow.

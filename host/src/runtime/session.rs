@@ -11,23 +11,23 @@
 use super::checkpoint::KnownGap;
 use super::outcome::{self, InteractionSummary, RunOutcome, Seen};
 use super::redact::{redact_message, redact_value, scrub};
-use super::rules::{self, Rules};
+use super::rules::{self, Rules, Scope};
 use super::{InteractionHandler, Observer, RunSink, StateInput};
 use crate::manifest::Manifest;
-use crate::protocol::{self as p, StreamScope};
+use crate::protocol as p;
 use crate::sandbox::{
     Asked, Breach, GuestExit, Held, HookError, HostFault, LogLevel, RunControl, RunHooks, SecretSet, Usage, Violation,
 };
 use crate::store::RunEvent;
 use serde_json::{Value, json};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 /// Validates and records what one guest emits.
 pub struct Session {
     manifest: Arc<Manifest>,
-    scope: BTreeMap<String, StreamScope>,
+    scope: Scope,
     interaction: Option<Arc<dyn InteractionHandler>>,
     observer: Box<dyn Observer>,
     secrets: SecretSet,
@@ -91,12 +91,7 @@ impl Session {
         sink: Option<Arc<dyn RunSink>>,
         control: RunControl,
     ) -> Self {
-        let scope = start
-            .scope
-            .streams
-            .iter()
-            .map(|s| (s.name.clone(), s.clone()))
-            .collect();
+        let scope = Scope::new(&start.scope.streams);
         Session {
             scope,
             interaction,
@@ -261,7 +256,7 @@ impl Session {
         let redactor = self.secrets.redactor();
         let seen = Seen {
             manifest: &self.manifest,
-            in_scope: self.scope.keys().cloned().collect(),
+            in_scope: self.scope.names().cloned().collect(),
             staged: self.staged,
             records: self.records,
             written: self.written,

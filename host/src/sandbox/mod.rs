@@ -122,6 +122,7 @@ pub struct Sandbox {
     linkers: Linkers,
     ticker_stop: Arc<AtomicBool>,
     live: Arc<LiveRuns>,
+    tuning: MemoryTuning,
 }
 
 /// How many guest instances are live, against the deployment's limit.
@@ -146,17 +147,22 @@ impl Drop for Sandbox {
     }
 }
 
-/// How linear memories and fiber stacks are made.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// How linear memories and fiber stacks are made: a deployment's
+/// `[sandbox] memory` (docs/sandbox.md, "Capacity").
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum MemoryTuning {
-    /// One merged mapping per memory and stack, no reservation (the host's
-    /// configuration; docs/sandbox.md, "Capacity").
+    /// `lean`: one exact-size mapping per memory, bounds checked by the
+    /// compiled code, stacks guarded without a mapping of their own: tens of
+    /// thousands of runs can be live (parked) under the kernel's default map
+    /// limit. The default.
     #[default]
     Lean,
-    /// wasmtime's defaults (4 GiB reservation and guard regions per memory,
-    /// copy-on-write data images, `PROT_NONE` stack guards): only for
-    /// comparing in `pdpp-host bench --parked`.
-    WasmtimeDefaults,
+    /// `reserved`: wasmtime's defaults (4 GiB reservation and guard regions
+    /// per memory, copy-on-write data images, `PROT_NONE` stack guards):
+    /// faster guest code and instantiation, but about seven mappings per
+    /// live run, so a host holds only ~9,000 live runs.
+    Reserved,
 }
 
 impl Sandbox {
@@ -193,7 +199,13 @@ impl Sandbox {
                 max: AtomicUsize::new(DEFAULT_MAX_LIVE_RUNS),
                 now: AtomicUsize::new(0),
             }),
+            tuning,
         })
+    }
+
+    /// How this engine makes linear memories and fiber stacks.
+    pub fn tuning(&self) -> MemoryTuning {
+        self.tuning
     }
 
     /// Parked runs are cheap (docs/sandbox.md, "Capacity"): no virtual

@@ -1,5 +1,6 @@
 //! Running a plugin: one fresh store per run or probe, and what it ended as.
 
+use super::bindings::wit;
 use super::caps::browser::{BrowserSetup, BrowserUsage};
 use super::caps::http::RequestSummary;
 use super::caps::secrets::SecretSet;
@@ -137,45 +138,70 @@ impl Sandbox {
 
     /// Run the guest once in a fresh store, with `hooks` as the runtime's
     /// side of it; the hooks come back with the guest's exit and usage.
-    pub async fn run<H: RunHooks + 'static>(&self, plugin: &Plugin, run: GuestRun, hooks: H) -> (GuestExit, Usage, H) {
-        let _slot = match self.admit() {
-            Ok(slot) => slot,
-            Err(full) => return (GuestExit::HostCapacity(full.0), Usage::default(), hooks),
-        };
+    ///
+    /// The run is admitted and its store built when this is called; the
+    /// future returned keeps only what the run needs while the guest runs or
+    /// waits for its owner (the store, the hooks' slot, START as WIT values),
+    /// not the inputs it was built from (docs/sandbox.md, "Capacity").
+    pub fn run<'a, H: RunHooks + 'static>(
+        &'a self,
+        plugin: &'a Plugin,
+        run: GuestRun,
+        hooks: H,
+    ) -> impl Future<Output = (GuestExit, Usage, H)> + 'a {
+        let slot = self.admit();
+        let GuestRun {
+            start,
+            settings,
+            secrets,
+            limits,
+            control,
+            egress,
+            browser,
+            entry,
+        } = run;
         let (lent, shared) = hooks::lend(hooks);
-        let mut store = self.store(
-            plugin,
-            StoreInputs {
-                hooks: shared,
-                secrets: run.secrets,
-                limits: &run.limits,
-                control: run.control,
-                egress: run.egress,
-                browser: run.browser,
-            },
-        );
-        let start = convert::start(&run.start, &run.settings);
-        let result = async {
-            let instance = plugin.pre.instantiate_async(&mut store).await.map_err(Instantiation)?;
-            match &run.entry {
-                Entry::Run => instance.call_run(&mut store, &start).await,
-                Entry::Bootstrap { field } => instance.call_bootstrap(&mut store, &start, field).await,
+        let store = slot.as_ref().ok().map(|_| {
+            self.store(
+                plugin,
+                StoreInputs {
+                    hooks: shared,
+                    secrets,
+                    limits: &limits,
+                    control,
+                    egress,
+                    browser,
+                },
+            )
+        });
+        // The guest gets START as WIT values; the protocol form and the
+        // settings are not kept while the run goes on.
+        let wit_start = store.as_ref().map(|_| convert::start(&start, &settings));
+        drop((start, settings, limits));
+        async move {
+            let (_slot, mut store, wit_start) = match (slot, store, wit_start) {
+                (Ok(slot), Some(store), Some(wit_start)) => (slot, store, wit_start),
+                (Err(full), ..) => return (GuestExit::HostCapacity(full.0), Usage::default(), lent.take_back()),
+                _ => unreachable!("an admitted run has its store and START"),
+            };
+            let result = async {
+                // Boxed: instantiation's state is not kept in the run's
+                // future while the guest runs or waits.
+                let instance = Box::pin(plugin.pre.instantiate_async(&mut store))
+                    .await
+                    .map_err(Instantiation)?;
+                match &entry {
+                    Entry::Run => instance.call_run(&mut store, &wit_start).await,
+                    Entry::Bootstrap { field } => instance.call_bootstrap(&mut store, &wit_start, field).await,
+                }
+                .map_err(Called)
             }
-            .map_err(Called)
+            .await;
+            // Boxed, like instantiation: what follows the guest is not state
+            // a waiting run should carry.
+            let (exit, usage) = Box::pin(conclude(store, result)).await;
+            (exit, usage, lent.take_back())
         }
-        .await;
-        let mut state = store.into_data();
-        let exit = match result {
-            Ok(done) => GuestExit::Done(convert::done(done)),
-            Err(e) => e.classify(&state),
-        };
-        // The browser ends before the run does: its login material is kept
-        // only when the guest returned DONE.
-        let browser = state.take_browser().finish(matches!(exit, GuestExit::Done(_))).await;
-        let mut usage = state.usage();
-        usage.browser = browser;
-        drop(state);
-        (exit, usage, lent.take_back())
     }
 
     /// Call the guest's credential probe once in a fresh store. Emitting and
@@ -199,7 +225,9 @@ impl Sandbox {
         );
         let settings = probe.settings.to_string();
         let result = async {
-            let instance = plugin.pre.instantiate_async(&mut store).await.map_err(Instantiation)?;
+            let instance = Box::pin(plugin.pre.instantiate_async(&mut store))
+                .await
+                .map_err(Instantiation)?;
             instance
                 .call_validate_credential(&mut store, &settings)
                 .await
@@ -213,6 +241,20 @@ impl Sandbox {
         };
         (answer, state.usage())
     }
+}
+
+/// After the guest: how it ended, and what it used. The browser ends before
+/// the run does: its login material is kept only when the guest returned DONE.
+async fn conclude(store: Store<RunState>, result: Result<wit::Done, Failed>) -> (GuestExit, Usage) {
+    let mut state = store.into_data();
+    let exit = match result {
+        Ok(done) => GuestExit::Done(convert::done(done)),
+        Err(e) => e.classify(&state),
+    };
+    let browser = state.take_browser().finish(matches!(exit, GuestExit::Done(_))).await;
+    let mut usage = state.usage();
+    usage.browser = browser;
+    (exit, usage)
 }
 
 /// Where a run's error arose: creating the instance or calling it.

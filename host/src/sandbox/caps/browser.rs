@@ -31,6 +31,12 @@ use crate::browser::{
 };
 use crate::egress::EgressPolicy;
 use std::sync::Arc;
+
+/// The screenshot for a question: at hand, or being taken.
+pub(crate) enum Screenshot<'a> {
+    Ready(Option<Vec<u8>>),
+    Taking(std::pin::Pin<Box<dyn Future<Output = Option<Vec<u8>>> + Send + 'a>>),
+}
 use std::time::{Duration, Instant};
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 use zeroize::Zeroizing;
@@ -210,15 +216,18 @@ impl BrowserState {
 
     /// The screenshot to show the owner with a question the guest asks now:
     /// the one the guest kept, else (for a `manual_action` question, when a
-    /// session is open) a fresh one.
-    pub(crate) async fn screenshot_for_question(&mut self, manual_action: bool, deadline: Instant) -> Option<Vec<u8>> {
+    /// session is open) a fresh one. Taking a fresh one is a boxed future
+    /// built here, not awaited inline, so that every question's future
+    /// (parked for as long as the owner takes) does not reserve room for it.
+    #[inline(never)]
+    pub(crate) fn screenshot_for_question(&mut self, manual_action: bool, deadline: Instant) -> Screenshot<'_> {
         if let Some((kept, _held)) = self.screenshot.take() {
-            return Some(kept);
+            return Screenshot::Ready(Some(kept));
         }
-        if !manual_action {
-            return None;
+        match self.session.as_mut().filter(|_| manual_action) {
+            Some(session) => Screenshot::Taking(Box::pin(async move { session.screenshot(deadline).await.ok() })),
+            None => Screenshot::Ready(None),
         }
-        self.session.as_mut()?.screenshot(deadline).await.ok()
     }
 
     /// End the session at the run's end: pack the login material when the

@@ -19,7 +19,7 @@ use super::super::convert;
 use super::super::hooks::{Asked, HookError, SharedHooks};
 use super::super::limits::Breach;
 use super::super::state::{RunClock, ViolationSlot};
-use super::browser::BrowserState;
+use super::browser::{BrowserState, Screenshot};
 use super::secrets::SecretSet;
 use std::time::Instant;
 use wasmtime::component::{HasData, Linker};
@@ -90,10 +90,10 @@ impl interaction::Host for InteractionView<'_> {
         let manual = request.kind == crate::protocol::InteractionKind::ManualAction;
         let credentials = request.kind == crate::protocol::InteractionKind::Credentials;
         let schema = request.schema.clone().filter(|_| credentials);
-        let screenshot = self
-            .browser
-            .screenshot_for_question(manual, self.clock.wall_deadline)
-            .await;
+        let screenshot = match self.browser.screenshot_for_question(manual, self.clock.wall_deadline) {
+            Screenshot::Ready(s) => s,
+            Screenshot::Taking(taking) => taking.await,
+        };
         let remaining = self.clock.wall_deadline.saturating_duration_since(Instant::now());
         let control = self.control;
         let answer = {
