@@ -4,6 +4,7 @@ use super::*;
 use crate::on_both_backends;
 use pdpp_host::protocol::{Interaction, InteractionAnswer};
 use pdpp_host::runtime::InteractionHandler;
+use pdpp_host::sandbox::RunControl;
 use std::time::Duration;
 
 struct Answers(InteractionAnswer);
@@ -20,6 +21,17 @@ struct Never;
 #[async_trait::async_trait]
 impl InteractionHandler for Never {
     async fn answer(&self, _req: &Interaction) -> InteractionAnswer {
+        std::future::pending().await
+    }
+}
+
+/// Cancels the run when it asks, then never answers.
+struct CancelWhenAsked(RunControl);
+
+#[async_trait::async_trait]
+impl InteractionHandler for CancelWhenAsked {
+    async fn answer(&self, _req: &Interaction) -> InteractionAnswer {
+        self.0.cancel();
         std::future::pending().await
     }
 }
@@ -127,13 +139,10 @@ on_both_backends! {
 
 on_both_backends! {
     async fn owner_cancellation_while_waiting_for_an_answer_cancels_the_run(t: TestDeployment) {
-        let _ = script(); // compile first: the clock below is for the run, not for compiling
-        let opts = with(Arc::new(Never));
-        let control = opts.control.clone();
-        tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            control.cancel();
-        });
+        // The owner cancels once the question is asked, however long the
+        // run took to get there.
+        let mut opts = with(Arc::new(Never));
+        opts.interaction = Some(Arc::new(CancelWhenAsked(opts.control.clone())));
         let p = play_opts(&t, manifest(&["a"]), vec![state("a", json!({})), ask("otp", None), done()], opts).await;
         assert_eq!(p.out.status, p::DoneStatus::Cancelled);
         assert_eq!(p.reason(), Some("owner_cancelled"));
