@@ -181,8 +181,12 @@ impl Session {
         {
             let sink = sink.clone();
             self.in_flight = Some(InFlight(tokio::spawn(async move {
-                let _charge = charge;
-                sink.batch(&records, &events).await
+                let written = sink.batch(&records, &events).await;
+                Written {
+                    written,
+                    batch: (records, events),
+                    charge,
+                }
             })));
         }
         Ok(())
@@ -193,10 +197,17 @@ impl Session {
         let Some(mut task) = self.in_flight.take() else {
             return Ok(());
         };
-        let result = (&mut task.0)
+        let done = (&mut task.0)
             .await
             .map_err(|e| HostFault(format!("the batch writer stopped: {e}")))?;
-        self.written += result.map_err(|e| {
+        // The batch is freed here, on the thread that parsed it: freeing a
+        // few thousand records on the writer's thread made it wait on the
+        // allocator's lock while this thread allocated the next batch, and
+        // the writer is the slower of the two. Its budget hold goes after it.
+        let Written { written, batch, charge } = done;
+        drop(batch);
+        drop(charge);
+        self.written += written.map_err(|e| {
             // The store refused the batch because the connection was
             // revoked (on this host or another): the run stops for that
             // reason, not as a fault of the host.
@@ -436,7 +447,15 @@ impl RunHooks for Session {
 
 /// A batch being written. A run dropped before it settled (its task was
 /// cancelled) writes nothing more: the write is aborted and rolls back.
-struct InFlight(tokio::task::JoinHandle<Result<u64, super::SinkError>>);
+struct InFlight(tokio::task::JoinHandle<Written>);
+
+/// What a batch writer hands back: the outcome, the batch itself and the
+/// budget's hold on it (see [`Session::written`]).
+struct Written {
+    written: Result<u64, super::SinkError>,
+    batch: (Vec<p::Record>, Vec<RunEvent>),
+    charge: Option<Held>,
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {
