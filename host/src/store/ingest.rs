@@ -23,7 +23,8 @@
 //!   per-row columns bound as four text arrays and turned back into rows by
 //!   `unnest`: the server parses and plans a statement of eight parameters
 //!   instead of one of thousands (the `Any` driver binds no array type, so
-//!   an array goes as its text literal, see [`text_array`]).
+//!   an array goes as its text literal, see [`text_array`]). Each chunk is
+//!   tried as a plain insert first ([`upsert_pg`]).
 
 use super::{Result, RunEvent, json_text, key_text};
 use crate::protocol as p;
