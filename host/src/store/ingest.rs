@@ -231,7 +231,75 @@ struct Upsert<'a> {
     time: &'a str,
 }
 
-/// Write a batch's records; returns how many were upserts and how each
+/// A batch's records reduced to the last operation per key, with the text
+/// each row stores: the work that needs no database, done before the
+/// batch's turn to be written comes.
+pub(crate) struct Rows<'a> {
+    upserts: Vec<Upsert<'a>>,
+    deletes: BTreeMap<&'a str, Vec<Cow<'a, str>>>,
+    /// Records that were upserts (deletes not counted), duplicates included.
+    accepted: u64,
+}
+
+impl<'a> Rows<'a> {
+    pub(crate) fn new(records: &'a [p::Record], time_fields: &BTreeMap<String, String>) -> Rows<'a> {
+        // A single key is its own text, borrowed; a composite one is its JSON.
+        let keys: Vec<Cow<str>> = records
+            .iter()
+            .map(|r| match &r.key {
+                Value::String(k) => Cow::Borrowed(k.as_str()),
+                other => Cow::Owned(key_text(other)),
+            })
+            .collect();
+        // Which record is the last of its key in the batch.
+        let last = {
+            let mut at: HashMap<(&str, &str), usize> = HashMap::with_capacity(records.len());
+            for (i, (r, k)) in records.iter().zip(&keys).enumerate() {
+                at.insert((r.stream.as_str(), k.as_ref()), i);
+            }
+            let mut last = vec![false; records.len()];
+            for i in at.into_values() {
+                last[i] = true;
+            }
+            last
+        };
+        let mut upserts: Vec<Upsert> = Vec::with_capacity(records.len());
+        let mut deletes: BTreeMap<&str, Vec<Cow<str>>> = BTreeMap::new();
+        let mut accepted = 0u64;
+        for ((r, key), last) in records.iter().zip(keys).zip(last) {
+            let delete = r.op.as_deref() == Some("delete");
+            accepted += u64::from(!delete);
+            if !last {
+                continue;
+            }
+            if delete {
+                deletes.entry(&r.stream).or_default().push(key);
+                continue;
+            }
+            let time = time_fields
+                .get(&r.stream)
+                .and_then(|f| r.data.as_ref()?.get(f)?.as_str())
+                .unwrap_or(&r.emitted_at);
+            upserts.push(Upsert {
+                stream: &r.stream,
+                key,
+                data: r.data.as_ref().map(json_text).unwrap_or_else(|| "{}".into()),
+                emitted_at: &r.emitted_at,
+                time,
+            });
+        }
+        // One stream at a time: the stream is bound once per statement. Keys
+        // are distinct (one row per key), so their order does not matter.
+        upserts.sort_by(|a, b| a.stream.cmp(b.stream));
+        Rows {
+            upserts,
+            deletes,
+            accepted,
+        }
+    }
+}
+
+/// Write a batch's rows; returns how many were upserts and how each
 /// stream's record count changed: a delete counts the rows it removed, an
 /// upsert counts when its key was not in the table before (looked up in
 /// the batch's transaction, just before the write).
@@ -240,57 +308,11 @@ pub(super) async fn write_records(
     connection_id: &str,
     run_id: &str,
     now: i64,
-    records: &[p::Record],
-    time_fields: &BTreeMap<String, String>,
+    rows: &Rows<'_>,
 ) -> Result<Written> {
-    // A single key is its own text, borrowed; a composite one is its JSON.
-    let keys: Vec<Cow<str>> = records
-        .iter()
-        .map(|r| match &r.key {
-            Value::String(k) => Cow::Borrowed(k.as_str()),
-            other => Cow::Owned(key_text(other)),
-        })
-        .collect();
-    // Which record is the last of its key in the batch.
-    let last = {
-        let mut at: HashMap<(&str, &str), usize> = HashMap::with_capacity(records.len());
-        for (i, (r, k)) in records.iter().zip(&keys).enumerate() {
-            at.insert((r.stream.as_str(), k.as_ref()), i);
-        }
-        let mut last = vec![false; records.len()];
-        for i in at.into_values() {
-            last[i] = true;
-        }
-        last
-    };
-    let mut upserts: Vec<Upsert> = Vec::with_capacity(records.len());
-    let mut deletes: BTreeMap<&str, Vec<Cow<str>>> = BTreeMap::new();
-    let mut accepted = 0u64;
-    for ((r, key), last) in records.iter().zip(keys).zip(last) {
-        let delete = r.op.as_deref() == Some("delete");
-        accepted += u64::from(!delete);
-        if !last {
-            continue;
-        }
-        if delete {
-            deletes.entry(&r.stream).or_default().push(key);
-            continue;
-        }
-        let time = time_fields
-            .get(&r.stream)
-            .and_then(|f| r.data.as_ref()?.get(f)?.as_str())
-            .unwrap_or(&r.emitted_at);
-        upserts.push(Upsert {
-            stream: &r.stream,
-            key,
-            data: r.data.as_ref().map(json_text).unwrap_or_else(|| "{}".into()),
-            emitted_at: &r.emitted_at,
-            time,
-        });
-    }
     let style = Style::of(tx);
     let mut counts: BTreeMap<String, i64> = BTreeMap::new();
-    for (stream, keys) in &deletes {
+    for (stream, keys) in &rows.deletes {
         for chunk in chunks(keys) {
             let mut q = sqlx::query(statement(&DELETE, delete_sql, style, chunk.len()))
                 .bind(connection_id)
@@ -302,10 +324,7 @@ pub(super) async fn write_records(
             *counts.entry((*stream).to_owned()).or_default() -= removed;
         }
     }
-    // One stream at a time: the stream is bound once per statement. Keys
-    // are distinct (one row per key), so their order does not matter.
-    upserts.sort_by(|a, b| a.stream.cmp(b.stream));
-    let mut rest = upserts.as_slice();
+    let mut rest = rows.upserts.as_slice();
     while let Some(first) = rest.first() {
         let same = rest.iter().take_while(|u| u.stream == first.stream).count();
         let (group, tail) = rest.split_at(same);
@@ -317,7 +336,10 @@ pub(super) async fn write_records(
         *counts.entry(first.stream.to_owned()).or_default() += new;
     }
     counts.retain(|_, n| *n != 0);
-    Ok(Written { accepted, counts })
+    Ok(Written {
+        accepted: rows.accepted,
+        counts,
+    })
 }
 
 /// SQLite: the upserts of one stream. Each chunk is first inserted where
