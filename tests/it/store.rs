@@ -277,6 +277,43 @@ on_both_backends! {
     }
 }
 
+on_both_backends! {
+    /// Batches are written in order even though the next one is prepared
+    /// while the one ahead is written: when the database refuses a batch,
+    /// the batches behind it are not written either, and the run fails;
+    /// the batches before it stay whole.
+    async fn no_batch_is_written_after_one_the_database_refused(t: TestDeployment) {
+        let m = demo_manifest();
+        // 10,000 records without checkpoints in between: batches of 4,096,
+        // 4,096 and 1,808; the database refuses a record of the second.
+        let c = t.connection(&m, json!({"contacts": 10_000, "events": 0, "checkpoint_every": 100_000}), None).await;
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect(&t.url).await.unwrap();
+        let refuse: &[&str] = if t.url.starts_with("sqlite") {
+            &["CREATE TRIGGER refuse_c05000 BEFORE INSERT ON records WHEN NEW.record_key = 'c05000'
+               BEGIN SELECT RAISE(ABORT, 'c05000 refused'); END"]
+        } else {
+            &[
+                "CREATE FUNCTION refuse_c05000() RETURNS trigger LANGUAGE plpgsql AS $$
+                 BEGIN IF NEW.record_key = 'c05000' THEN RAISE EXCEPTION 'c05000 refused'; END IF; RETURN NEW; END $$",
+                "CREATE TRIGGER refuse_c05000 BEFORE INSERT ON records FOR EACH ROW EXECUTE FUNCTION refuse_c05000()",
+            ]
+        };
+        for sql in refuse {
+            sqlx::query(*sql).execute(&pool).await.unwrap();
+        }
+        pool.close().await;
+        let out = run_connection(&t.dep, sandbox(), demo(), m, &c, ConnectionRun::new(Trigger::Manual)).await.unwrap();
+        assert!(!out.succeeded(), "{out:?}");
+        let s = &t.dep.store;
+        let keys: Vec<String> = s.records(&c, "contacts").await.unwrap().into_iter().map(|r| r.key).collect();
+        let first: Vec<String> = (0..4_096).map(|i| format!("c{i:05}")).collect();
+        assert_eq!(keys, first, "the first batch whole, nothing of the refused one or of the one behind it");
+        assert_eq!(s.record_counts(&c).await.unwrap().get("contacts"), Some(&4_096));
+        assert!(s.state(&c, &Namespace::Global).await.unwrap().is_empty(), "no state without its records");
+    }
+}
+
 /// SIGKILL the host in the middle of writing batches: the database opens,
 /// every committed batch is whole, nothing half-written shows (records,
 /// their per-stream counts, state), and the interrupted run is marked
