@@ -177,7 +177,14 @@ impl Session {
             self.event("run.batch_written", json!({ "records": records.len() }));
         }
         let events = std::mem::take(&mut self.pending_events);
-        while self.in_flight.len() >= 2 {
+        // Batches whose outcome is in are settled now: a refused one stops
+        // the run at this `send`, a written one is freed. With two still in
+        // flight, wait for the oldest.
+        while self
+            .in_flight
+            .front()
+            .is_some_and(|b| b.outcome.borrow().is_some() || self.in_flight.len() >= 2)
+        {
             self.written_oldest().await?;
         }
         if let Some(sink) = &self.sink
