@@ -19,7 +19,7 @@ use crate::log::Level;
 use crate::messages::{DetailCoverage, DetailGap, Skip};
 use crate::scope::{Key, Mode, StreamScope, TimeRange};
 use crate::secrets::{Secret, SecretError};
-use crate::time::now_rfc3339;
+use crate::time::{format_unix, now_unix};
 use crate::wit;
 use pdpp_types::{DoneStatus, RecordOp};
 
@@ -43,6 +43,9 @@ pub struct Run {
     pending_bytes: usize,
     records_emitted: u64,
     interactions: u64,
+    /// The last second a record was emitted in, and its RFC 3339 text:
+    /// records of the same second share the formatting.
+    emitted_second: (i64, String),
 }
 
 /// What START carries, in the SDK's terms.
@@ -120,6 +123,7 @@ impl Run {
             pending_bytes: 0,
             records_emitted: 0,
             interactions: 0,
+            emitted_second: (i64::MIN, String::new()),
         }
     }
 
@@ -208,13 +212,19 @@ impl Run {
     /// The time window is not checked here (the SDK does not know which field
     /// is the consent time): filter with [`StreamScope::allows_time`].
     pub fn record(&mut self, stream: &str, key: impl Into<Key>, data: &impl Serialize) -> Result<(), Failure> {
-        let mut value = serde_json::to_value(data)?;
-        if let (Some(scope), Value::Object(map)) = (self.stream_scope(stream), &mut value)
-            && let Some(fields) = &scope.fields
-        {
-            map.retain(|k, _| fields.iter().any(|f| f == k));
-        }
-        let data = serde_json::to_string(&value)?;
+        let fields = self.stream_scope(stream).and_then(|s| s.fields.as_ref());
+        let data = match fields {
+            // Straight to text: no intermediate `Value` (a map and a string
+            // per field) for the common case, a stream without a field list.
+            None => serde_json::to_string(data)?,
+            Some(fields) => {
+                let mut value = serde_json::to_value(data)?;
+                if let Value::Object(map) = &mut value {
+                    map.retain(|k, _| fields.iter().any(|f| f == k));
+                }
+                serde_json::to_string(&value)?
+            }
+        };
         self.push_record(stream, key.into(), RecordOp::Upsert, Some(data))
     }
 
@@ -234,13 +244,14 @@ impl Run {
         };
         let size = data.as_ref().map_or(0, |d| d.len()) + stream.len() + 64;
         self.records_emitted += 1;
+        let emitted_at = self.emitted_at();
         self.push(
             wit::emit::Message::Record(wit::types::DataRecord {
                 stream: stream.to_owned(),
                 key,
                 op,
                 data,
-                emitted_at: now_rfc3339(),
+                emitted_at,
             }),
             size,
         )
@@ -384,6 +395,15 @@ impl Run {
     /// A log line at [`Level::Info`] without fields.
     pub fn info(&self, message: &str) {
         self.log(Level::Info, message, &[]);
+    }
+
+    /// Now, as a record's `emitted_at`.
+    fn emitted_at(&mut self) -> String {
+        let now = now_unix();
+        if self.emitted_second.0 != now {
+            self.emitted_second = (now, format_unix(now));
+        }
+        self.emitted_second.1.clone()
     }
 
     fn push(&mut self, msg: wit::emit::Message, size: usize) -> Result<(), Failure> {

@@ -477,6 +477,29 @@ mod tests {
     }
 
     #[test]
+    fn records_of_a_stream_without_a_field_list_carry_all_their_data() {
+        #[derive(serde::Serialize)]
+        struct Note {
+            id: &'static str,
+            tags: Vec<&'static str>,
+            body: Option<String>,
+            n: u32,
+        }
+        let host = TestHost::new().stream("notes");
+        let mut run = host.run();
+        let note = Note {
+            id: "n1",
+            tags: vec!["a"],
+            body: None,
+            n: 3,
+        };
+        run.record("notes", "n1", &note).unwrap();
+        host.finish(run, Ok(()));
+        let data = json!({ "id": "n1", "tags": ["a"], "body": null, "n": 3 });
+        assert_eq!(host.records("notes")[0].data, Some(data));
+    }
+
+    #[test]
     fn cursors_are_offered_only_to_incremental_persisted_runs() {
         let host = TestHost::new().stream("s").cursor("s", json!({ "last": "x" }));
         let cursor: Option<Value> = host.run().cursor("s").unwrap();

@@ -148,6 +148,62 @@ on_both_backends! {
 }
 
 on_both_backends! {
+    /// A record comes back as it was sent, whatever its key and data hold
+    /// (quotes, backslashes, commas, braces, the word NULL, newlines,
+    /// non-ASCII), whether its key is new or replaces a stored one (a
+    /// stream of only new keys, of only stored ones, of both), across
+    /// streams of one batch; each stream's count moves by its new keys only.
+    async fn records_are_stored_as_sent_whatever_characters_they_hold(t: TestDeployment) {
+        let m = probe_manifest();
+        let c = t.connection(&m, json!({}), None).await;
+        let s = &t.dep.store;
+        let odd = [
+            "NULL", r#"say "hi""#, r"back\slash", "a,b", "{braces}", "new\nline", "tab\there", "ünï©ødé ✓", " ", "}",
+        ];
+        let first: Vec<p::Record> = odd
+            .iter()
+            .map(|k| record("items", k, json!({"text": k, "nested": {"q": format!("\"{k}\\")}})))
+            .collect();
+        s.write_batch(&c, "run_1", &first, &[]).await.unwrap();
+        let mut second: Vec<p::Record> = odd[..5].iter().map(|k| record("items", k, json!({"again": k}))).collect();
+        second.push(record("other", r#"{"x":"y"}"#, json!({"v": "\\\""})));
+        second.push(record("mixed", "fresh \"1\"", json!({"v": 1})));
+        second.extend(odd[5..].iter().map(|k| record("mixed", k, json!({"v": k}))));
+        second.push(p::Record { key: json!(["part \"1\"", "part\\2"]), ..record("pairs", "", json!({"v": 1})) });
+        let mut mixed: Vec<p::Record> = odd[5..].iter().map(|k| record("mixed", k, json!({"v": 0}))).collect();
+        mixed.push(record("mixed", "stored \\", json!({"v": 0})));
+        s.write_batch(&c, "run_1", &mixed, &[]).await.unwrap();
+        s.write_batch(&c, "run_2", &second, &[]).await.unwrap();
+
+        let mut want: Vec<(String, serde_json::Value)> = odd
+            .iter()
+            .enumerate()
+            .map(|(i, k)| {
+                let data = if i < 5 { json!({"again": k}) } else { json!({"text": k, "nested": {"q": format!("\"{k}\\")}}) };
+                (k.to_string(), data)
+            })
+            .collect();
+        want.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut got = stored(&t, &c, "items").await;
+        got.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(got, want);
+        assert_eq!(stored(&t, &c, "other").await, [(r#"{"x":"y"}"#.to_string(), json!({"v": "\\\""}))]);
+        assert_eq!(stored(&t, &c, "pairs").await, [(json!(["part \"1\"", "part\\2"]).to_string(), json!({"v": 1}))]);
+        let counts = s.record_counts(&c).await.unwrap();
+        assert_eq!(counts.get("items"), Some(&(odd.len() as i64)), "replaced keys are not counted twice");
+        assert_eq!((counts.get("other"), counts.get("pairs")), (Some(&1), Some(&1)));
+        let mut want: Vec<(String, serde_json::Value)> = odd[5..].iter().map(|k| (k.to_string(), json!({"v": k}))).collect();
+        want.push(("fresh \"1\"".into(), json!({"v": 1})));
+        want.push(("stored \\".into(), json!({"v": 0})));
+        want.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut got = stored(&t, &c, "mixed").await;
+        got.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(got, want, "new and stored keys in one statement");
+        assert_eq!(counts.get("mixed"), Some(&(odd.len() as i64 - 5 + 2)));
+    }
+}
+
+on_both_backends! {
     /// A batch larger than one statement's rows (256) is written whole, and
     /// when the database refuses a row near its end nothing of it is kept:
     /// no record, no timeline entry; earlier batches stay.
@@ -218,6 +274,43 @@ on_both_backends! {
         assert_eq!(kinds.last(), Some(&"run.completed"));
         let state = s.state(&c, &Namespace::Global).await.unwrap();
         assert_eq!(state["contacts"], json!({"after": "2027-02-21T15:00:00Z"}));
+    }
+}
+
+on_both_backends! {
+    /// Batches are written in order even though the next one is prepared
+    /// while the one ahead is written: when the database refuses a batch,
+    /// the batches behind it are not written either, and the run fails;
+    /// the batches before it stay whole.
+    async fn no_batch_is_written_after_one_the_database_refused(t: TestDeployment) {
+        let m = demo_manifest();
+        // 10,000 records without checkpoints in between: batches of 4,096,
+        // 4,096 and 1,808; the database refuses a record of the second.
+        let c = t.connection(&m, json!({"contacts": 10_000, "events": 0, "checkpoint_every": 100_000}), None).await;
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect(&t.url).await.unwrap();
+        let refuse: &[&str] = if t.url.starts_with("sqlite") {
+            &["CREATE TRIGGER refuse_c05000 BEFORE INSERT ON records WHEN NEW.record_key = 'c05000'
+               BEGIN SELECT RAISE(ABORT, 'c05000 refused'); END"]
+        } else {
+            &[
+                "CREATE FUNCTION refuse_c05000() RETURNS trigger LANGUAGE plpgsql AS $$
+                 BEGIN IF NEW.record_key = 'c05000' THEN RAISE EXCEPTION 'c05000 refused'; END IF; RETURN NEW; END $$",
+                "CREATE TRIGGER refuse_c05000 BEFORE INSERT ON records FOR EACH ROW EXECUTE FUNCTION refuse_c05000()",
+            ]
+        };
+        for sql in refuse {
+            sqlx::query(*sql).execute(&pool).await.unwrap();
+        }
+        pool.close().await;
+        let out = run_connection(&t.dep, sandbox(), demo(), m, &c, ConnectionRun::new(Trigger::Manual)).await.unwrap();
+        assert!(!out.succeeded(), "{out:?}");
+        let s = &t.dep.store;
+        let keys: Vec<String> = s.records(&c, "contacts").await.unwrap().into_iter().map(|r| r.key).collect();
+        let first: Vec<String> = (0..4_096).map(|i| format!("c{i:05}")).collect();
+        assert_eq!(keys, first, "the first batch whole, nothing of the refused one or of the one behind it");
+        assert_eq!(s.record_counts(&c).await.unwrap().get("contacts"), Some(&4_096));
+        assert!(s.state(&c, &Namespace::Global).await.unwrap().is_empty(), "no state without its records");
     }
 }
 

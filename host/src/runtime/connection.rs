@@ -2,8 +2,8 @@
 //! state from the store, its records into the store.
 
 use super::{
-    InteractionHandler, Observer, RunOutcome, RunRequest, RunSink, SinkError, StartError, StateInput, build_start_for,
-    execute_with_start, new_run_id,
+    InteractionHandler, Observer, RunOutcome, RunRequest, RunSink, SinkError, StartError, StateInput, Turn,
+    build_start_for, execute_with_start, new_run_id,
 };
 use crate::browser::{BrowserService, ProfileArchive, SealedProfile};
 use crate::deploy::Deployment;
@@ -158,6 +158,20 @@ impl RunSink for StoreSink {
             activate_draft: self.activate_draft,
         };
         Ok(self.store.write(batch).await?.written)
+    }
+    async fn batch_in_turn(&self, records: &[p::Record], events: &[RunEvent], turn: Turn) -> Result<u64, SinkError> {
+        let batch = crate::store::Batch {
+            connection_id: &self.connection_id,
+            run_id: &self.run_id,
+            records,
+            events,
+            time_fields: &self.time_fields,
+            activate_draft: self.activate_draft,
+        };
+        // The rows are made ready while the batch ahead is written.
+        let prepared = Store::prepare(batch);
+        turn.wait().await?;
+        Ok(self.store.write_prepared(prepared).await?.written)
     }
     async fn interaction_opened(
         &self,

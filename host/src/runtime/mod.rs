@@ -137,6 +137,39 @@ pub trait Observer: Send + Sync {
 pub enum SinkError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The batch before this one was not written, so this one is not either.
+    #[error("the batch before this one was not written")]
+    PreviousBatchNotWritten,
+}
+
+/// When a batch may be written: after the batch before it is durable.
+/// Batches of a run are handed to the sink before the one ahead of them is
+/// written (so a sink can prepare them meanwhile), yet each waits its turn,
+/// and none is written after one that failed.
+pub struct Turn(Option<tokio::sync::watch::Receiver<Option<bool>>>);
+
+impl Turn {
+    /// No batch ahead: write at once.
+    pub fn now() -> Turn {
+        Turn(None)
+    }
+
+    /// After the batch whose outcome `ahead` will carry (`true`: durable).
+    pub(crate) fn after(ahead: tokio::sync::watch::Receiver<Option<bool>>) -> Turn {
+        Turn(Some(ahead))
+    }
+
+    /// Wait until the batch ahead is durable; an error when it failed or
+    /// its writer stopped.
+    pub async fn wait(self) -> Result<(), SinkError> {
+        let Some(mut ahead) = self.0 else {
+            return Ok(());
+        };
+        match ahead.wait_for(Option::is_some).await {
+            Ok(outcome) if *outcome == Some(true) => Ok(()),
+            _ => Err(SinkError::PreviousBatchNotWritten),
+        }
+    }
 }
 
 /// Keeps what a run produces, durably. Each call is one transaction.
@@ -145,6 +178,17 @@ pub trait RunSink: Send + Sync {
     /// A batch of validated, redacted records and the timeline entries that
     /// go with it. Returns how many records were written.
     async fn batch(&self, records: &[p::Record], events: &[crate::store::RunEvent]) -> Result<u64, SinkError>;
+    /// [`RunSink::batch`] once `turn` comes. A sink may do the work that
+    /// needs no database before waiting for it.
+    async fn batch_in_turn(
+        &self,
+        records: &[p::Record],
+        events: &[crate::store::RunEvent],
+        turn: Turn,
+    ) -> Result<u64, SinkError> {
+        turn.wait().await?;
+        self.batch(records, events).await
+    }
     /// An INTERACTION is pending, with the page the run's browser showed
     /// (a PNG, kept sealed for the owner until the question is resolved);
     /// returns its id. The answer is never kept.

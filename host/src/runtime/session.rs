@@ -20,7 +20,7 @@ use crate::sandbox::{
 };
 use crate::store::RunEvent;
 use serde_json::{Value, json};
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,11 +38,12 @@ pub struct Session {
     /// Credential fields the host typed into the run's browser.
     typed: Vec<String>,
     sink: Option<Arc<dyn RunSink>>,
-    /// The last batch handed to the sink, still being written while the
-    /// guest produces the next one. At most one is in flight, so batches
-    /// commit in order; the run waits for it before it asks the owner
-    /// anything and before it ends.
-    in_flight: Option<InFlight>,
+    /// Batches handed to the sink and not yet known to be written, oldest
+    /// first: the one being written while the guest produces the next, and
+    /// at most one more, being prepared behind it. Each waits for the one
+    /// ahead ([`super::Turn`]), so batches commit in order; the run waits
+    /// for all of them before it asks the owner anything and before it ends.
+    in_flight: VecDeque<InFlight>,
     pending_records: Vec<p::Record>,
     pending_events: Vec<RunEvent>,
     written: u64,
@@ -103,7 +104,7 @@ impl Session {
             reveals: Vec::new(),
             typed: Vec::new(),
             sink,
-            in_flight: None,
+            in_flight: VecDeque::new(),
             pending_records: Vec::new(),
             pending_events: Vec::new(),
             written: 0,
@@ -161,37 +162,76 @@ impl Session {
         flushed.and(written)
     }
 
-    /// Queue what is pending as one batch: wait until the batch before it
-    /// is written, then write this one in the background. `charge` is the
-    /// run budget's hold on the batch, released once it is written.
+    /// Queue what is pending as one batch, written in the background after
+    /// the batches ahead of it. With two batches in flight already, wait
+    /// for the oldest first. `charge` is the run budget's hold on the
+    /// batch, released once it is written.
     async fn hand_over(&mut self, charge: Option<Held>) -> Result<(), HostFault> {
         let records = std::mem::take(&mut self.pending_records);
         if !records.is_empty() {
             self.event("run.batch_written", json!({ "records": records.len() }));
         }
         let events = std::mem::take(&mut self.pending_events);
-        self.written().await?;
+        // Batches whose outcome is in are settled now: a refused one stops
+        // the run at this `send`, a written one is freed. With two still in
+        // flight, wait for the oldest.
+        while self
+            .in_flight
+            .front()
+            .is_some_and(|b| b.outcome.borrow().is_some() || self.in_flight.len() >= 2)
+        {
+            self.written_oldest().await?;
+        }
         if let Some(sink) = &self.sink
             && !(records.is_empty() && events.is_empty())
         {
             let sink = sink.clone();
-            self.in_flight = Some(InFlight(tokio::spawn(async move {
-                let _charge = charge;
-                sink.batch(&records, &events).await
-            })));
+            let turn = match self.in_flight.back() {
+                Some(ahead) => super::Turn::after(ahead.outcome.clone()),
+                None => super::Turn::now(),
+            };
+            let (outcome, outcome_rx) = tokio::sync::watch::channel(None);
+            let task = tokio::spawn(async move {
+                let written = sink.batch_in_turn(&records, &events, turn).await;
+                let _ = outcome.send(Some(written.is_ok()));
+                Written {
+                    written,
+                    batch: (records, events),
+                    charge,
+                }
+            });
+            self.in_flight.push_back(InFlight {
+                task,
+                outcome: outcome_rx,
+            });
         }
         Ok(())
     }
 
-    /// Wait for the batch in flight to be durable.
+    /// Wait for every batch in flight to be durable.
     async fn written(&mut self) -> Result<(), HostFault> {
-        let Some(mut task) = self.in_flight.take() else {
+        while !self.in_flight.is_empty() {
+            self.written_oldest().await?;
+        }
+        Ok(())
+    }
+
+    /// Wait for the oldest batch in flight to be durable.
+    async fn written_oldest(&mut self) -> Result<(), HostFault> {
+        let Some(mut batch) = self.in_flight.pop_front() else {
             return Ok(());
         };
-        let result = (&mut task.0)
+        let done = (&mut batch.task)
             .await
             .map_err(|e| HostFault(format!("the batch writer stopped: {e}")))?;
-        self.written += result.map_err(|e| {
+        // The batch is freed here, on the thread that parsed it: freeing a
+        // few thousand records on the writer's thread made it wait on the
+        // allocator's lock while this thread allocated the next batch, and
+        // the writer is the slower of the two. Its budget hold goes after it.
+        let Written { written, batch, charge } = done;
+        drop(batch);
+        drop(charge);
+        self.written += written.map_err(|e| {
             // The store refused the batch because the connection was
             // revoked (on this host or another): the run stops for that
             // reason, not as a fault of the host.
@@ -431,11 +471,24 @@ impl RunHooks for Session {
 
 /// A batch being written. A run dropped before it settled (its task was
 /// cancelled) writes nothing more: the write is aborted and rolls back.
-struct InFlight(tokio::task::JoinHandle<Result<u64, super::SinkError>>);
+struct InFlight {
+    task: tokio::task::JoinHandle<Written>,
+    /// `Some(true)` once the batch is durable, `Some(false)` if it failed:
+    /// the batch behind it waits for this.
+    outcome: tokio::sync::watch::Receiver<Option<bool>>,
+}
+
+/// What a batch writer hands back: the outcome, the batch itself and the
+/// budget's hold on it (see [`Session::written_oldest`]).
+struct Written {
+    written: Result<u64, super::SinkError>,
+    batch: (Vec<p::Record>, Vec<RunEvent>),
+    charge: Option<Held>,
+}
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        self.0.abort();
+        self.task.abort();
     }
 }
 

@@ -147,9 +147,31 @@ fn wrong(id: &str, status: ConnectionStatus, action: &'static str, expected: &'s
     }
 }
 
+/// A batch whose rows are ready to write ([`Store::prepare`]).
+pub struct PreparedBatch<'a> {
+    batch: Batch<'a>,
+    rows: super::ingest::Rows<'a>,
+}
+
 impl Store {
     /// Write one batch; see [`Batch`].
     pub async fn write(&self, b: Batch<'_>) -> Result<BatchResult> {
+        self.write_prepared(Store::prepare(b)).await
+    }
+
+    /// The work of writing a batch that needs no database (each key's last
+    /// operation, the text of each row), so that it can be done while the
+    /// batch ahead of it is being written.
+    pub fn prepare(b: Batch<'_>) -> PreparedBatch<'_> {
+        PreparedBatch {
+            rows: super::ingest::Rows::new(b.records, b.time_fields),
+            batch: b,
+        }
+    }
+
+    /// Write a prepared batch in one transaction; see [`Batch`].
+    pub async fn write_prepared(&self, prepared: PreparedBatch<'_>) -> Result<BatchResult> {
+        let PreparedBatch { batch: b, rows } = prepared;
         let mut tx = self.begin_write().await?;
         // A revoked or deleted connection keeps nothing more: checked in the
         // batch's own transaction. On PostgreSQL the row is share-locked, so
@@ -171,8 +193,7 @@ impl Store {
             return Err(StoreError::ConnectionClosed(b.connection_id.to_owned()));
         }
         let now = now_ms();
-        let written =
-            super::ingest::write_records(&mut tx, b.connection_id, b.run_id, now, b.records, b.time_fields).await?;
+        let written = super::ingest::write_records(&mut tx, b.connection_id, b.run_id, now, &rows).await?;
         super::summary::apply_counts(&mut tx, b.connection_id, &written.counts).await?;
         let upserts = written.accepted;
         let mut events = b.events.to_vec();
