@@ -4,6 +4,10 @@ use clap::Parser;
 
 mod cli;
 
+/// mimalloc instead of glibc's malloc: see docs/architecture.md, "Allocator".
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() {
     // Library diagnostics (plugin loading, runs) go to stderr; `RUST_LOG`
