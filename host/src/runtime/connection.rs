@@ -146,30 +146,27 @@ struct StoreSink {
     activate_draft: bool,
 }
 
+impl StoreSink {
+    fn batch_of<'a>(&'a self, records: &'a [p::Record], events: &'a [RunEvent]) -> crate::store::Batch<'a> {
+        crate::store::Batch {
+            connection_id: &self.connection_id,
+            run_id: &self.run_id,
+            records,
+            events,
+            time_fields: &self.time_fields,
+            activate_draft: self.activate_draft,
+        }
+    }
+}
+
 #[async_trait::async_trait]
 impl RunSink for StoreSink {
     async fn batch(&self, records: &[p::Record], events: &[RunEvent]) -> Result<u64, SinkError> {
-        let batch = crate::store::Batch {
-            connection_id: &self.connection_id,
-            run_id: &self.run_id,
-            records,
-            events,
-            time_fields: &self.time_fields,
-            activate_draft: self.activate_draft,
-        };
-        Ok(self.store.write(batch).await?.written)
+        Ok(self.store.write(self.batch_of(records, events)).await?.written)
     }
     async fn batch_in_turn(&self, records: &[p::Record], events: &[RunEvent], turn: Turn) -> Result<u64, SinkError> {
-        let batch = crate::store::Batch {
-            connection_id: &self.connection_id,
-            run_id: &self.run_id,
-            records,
-            events,
-            time_fields: &self.time_fields,
-            activate_draft: self.activate_draft,
-        };
         // The rows are made ready while the batch ahead is written.
-        let prepared = Store::prepare(batch);
+        let prepared = Store::prepare(self.batch_of(records, events));
         turn.wait().await?;
         Ok(self.store.write_prepared(prepared).await?.written)
     }
